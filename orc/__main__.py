@@ -1,0 +1,5 @@
+"""``python -m orc`` runs the CLI (the launcher uses it to start its children)."""
+
+from orc.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Authentication: which configurations are safe, and the bearer-token check."""

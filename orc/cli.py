@@ -1,0 +1,241 @@
+"""The ``orc`` command line. Commands parse arguments and call library functions.
+
+User errors print one line (``orc: error: …``) and exit with code 2; nothing prints a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from orc import __version__
+from orc.config import ConfigError, Settings, load_settings
+
+EXIT_USAGE = 2
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print one error line and exit."""
+    click.echo(f"orc: error: {message}", err=True)
+    sys.exit(code)
+
+
+def settings_from(ctx: click.Context, **overrides: Any) -> Settings:
+    """The effective settings, with command-line values that were given applied on top."""
+    settings = ctx.obj if isinstance(ctx.obj, Settings) else load_settings()
+    changes = {key: value for key, value in overrides.items() if value is not None}
+    return settings.replace(**changes) if changes else settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="orc")
+def cli() -> None:
+    """orc: orchestrate AI coding tasks."""
+
+
+@cli.command()
+def init() -> None:
+    """Create .orc/config.yaml in this project (never overwrites your edits)."""
+    from orc.project import init_project
+
+    settings = load_settings()
+    path, created = init_project(Path.cwd(), settings.home)
+    if created:
+        click.echo(f"created {path}")
+    else:
+        click.echo(f"{path} already exists; left unchanged")
+    click.echo("next: orc serve")
+
+
+@cli.command()
+@click.option("--host", help="Listen address (ORC_HOST).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Listen port (ORC_PORT).")
+@click.option("--workers", type=click.IntRange(min=1), help="API worker processes (ORC_WORKERS).")
+@click.option("--no-worker", is_flag=True, help="Do not run the job worker (run `orc worker`).")
+@click.pass_context
+def serve(
+    ctx: click.Context, host: str | None, port: int | None, workers: int | None, no_worker: bool
+) -> None:
+    """Run the API (and the job worker) until SIGTERM or Ctrl-C."""
+    from orc import launcher
+    from orc.auth.policy import check_auth_policy
+    from orc.config import parse_host
+    from orc.logging import setup_logging
+
+    if host is not None:
+        try:
+            host = parse_host(host)
+        except ValueError as exc:
+            fail(f"--host {host!r} is invalid: {exc}")
+    # Signals are handled from here on, so a SIGTERM during migrations still ends cleanly.
+    stop = launcher.StopRequest()
+    stop.install()
+    settings = settings_from(ctx, host=host, port=port, workers=workers)
+    check_auth_policy(settings)
+    setup_logging(settings.log_level, settings.log_format)
+    launcher.check_port_free(settings.host, settings.port)
+    _migrate_or_exit(settings)
+    if stop.event.is_set():
+        sys.exit(0)
+    sys.exit(launcher.serve(settings, run_worker=not no_worker, stop=stop))
+
+
+def _migrate_or_exit(settings: Settings) -> None:
+    import logging
+
+    from orc.db import describe_error
+    from orc.db.schema import MigrationFailed, migrate_database
+
+    log = logging.getLogger("orc.migrate")
+    try:
+        applied = asyncio.run(
+            migrate_database(settings.database_url, lambda name: log.info("applying %s", name))
+        )
+    except MigrationFailed as exc:
+        fail(str(exc), code=1)
+    except Exception as exc:
+        fail(
+            f"cannot open the database ({describe_error(exc)}); check DATABASE_URL "
+            "and that the database server is running",
+            code=1,
+        )
+    if applied:
+        log.info("applied %d migration(s): %s", len(applied), ", ".join(applied))
+
+
+@cli.command("_api", hidden=True)
+def api_process() -> None:
+    """The API process that `orc serve` starts (internal)."""
+    from orc.logging import setup_logging
+    from orc.server import run_api
+
+    settings = load_settings()
+    setup_logging(settings.log_level, settings.log_format)
+    run_api(settings)
+
+
+@cli.command()
+def worker() -> None:
+    """Run the job worker. SIGINT stops gracefully; SIGTERM stops at once."""
+    from orc.logging import setup_logging
+    from workers.consumer import run_consumer
+
+    settings = load_settings()
+    setup_logging(settings.log_level, settings.log_format)
+    run_consumer(settings)
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="List pending migrations; change nothing.")
+def migrate(dry_run: bool) -> None:
+    """Apply pending database migrations (run once before starting servers)."""
+    from orc.db import describe_error
+    from orc.db.schema import MigrationFailed, migrate_database
+
+    settings = load_settings()
+    try:
+        names = asyncio.run(
+            migrate_database(
+                settings.database_url,
+                lambda name: click.echo(f"applying {name}"),
+                dry_run=dry_run,
+            )
+        )
+    except MigrationFailed as exc:
+        fail(str(exc), code=1)
+    except Exception as exc:
+        fail(f"cannot open the database ({describe_error(exc)}); check DATABASE_URL", code=1)
+    if dry_run:
+        click.echo("\n".join(f"pending {name}" for name in names) or "no pending migrations")
+    else:
+        click.echo(f"applied {len(names)} migration(s)" if names else "database is up to date")
+
+
+@cli.group()
+def config() -> None:
+    """Inspect the configuration."""
+
+
+@config.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def config_show(as_json: bool) -> None:
+    """Print the effective settings, where each came from, secrets redacted."""
+    from orc.config import SETTINGS
+
+    settings = load_settings()
+    rows = [
+        (s.name, s.env, settings.display_value(s.name), settings.sources.get(s.name, "default"))
+        for s in SETTINGS
+    ]
+    if as_json:
+        payload = {
+            name: {"env": env, "value": value, "source": source}
+            for name, env, value, source in rows
+        }
+        click.echo(json.dumps(payload, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("setting", "variable", "value", "source", box=None)
+    for row in rows:
+        table.add_row(*row)
+    Console(width=200).print(table)
+
+
+@cli.command()
+@click.option("--timeout", default=3.0, show_default=True, help="Seconds to wait for an answer.")
+def healthcheck(timeout: float) -> None:
+    """Exit 0 when /api/health answers on the configured host and port, else 1."""
+    from orc.launcher import probe_address
+
+    settings = load_settings()
+    host = probe_address(settings.host)
+    host = f"[{host}]" if ":" in host else host
+    url = f"http://{host}:{settings.port}/api/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        fail(f"{url} did not answer: {getattr(exc, 'reason', exc)}", code=1)
+    if body.get("status") != "ok":
+        fail(f"{url} answered {body!r}", code=1)
+    click.echo(f"ok {url} version {body.get('version')}")
+
+
+@cli.group()
+def token() -> None:
+    """Manage the API token."""
+
+
+@token.command("generate")
+def token_generate() -> None:
+    """Print a new random token for ORC_AUTH_TOKEN."""
+    from orc.auth.token import generate_token
+
+    click.echo(generate_token())
+
+
+def main() -> None:
+    """Entry point of the ``orc`` console script."""
+    try:
+        code = cli.main(prog_name="orc", standalone_mode=False)
+    except click.UsageError as exc:
+        hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        fail(exc.format_message() + hint)
+    except click.ClickException as exc:
+        fail(exc.format_message())
+    except click.Abort:
+        fail("aborted", code=130)
+    except ConfigError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,489 @@
+"""One settings object: built-in defaults < ORC_HOME/config.yaml < <project>/.orc/config.yaml < env.
+
+Every setting is declared once in ``SETTINGS`` with its environment variable, default, parser
+and documentation; ``load_settings`` validates all of them and raises ``ConfigError`` with one
+line that names the setting and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import yaml
+
+PROJECT_DIR_NAME = ".orc"
+CONFIG_FILE_NAME = "config.yaml"
+
+
+class ConfigError(Exception):
+    """A setting is invalid; the message is one line naming it and the fix."""
+
+
+def _parse_port(raw: str) -> int:
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ValueError("not a number") from None
+    if not 1 <= port <= 65535:
+        raise ValueError("out of range")
+    return port
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError("not a whole number") from None
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("not a number") from None
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError("not a boolean")
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        lowered = raw.strip().lower()
+        if lowered not in choices:
+            raise ValueError("not one of " + ", ".join(choices))
+        return lowered
+
+    return parse
+
+
+def parse_host(raw: str) -> str:
+    host = raw.strip()
+    if not host or any(c.isspace() for c in host) or "/" in host:
+        raise ValueError("not a host name or IP address")
+    return host
+
+
+def _parse_http_url(raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not an http:// or https:// URL")
+    return raw.strip().rstrip("/")
+
+
+def _parse_text(raw: str) -> str:
+    return raw.strip()
+
+
+SQLITE_SCHEMES = ("sqlite",)
+POSTGRES_SCHEMES = ("postgres", "postgresql")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+POSTGRES_URL_OPTIONS = ("sslmode", "application_name", "connect_timeout", "min_size", "max_size")
+
+
+def _parse_database_url(raw: str) -> str:
+    url = raw.strip()
+    parts = urlsplit(url)
+    if parts.scheme in SQLITE_SCHEMES:
+        path = (parts.netloc + parts.path) if parts.netloc else parts.path
+        if not path or path == ":memory:":
+            raise ValueError("an SQLite URL needs a file path, e.g. sqlite:///home/me/.orc/orc.db")
+        return url
+    if parts.scheme in POSTGRES_SCHEMES:
+        if not parts.hostname:
+            raise ValueError("a PostgreSQL URL needs a host, e.g. postgres://user@host:5432/orc")
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            raise ValueError("its port is not a number") from None
+        if not parts.path.strip("/"):
+            raise ValueError("a PostgreSQL URL needs a database name after the host")
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            if key not in POSTGRES_URL_OPTIONS:
+                raise ValueError(
+                    f"unknown option {key!r} (known: {', '.join(POSTGRES_URL_OPTIONS)})"
+                )
+            if key == "sslmode" and value not in SSL_MODES:
+                raise ValueError(f"sslmode must be one of {', '.join(SSL_MODES)}")
+            if key in ("connect_timeout", "min_size", "max_size") and not value.isdigit():
+                raise ValueError(f"{key} must be a whole number")
+        return url
+    raise ValueError("must start with sqlite://, postgres:// or postgresql://")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: where it is read from, how it is parsed, what it means."""
+
+    name: str
+    env: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    fix: str
+    secret: bool = False
+    env_only: bool = False
+
+    @property
+    def file_env(self) -> str:
+        """The ``_FILE`` variant of a secret (Docker and Kubernetes secrets)."""
+        return self.env + "_FILE"
+
+
+def _default_home() -> str:
+    return str(Path.home() / PROJECT_DIR_NAME)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "home",
+        "ORC_HOME",
+        Path,
+        None,
+        "Directory for orc's data: orc.db, queue.db, backups/, config.yaml.",
+        "set ORC_HOME to a writable directory",
+        env_only=True,
+    ),
+    Setting(
+        "database_url",
+        "DATABASE_URL",
+        _parse_database_url,
+        None,
+        "Database connection string: sqlite:///path/orc.db or "
+        "postgres://user:password@host:5432/db?sslmode=disable. "
+        "Default: SQLite at ORC_HOME/orc.db.",
+        "use sqlite:///path/to/orc.db or postgres://user:password@host:5432/dbname",
+        secret=True,
+    ),
+    Setting(
+        "host",
+        "ORC_HOST",
+        parse_host,
+        "127.0.0.1",
+        "Listen address of the API.",
+        "use an IP address such as 127.0.0.1 or 0.0.0.0",
+    ),
+    Setting(
+        "port",
+        "ORC_PORT",
+        _parse_port,
+        8080,
+        "Listen port of the API.",
+        "use a whole number between 1 and 65535",
+    ),
+    Setting(
+        "workers",
+        "ORC_WORKERS",
+        _positive_int,
+        1,
+        "Number of API worker processes.",
+        "use a whole number of at least 1",
+    ),
+    Setting(
+        "base_url",
+        "ORC_BASE_URL",
+        _parse_http_url,
+        "http://localhost:8080",
+        "Public URL of orc, used for callbacks and secure cookies.",
+        "use the URL users open, e.g. https://orc.example.com",
+    ),
+    Setting(
+        "auth_enabled",
+        "ORC_AUTH_ENABLED",
+        _parse_bool,
+        False,
+        "Require authentication on the API (turned on by setting ORC_AUTH_TOKEN).",
+        "use true or false",
+    ),
+    Setting(
+        "auth_type",
+        "ORC_AUTH_TYPE",
+        _choice("token", "oidc"),
+        "token",
+        "Authentication type: token or oidc.",
+        "use token or oidc",
+    ),
+    Setting(
+        "auth_token",
+        "ORC_AUTH_TOKEN",
+        _parse_text,
+        None,
+        "Bearer token for the API; at least 32 characters (orc token generate).",
+        "set a random token of at least 32 characters",
+        secret=True,
+    ),
+    Setting(
+        "oidc_issuer",
+        "ORC_OIDC_ISSUER",
+        _parse_http_url,
+        None,
+        "OIDC issuer URL.",
+        "use the issuer's https:// URL",
+    ),
+    Setting(
+        "oidc_client_id",
+        "ORC_OIDC_CLIENT_ID",
+        _parse_text,
+        None,
+        "OIDC client ID.",
+        "copy the client ID from your identity provider",
+    ),
+    Setting(
+        "oidc_client_secret",
+        "ORC_OIDC_CLIENT_SECRET",
+        _parse_text,
+        None,
+        "OIDC client secret.",
+        "copy the client secret from your identity provider",
+        secret=True,
+    ),
+    Setting(
+        "log_level",
+        "ORC_LOG_LEVEL",
+        _choice("debug", "info", "warning", "error", "critical"),
+        "info",
+        "Log level.",
+        "use debug, info, warning, error or critical",
+    ),
+    Setting(
+        "log_format",
+        "ORC_LOG_FORMAT",
+        _choice("json", "text"),
+        "json",
+        "Log format: json (one object per line) or text.",
+        "use json or text",
+    ),
+    Setting(
+        "shutdown_timeout",
+        "ORC_SHUTDOWN_TIMEOUT",
+        _positive_float,
+        8.0,
+        "Seconds a stopping server waits for open requests and jobs before it exits.",
+        "use a number of seconds greater than 0",
+    ),
+    Setting(
+        "worker_threads",
+        "ORC_WORKER_THREADS",
+        _positive_int,
+        2,
+        "Threads of the job worker (Huey consumer).",
+        "use a whole number of at least 1",
+    ),
+    Setting(
+        "disk_warn_mb",
+        "ORC_DISK_WARN_MB",
+        _positive_int,
+        500,
+        "Readiness reports a disk warning when ORC_HOME has less free space (MiB).",
+        "use a whole number of MiB",
+    ),
+)
+
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective configuration, with where each value came from."""
+
+    home: Path
+    database_url: str
+    host: str
+    port: int
+    workers: int
+    base_url: str
+    auth_enabled: bool
+    auth_type: str
+    auth_token: str | None
+    oidc_issuer: str | None
+    oidc_client_id: str | None
+    oidc_client_secret: str | None
+    log_level: str
+    log_format: str
+    shutdown_timeout: float
+    worker_threads: int
+    disk_warn_mb: int
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return urlsplit(self.database_url).scheme in SQLITE_SCHEMES
+
+    @property
+    def queue_path(self) -> Path:
+        return self.home / "queue.db"
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some values changed (recorded as coming from the command line)."""
+        values = {s.name: getattr(self, s.name) for s in SETTINGS}
+        values.update(changes)
+        sources = dict(self.sources)
+        sources.update({name: "command line" for name in changes})
+        return Settings(**values, sources=sources)
+
+    def display_value(self, name: str) -> str:
+        """The value for humans: secrets redacted, database passwords hidden."""
+        value = getattr(self, name)
+        if value is None:
+            return "-"
+        if name == "database_url":
+            return redact_url(value)
+        if SETTINGS_BY_NAME[name].secret:
+            return "********"
+        return str(value)
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"config file {path} cannot be read ({exc.strerror}); fix its permissions or remove it"
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(
+            f"config file {path} is not valid YAML{where}; fix or remove it"
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must be a mapping of setting: value")
+    for key in data:
+        setting = SETTINGS_BY_NAME.get(str(key))
+        if setting is None or setting.env_only:
+            known = ", ".join(s.name for s in SETTINGS if not s.env_only)
+            raise ConfigError(f"unknown setting {key!r} in {path}; known settings: {known}")
+    return data
+
+
+def find_project_config(start: Path, home: Path) -> Path | None:
+    """The nearest ``.orc/config.yaml`` at or above ``start`` that is not ORC_HOME's own."""
+    home_config = (home / CONFIG_FILE_NAME).resolve()
+    for directory in (start, *start.parents):
+        candidate = directory / PROJECT_DIR_NAME / CONFIG_FILE_NAME
+        if candidate.is_file() and candidate.resolve() != home_config:
+            return candidate
+    return None
+
+
+def _env(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(name)
+    return value if value else None
+
+
+def _read_secret_file(setting: Setting, path_text: str) -> str:
+    try:
+        return Path(path_text).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"{setting.file_env}: cannot read {path_text} ({exc.strerror}); "
+            f"point it at a readable file or set {setting.env} instead"
+        ) from None
+
+
+def _raw_value(
+    setting: Setting, environ: Mapping[str, str], layers: list[tuple[str, dict[str, Any]]]
+) -> tuple[Any, str] | None:
+    """The winning raw value of one setting and a description of its source."""
+    direct = _env(environ, setting.env)
+    file_path = _env(environ, setting.file_env) if setting.secret else None
+    if direct is not None and file_path is not None:
+        raise ConfigError(f"set only one of {setting.env} and {setting.file_env}")
+    if file_path is not None:
+        return _read_secret_file(setting, file_path), f"env {setting.file_env}"
+    if direct is not None:
+        return direct, f"env {setting.env}"
+    for source, data in reversed(layers):
+        if setting.name in data and data[setting.name] is not None:
+            return data[setting.name], source
+    return None
+
+
+def _parse(setting: Setting, raw: Any, source: str) -> Any:
+    try:
+        return setting.parse(str(raw))
+    except ValueError as exc:
+        shown = "(hidden)" if setting.secret else repr(str(raw))
+        where = setting.env if source.startswith("env") else f"{setting.name} in {source}"
+        raise ConfigError(f"{where}={shown} is invalid: {exc}; {setting.fix}") from None
+
+
+def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
+    """Read and validate every setting; raise ConfigError on the first bad one."""
+    environ = os.environ if environ is None else environ
+    cwd = Path.cwd() if cwd is None else cwd
+    home = Path(_env(environ, "ORC_HOME") or _default_home()).expanduser()
+    sources: dict[str, str] = {"home": "env ORC_HOME" if _env(environ, "ORC_HOME") else "default"}
+
+    layers: list[tuple[str, dict[str, Any]]] = []
+    home_config = home / CONFIG_FILE_NAME
+    if home_config.exists():
+        layers.append((str(home_config), _read_yaml(home_config)))
+    project_config = find_project_config(cwd, home)
+    if project_config is not None:
+        layers.append((str(project_config), _read_yaml(project_config)))
+
+    values: dict[str, Any] = {"home": home.resolve() if home.exists() else home.absolute()}
+    for setting in SETTINGS:
+        if setting.env_only:
+            continue
+        found = _raw_value(setting, environ, layers)
+        if found is None:
+            values[setting.name] = setting.default
+            sources[setting.name] = "default"
+            continue
+        raw, source = found
+        values[setting.name] = _parse(setting, raw, source)
+        sources[setting.name] = source
+
+    if values["database_url"] is None:
+        values["database_url"] = f"sqlite:///{values['home'] / 'orc.db'}"
+    if values["auth_token"] and not values["auth_enabled"]:
+        # Setting a token is how users turn token auth on (spec: "ORC_AUTH_TOKEN set -> auth on").
+        values["auth_enabled"] = True
+        sources["auth_enabled"] = sources["auth_token"]
+    return Settings(**values, sources=sources)
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

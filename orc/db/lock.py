@@ -1,0 +1,48 @@
+"""A lock held while migrating, so two servers starting together never migrate at once."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+
+from orc.db.url import connection_config, sqlite_path
+
+# Any constant works; it only has to be the same in every orc process.
+PG_MIGRATION_LOCK_KEY = 0x6F7263_01
+
+
+@asynccontextmanager
+async def migration_lock(database_url: str) -> AsyncIterator[None]:
+    """Hold an exclusive lock for this database (flock for SQLite, advisory lock for PostgreSQL)."""
+    if database_url.startswith("sqlite"):
+        lock_path = Path(sqlite_path(database_url) + ".migrate.lock")
+        with lock_path.open("a") as handle:
+            await asyncio.to_thread(fcntl.flock, handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return
+    creds = connection_config(database_url)["credentials"]
+    conn = await asyncpg.connect(
+        host=creds["host"],
+        port=creds["port"],
+        user=creds["user"],
+        password=creds["password"],
+        database=creds["database"],
+        ssl=creds["ssl"],
+        timeout=creds["timeout"],
+    )
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", PG_MIGRATION_LOCK_KEY)
+        try:
+            yield
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", PG_MIGRATION_LOCK_KEY)
+    finally:
+        await conn.close()

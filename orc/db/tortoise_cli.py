@@ -1,0 +1,10 @@
+"""Config for Tortoise's own CLI, used by developers to write migrations.
+
+``tortoise -c orc.db.tortoise_cli.TORTOISE_ORM makemigrations`` (see docs/development.md).
+"""
+
+import os
+
+from orc.db.url import tortoise_config
+
+TORTOISE_ORM = tortoise_config(os.environ.get("DATABASE_URL", "sqlite:///tmp/orc-dev.db"))

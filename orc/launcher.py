@@ -1,0 +1,199 @@
+"""``orc serve``: migrate once, then run the API process and the job worker, supervised.
+
+Each child runs in its own session, so a signal meant for one never reaches the shell
+that started orc, and a child that hangs (Sanic can spin forever when SIGTERM arrives
+during its start-up) is killed with its whole process group when the grace period ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from orc.config import ConfigError, Settings
+from orc.metrics import MULTIPROC_ENV
+
+log = logging.getLogger("orc.serve")
+
+POLL_SECONDS = 0.1
+# Before the API listens there is nothing to drain: stop quickly.
+STARTUP_GRACE_SECONDS = 2.0
+RESTART_BACKOFF_MAX_SECONDS = 30.0
+# A worker that ran this long before dying is restarted at once, not backed off.
+STABLE_UPTIME_SECONDS = 60.0
+
+
+@dataclass
+class Child:
+    """One supervised process."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    stop_signal: signal.Signals
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    failures: int = 0
+    restart_at: float | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.argv, env=self.env, start_new_session=True)
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    def exit_code(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def send(self, sig: signal.Signals) -> None:
+        if self.running:
+            assert self.process is not None
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(sig)
+
+    def kill_group(self) -> None:
+        """SIGKILL the child's whole session (its own workers included)."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def schedule_restart(self, now: float) -> float:
+        """Back off 0.5, 1, 2 … 30 s between crashes; a long-lived worker restarts at once."""
+        if now - self.started_at >= STABLE_UPTIME_SECONDS:
+            self.failures = 0
+        delay = min(0.5 * 2**self.failures, RESTART_BACKOFF_MAX_SECONDS)
+        self.failures += 1
+        self.restart_at = now + delay
+        return delay
+
+
+def probe_address(host: str) -> str:
+    """Where to connect to reach a server listening on ``host``."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail early, in one line, when another process already listens on host:port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); "
+                "stop the other server or choose another port with --port or ORC_PORT"
+            ) from None
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((probe_address(host), port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+class StopRequest:
+    """Turns SIGTERM/SIGINT into an event; a second signal asks to stop at once."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.urgent = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.event.is_set():
+            self.urgent = True
+        self.event.set()
+
+
+def child_env(settings: Settings, metrics_dir: Path) -> dict[str, str]:
+    """The environment of every child: the effective settings that the CLI may have changed."""
+    env = dict(os.environ)
+    env.update(
+        ORC_HOME=str(settings.home),
+        ORC_HOST=settings.host,
+        ORC_PORT=str(settings.port),
+        ORC_WORKERS=str(settings.workers),
+        DATABASE_URL=settings.database_url,
+    )
+    env.pop("DATABASE_URL_FILE", None)
+    env[MULTIPROC_ENV] = str(metrics_dir)
+    return env
+
+
+def _stop_children(children: list[Child], grace: float, stop: StopRequest) -> None:
+    for child in children:
+        child.send(child.stop_signal)
+    deadline = time.monotonic() + grace
+    while any(c.running for c in children) and time.monotonic() < deadline and not stop.urgent:
+        time.sleep(POLL_SECONDS)
+    for child in children:
+        if child.running:
+            log.warning("%s did not stop within %.0fs; killing it", child.name, grace)
+        child.kill_group()
+
+
+def serve(settings: Settings, run_worker: bool, stop: StopRequest) -> int:
+    """Run until a stop signal (exit 0) or until the API process dies (its exit code)."""
+    metrics_dir = Path(tempfile.mkdtemp(prefix="orc-metrics-"))
+    env = child_env(settings, metrics_dir)
+    python = [sys.executable, "-m", "orc"]
+    api = Child("api", [*python, "_api"], env, signal.SIGTERM)
+    children = [api]
+    worker: Child | None = None
+    if run_worker:
+        worker = Child("worker", [*python, "worker"], env, signal.SIGINT)
+        children.append(worker)
+    listening = False
+    try:
+        for child in children:
+            child.start()
+        while not stop.event.wait(POLL_SECONDS):
+            if not listening and port_open(settings.host, settings.port):
+                listening = True
+                log.info("orc is serving on http://%s:%d", settings.host, settings.port)
+            code = api.exit_code()
+            if code is not None:
+                log.error("the API process exited with code %d; stopping", code)
+                return code or 1
+            if worker is not None and worker.exit_code() is not None:
+                _supervise_worker(worker)
+        return 0
+    finally:
+        grace = settings.shutdown_timeout if listening else STARTUP_GRACE_SECONDS
+        _stop_children(children, grace, stop)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _supervise_worker(worker: Child) -> None:
+    now = time.monotonic()
+    if worker.restart_at is None:
+        delay = worker.schedule_restart(now)
+        log.warning(
+            "the job worker exited with code %s; restarting it in %.1fs", worker.exit_code(), delay
+        )
+    elif now >= worker.restart_at:
+        worker.start()
+        log.info("the job worker was restarted")

@@ -1,0 +1,51 @@
+"""HTTP metrics and the Prometheus exposition, correct across API worker processes.
+
+``orc serve`` sets PROMETHEUS_MULTIPROC_DIR to a fresh directory before any API process
+starts, so every worker writes its samples there and any worker can answer a scrape.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+UNMATCHED_ROUTE = "<unmatched>"
+
+HTTP_REQUESTS = Counter(
+    "orc_http_requests_total", "HTTP requests answered", ["method", "path", "status"]
+)
+HTTP_DURATION = Histogram(
+    "orc_http_request_duration_seconds", "HTTP request duration", ["method", "path"]
+)
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count one answered request under its route template (never the raw path)."""
+    HTTP_REQUESTS.labels(method, route, str(status)).inc()
+    HTTP_DURATION.labels(method, route).observe(seconds)
+
+
+def _scrape_registry() -> CollectorRegistry:
+    if not os.environ.get(MULTIPROC_ENV):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    # Process metrics describe the worker that answers the scrape.
+    ProcessCollector(registry=registry)
+    return registry
+
+
+def render_metrics() -> tuple[bytes, str]:
+    """The exposition text of every metric and its content type."""
+    return generate_latest(_scrape_registry()), CONTENT_TYPE_LATEST

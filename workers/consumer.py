@@ -1,0 +1,40 @@
+"""``orc worker``: run the Huey consumer with thread workers.
+
+SIGINT stops gracefully (running jobs finish, up to ORC_SHUTDOWN_TIMEOUT); SIGTERM stops at
+once and a running job is lost and retried later by its schedule. supervisord therefore uses
+``stopsignal=INT``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+from orc.config import Settings
+
+log = logging.getLogger("orc.worker")
+
+
+def run_consumer(settings: Settings) -> None:
+    """Block running jobs until SIGINT/SIGTERM."""
+    import workers.heartbeat  # noqa: F401 - registers the job
+    from workers.app import huey
+    from workers.runtime import close_runtime
+
+    consumer = huey.create_consumer(
+        workers=settings.worker_threads,
+        worker_type="thread",
+        periodic=True,
+        initial_delay=0.1,
+        max_delay=2.0,
+        check_worker_health=True,
+        shutdown_timeout=settings.shutdown_timeout,
+    )
+    # Huey re-executes sys.argv on SIGHUP; under `python -m orc` that would run orc/ as a
+    # script directory. Let SIGHUP stop the worker instead; orc serve or supervisord restart it.
+    consumer._signal_actions.pop(signal.SIGHUP, None)
+    log.info("job worker started", extra={"threads": settings.worker_threads})
+    try:
+        consumer.run()
+    finally:
+        close_runtime()

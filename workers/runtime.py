@@ -1,0 +1,65 @@
+"""An event loop in a background thread, with the database open, for jobs run by Huey threads.
+
+Huey runs jobs in plain threads; our data layer is async. Every job hands its coroutine to
+this one loop, so the process keeps one set of database connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from orc.config import load_settings
+from orc.db import close_database, open_database
+
+T = TypeVar("T")
+
+
+class AsyncRuntime:
+    """A running event loop with Tortoise initialised on it."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="orc-jobs-loop", daemon=True
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+        self.run(open_database(self.database_url))
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.run(close_database(), timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+
+_runtime: AsyncRuntime | None = None
+_runtime_lock = threading.Lock()
+
+
+def run_async(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    """Run a job's coroutine on the shared runtime, starting it on first use."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            runtime = AsyncRuntime(load_settings().database_url)
+            runtime.start()
+            _runtime = runtime
+    return _runtime.run(coro, timeout)
+
+
+def close_runtime() -> None:
+    """Close the shared runtime's connections and stop its loop (at consumer exit)."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is not None:
+            _runtime.close()
+            _runtime = None
