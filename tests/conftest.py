@@ -1,0 +1,90 @@
+"""Shared fixtures: a database per test on SQLite and on PostgreSQL, and real `orc serve` processes.
+
+PostgreSQL is required (it is in CI): a test that needs it fails, never skips, when it is down.
+Point ORC_TEST_POSTGRES_URL at another server if 127.0.0.1:5432 is not yours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sanic import Sanic
+
+from tests.support import OrcServer, base_env
+
+ADMIN_URL = os.environ.get("ORC_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+Sanic.test_mode = True
+
+
+def _admin_url_for(database: str) -> str:
+    head, _, _ = ADMIN_URL.rpartition("/")
+    return f"{head}/{database}"
+
+
+async def _admin_execute(sql: str) -> None:
+    try:
+        conn = await asyncpg.connect(ADMIN_URL, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(
+            f"PostgreSQL at {ADMIN_URL} is required for these tests and is unreachable ({exc}); "
+            "start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+        )
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database; dropped afterwards. Yields its URL."""
+    name = f"orc_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin_execute(f'CREATE DATABASE "{name}"'))
+    try:
+        yield _admin_url_for(name) + "?sslmode=disable"
+    finally:
+        asyncio.run(_admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every test that uses this runs twice: on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'home' / 'orc.db'}"
+    return request.getfixturevalue("postgres_database")
+
+
+@pytest.fixture
+def orc_env(tmp_path: Path, database_url: str) -> dict[str, str]:
+    """Environment for an orc process isolated in tmp_path, on the parametrised database."""
+    env = base_env(tmp_path)
+    env["DATABASE_URL"] = database_url
+    return env
+
+
+@pytest.fixture
+def sqlite_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for an orc process on its own SQLite database (tests of process handling)."""
+    return base_env(tmp_path)
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[type[OrcServer]]:
+    """Start `orc serve` processes that are always stopped (killed if need be) after the test."""
+    started: list[OrcServer] = []
+
+    class TrackedServer(OrcServer):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            started.append(self)
+
+    yield TrackedServer
+    for server in started:
+        server.kill()

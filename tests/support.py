@@ -1,0 +1,147 @@
+"""Helpers for tests that run real orc processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+ORC = [sys.executable, "-m", "orc"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def base_env(tmp_path: Path) -> dict[str, str]:
+    """An environment with HOME and ORC_HOME inside tmp_path, so the machine's config is ignored."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORC_", "DATABASE_URL"))}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    home = tmp_path / "user"
+    home.mkdir(exist_ok=True)
+    env.update(
+        HOME=str(home),
+        ORC_HOME=str(tmp_path / "home"),
+        ORC_LOG_FORMAT="json",
+        ORC_SHUTDOWN_TIMEOUT="5",
+    )
+    return env
+
+
+def run_orc(
+    args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run one orc command to completion."""
+    return subprocess.run(
+        [*ORC, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    """Every live process that ``pid`` started, directly or not."""
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+class OrcServer:
+    """A real `orc serve` subprocess in its own session, with its output kept in a file."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        *extra_args: str,
+        port: int | None = None,
+        log_dir: Path | None = None,
+    ) -> None:
+        self.env = dict(env)
+        self.port = port or free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = (log_dir or Path(env["HOME"])) / f"serve-{self.port}.log"
+        self.args = ["serve", "--host", "127.0.0.1", "--port", str(self.port), *extra_args]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True, timeout: float = 30) -> OrcServer:
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [*ORC, *self.args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        if wait:
+            self.wait_healthy(timeout)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def wait_healthy(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"orc serve exited early:\n{self.logs()}")
+            try:
+                if httpx.get(self.base_url + "/api/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"orc serve not healthy after {timeout}s:\n{self.logs()}")
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.get(self.base_url + path, timeout=10, **kwargs)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_records(self) -> list[dict[str, Any]]:
+        records = []
+        for line in self.logs().splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+        return records
+
+    def terminate(self, sig: int = signal.SIGTERM, timeout: float = 10) -> tuple[int, float]:
+        """Send ``sig``; return (exit code, seconds it took). Fails if it does not exit in time."""
+        assert self.process is not None
+        started = time.monotonic()
+        self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"orc serve did not exit within {timeout}s:\n{self.logs()}")
+        return code, time.monotonic() - started
+
+    def kill(self) -> None:
+        """Kill everything this server started (cleanup; never fails)."""
+        if self.process is None:
+            return
+        for proc in descendants(self.pid):
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
