@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -138,10 +139,8 @@ class OrcServer:
         if self.process is None:
             return
         for proc in descendants(self.pid):
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
-            except psutil.NoSuchProcess:
-                pass
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
