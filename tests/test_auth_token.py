@@ -1,0 +1,62 @@
+"""Tier 2: with ORC_AUTH_TOKEN set, everything but the probes needs the bearer token."""
+
+from __future__ import annotations
+
+import pytest
+
+from orc.app import create_app
+from orc.config import load_settings
+
+TOKEN = "t" * 20 + "0123456789abcdef"
+
+
+@pytest.fixture
+def client(tmp_path):
+    settings = load_settings(
+        environ={"ORC_HOME": str(tmp_path / "home"), "ORC_AUTH_TOKEN": TOKEN}, cwd=tmp_path
+    )
+    assert settings.auth_enabled
+    return create_app(settings).asgi_client
+
+
+async def test_probes_need_no_token(client):
+    _, health = await client.get("/api/health")
+    assert health.status_code == 200
+    _, ready = await client.get("/api/health/ready")
+    assert ready.status_code in (200, 503)  # answers without credentials either way
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/metrics", "/api/healthx", "/api/health/../metrics", "/api/health/", "/"]
+)
+async def test_everything_else_needs_the_token(client, path):
+    _, response = await client.get(path)
+    assert response.status_code == 401
+    assert response.json["error"] == "unauthorized"
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize(
+    "header", ["Bearer wrong-token", f"Bearer {TOKEN}x", f"Basic {TOKEN}", TOKEN, "Bearer "]
+)
+async def test_wrong_or_malformed_credentials_are_refused(client, header):
+    _, response = await client.get("/api/metrics", headers={"Authorization": header})
+    assert response.status_code == 401
+
+
+async def test_the_right_token_opens_the_api(client):
+    _, response = await client.get("/api/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 200
+    assert "orc_http_requests_total" in response.text
+
+
+def test_the_token_never_appears_in_logs(server_factory, sqlite_env):
+    import httpx
+
+    sqlite_env["ORC_AUTH_TOKEN"] = TOKEN
+    server = server_factory(sqlite_env).start()
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    assert httpx.get(server.base_url + "/api/metrics", headers=headers).status_code == 200
+    assert httpx.get(server.base_url + "/api/metrics").status_code == 401
+    server.terminate()
+    assert TOKEN not in server.logs()
