@@ -21,6 +21,12 @@ from orc.config import ConfigError, Settings, load_settings
 EXIT_USAGE = 2
 
 
+class WholeNumber(click.IntRange):
+    """An integer option whose errors read "'abc' is not a valid whole number"."""
+
+    name = "whole number"
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print one error line and exit."""
     click.echo(f"orc: error: {message}", err=True)
@@ -56,8 +62,8 @@ def init() -> None:
 
 @cli.command()
 @click.option("--host", help="Listen address (ORC_HOST).")
-@click.option("--port", type=click.IntRange(1, 65535), help="Listen port (ORC_PORT).")
-@click.option("--workers", type=click.IntRange(min=1), help="API worker processes (ORC_WORKERS).")
+@click.option("--port", type=WholeNumber(1, 65535), help="Listen port (ORC_PORT).")
+@click.option("--workers", type=WholeNumber(min=1), help="API worker processes (ORC_WORKERS).")
 @click.option("--no-worker", is_flag=True, help="Do not run the job worker (run `orc worker`).")
 @click.pass_context
 def serve(

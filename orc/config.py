@@ -93,7 +93,10 @@ def _parse_http_url(raw: str) -> str:
 
 
 def _parse_text(raw: str) -> str:
-    return raw.strip()
+    value = raw.strip()
+    if not value:
+        raise ValueError("is empty")
+    return value
 
 
 SQLITE_SCHEMES = ("sqlite",)
@@ -107,7 +110,7 @@ def _parse_database_url(raw: str) -> str:
     parts = urlsplit(url)
     if parts.scheme in SQLITE_SCHEMES:
         path = (parts.netloc + parts.path) if parts.netloc else parts.path
-        if not path or path == ":memory:":
+        if not path.strip("/") or path.endswith("/") or path == ":memory:":
             raise ValueError("an SQLite URL needs a file path, e.g. sqlite:///home/me/.orc/orc.db")
         return url
     if parts.scheme in POSTGRES_SCHEMES:
@@ -116,7 +119,7 @@ def _parse_database_url(raw: str) -> str:
         try:
             parts.port  # noqa: B018 - raises ValueError on a bad port
         except ValueError:
-            raise ValueError("its port is not a number") from None
+            raise ValueError("its port is not a number between 1 and 65535") from None
         if not parts.path.strip("/"):
             raise ValueError("a PostgreSQL URL needs a database name after the host")
         for key, value in parse_qsl(parts.query, keep_blank_values=True):
@@ -151,8 +154,9 @@ class Setting:
         return self.env + "_FILE"
 
 
-def _default_home() -> str:
-    return str(Path.home() / PROJECT_DIR_NAME)
+def _default_home(environ: Mapping[str, str]) -> Path:
+    user_home = environ.get("HOME")
+    return (Path(user_home) if user_home else Path.home()) / PROJECT_DIR_NAME
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -182,7 +186,7 @@ SETTINGS: tuple[Setting, ...] = (
         parse_host,
         "127.0.0.1",
         "Listen address of the API.",
-        "use an IP address such as 127.0.0.1 or 0.0.0.0",
+        "use a host name or IP address such as 127.0.0.1 or 0.0.0.0",
     ),
     Setting(
         "port",
@@ -351,7 +355,14 @@ class Settings:
             return redact_url(value)
         if SETTINGS_BY_NAME[name].secret:
             return "********"
-        return str(value)
+        return format_value(value)
+
+
+def format_value(value: Any) -> str:
+    """A value as a user would write it in YAML or the environment (true, not True)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def redact_url(url: str) -> str:
@@ -368,7 +379,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(
-            f"config file {path} cannot be read ({exc.strerror}); fix its permissions or remove it"
+            f"config file {path} cannot be read ({exc.strerror}); "
+            "make it a readable file or remove it"
         ) from None
     try:
         data = yaml.safe_load(text)
@@ -381,10 +393,18 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must be a mapping of setting: value")
+        raise ConfigError(
+            f"config file {path} must be a mapping; "
+            "write one `name: value` per line, e.g. port: 8080"
+        )
     for key in data:
         setting = SETTINGS_BY_NAME.get(str(key))
-        if setting is None or setting.env_only:
+        if setting is not None and setting.env_only:
+            raise ConfigError(
+                f"{key!r} in {path} cannot be set in a config file; "
+                f"set the {setting.env} environment variable instead"
+            )
+        if setting is None:
             known = ", ".join(s.name for s in SETTINGS if not s.env_only)
             raise ConfigError(f"unknown setting {key!r} in {path}; known settings: {known}")
     return data
@@ -395,24 +415,30 @@ def find_project_config(start: Path, home: Path) -> Path | None:
     home_config = (home / CONFIG_FILE_NAME).resolve()
     for directory in (start, *start.parents):
         candidate = directory / PROJECT_DIR_NAME / CONFIG_FILE_NAME
-        if candidate.is_file() and candidate.resolve() != home_config:
+        if candidate.exists() and candidate.resolve() != home_config:
             return candidate
     return None
 
 
 def _env(environ: Mapping[str, str], name: str) -> str | None:
     value = environ.get(name)
-    return value if value else None
+    return value if value and value.strip() else None
 
 
 def _read_secret_file(setting: Setting, path_text: str) -> str:
     try:
-        return Path(path_text).read_text(encoding="utf-8").strip()
+        value = Path(path_text).read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError(
             f"{setting.file_env}: cannot read {path_text} ({exc.strerror}); "
             f"point it at a readable file or set {setting.env} instead"
         ) from None
+    if not value:
+        raise ConfigError(
+            f"{setting.file_env}: {path_text} is empty; put the secret in it "
+            f"or unset {setting.file_env}"
+        )
+    return value
 
 
 def _raw_value(
@@ -438,15 +464,20 @@ def _parse(setting: Setting, raw: Any, source: str) -> Any:
         return setting.parse(str(raw))
     except ValueError as exc:
         shown = "(hidden)" if setting.secret else repr(str(raw))
-        where = setting.env if source.startswith("env") else f"{setting.name} in {source}"
-        raise ConfigError(f"{where}={shown} is invalid: {exc}; {setting.fix}") from None
+        if source.startswith("env "):
+            where = source.removeprefix("env ") + "=" + shown
+        else:
+            where = f"{setting.name}={shown} in {source} ({setting.env})"
+        raise ConfigError(f"{where} is invalid: {exc}; {setting.fix}") from None
 
 
 def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
     """Read and validate every setting; raise ConfigError on the first bad one."""
     environ = os.environ if environ is None else environ
     cwd = Path.cwd() if cwd is None else cwd
-    home = Path(_env(environ, "ORC_HOME") or _default_home()).expanduser()
+    home = Path(_env(environ, "ORC_HOME") or _default_home(environ)).expanduser()
+    if not home.is_absolute():
+        home = cwd / home
     sources: dict[str, str] = {"home": "env ORC_HOME" if _env(environ, "ORC_HOME") else "default"}
 
     layers: list[tuple[str, dict[str, Any]]] = []
@@ -471,8 +502,13 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
         sources[setting.name] = source
 
     if values["database_url"] is None:
-        values["database_url"] = f"sqlite:///{values['home'] / 'orc.db'}"
+        values["database_url"] = f"sqlite://{values['home'] / 'orc.db'}"
     if values["auth_token"] and not values["auth_enabled"]:
+        if sources["auth_enabled"] != "default":
+            raise ConfigError(
+                f"ORC_AUTH_ENABLED=false ({sources['auth_enabled']}) conflicts with ORC_AUTH_TOKEN "
+                f"({sources['auth_token']}); unset one of them"
+            )
         # Setting a token is how users turn token auth on (spec: "ORC_AUTH_TOKEN set -> auth on").
         values["auth_enabled"] = True
         sources["auth_enabled"] = sources["auth_token"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from orc.config import CONFIG_FILE_NAME, PROJECT_DIR_NAME, SETTINGS
+from orc.config import CONFIG_FILE_NAME, PROJECT_DIR_NAME, SETTINGS, format_value
 
 HEADER = """\
 # orc settings for this project. Uncomment a line to change it; the environment variable
@@ -19,12 +19,12 @@ def config_template() -> str:
     for setting in SETTINGS:
         if setting.env_only or setting.secret:
             continue
-        default = "" if setting.default is None else setting.default
+        default = "" if setting.default is None else format_value(setting.default)
         lines.append(f"# {setting.help} ({setting.env})")
         lines.append(f"# {setting.name}: {default}\n")
-    lines.append(
-        "# Secrets (tokens, passwords) belong in the environment or in *_FILE variables.\n"
-    )
+    lines.append("# Database (default: SQLite in ORC_HOME). A URL with a password belongs in the")
+    lines.append("# environment (DATABASE_URL or DATABASE_URL_FILE), like every other secret.")
+    lines.append("# database_url: sqlite:///path/to/orc.db\n")
     return "\n".join(lines)
 
 

@@ -57,7 +57,7 @@ def postgres_database() -> Iterator[str]:
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Every test that uses this runs twice: on SQLite and on PostgreSQL."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'home' / 'orc.db'}"
+        return f"sqlite://{tmp_path / 'home' / 'orc.db'}"
     return request.getfixturevalue("postgres_database")
 
 
