@@ -42,6 +42,10 @@ async def _on_request(request: Request) -> HTTPResponse | None:
 
 
 async def _on_response(request: Request, response: HTTPResponse) -> None:
+    if request.app.ctx.stopping and hasattr(request.stream, "keep_alive"):
+        # Sanic closes idle keep-alive connections at shutdown but not one that was busy when
+        # the signal came; without this it would hold the drain open until the timeout.
+        request.stream.keep_alive = False  # type: ignore[union-attr]
     started = getattr(request.ctx, "started", None)
     seconds = time.perf_counter() - started if started is not None else 0.0
     route = _route_template(request)
@@ -68,6 +72,10 @@ async def _open_database(app: Sanic) -> None:
     await open_database(app.ctx.settings.database_url)
 
 
+async def _mark_stopping(app: Sanic) -> None:
+    app.ctx.stopping = True
+
+
 async def _close_database(app: Sanic) -> None:
     await close_database()
 
@@ -84,8 +92,10 @@ def create_app(settings: Settings) -> Sanic:
     app.config.REQUEST_ID_HEADER = "X-Request-ID"
     app.ctx.settings = settings
     app.ctx.version = __version__
+    app.ctx.stopping = False
     install_error_handler(app)
     app.before_server_start(_open_database)
+    app.before_server_stop(_mark_stopping)
     app.after_server_stop(_close_database)
     app.on_request(_on_request)
     app.on_response(_on_response)

@@ -282,7 +282,7 @@ SETTINGS: tuple[Setting, ...] = (
         "shutdown_timeout",
         "ORC_SHUTDOWN_TIMEOUT",
         _positive_float,
-        8.0,
+        5.0,
         "Seconds a stopping server waits for open requests and jobs before it exits.",
         "use a number of seconds greater than 0",
     ),

@@ -30,6 +30,8 @@ log = logging.getLogger("orc.serve")
 POLL_SECONDS = 0.1
 # Before the API listens there is nothing to drain: stop quickly.
 STARTUP_GRACE_SECONDS = 2.0
+# The API's own graceful shutdown takes up to ORC_SHUTDOWN_TIMEOUT; let it finish before a kill.
+KILL_MARGIN_SECONDS = 2.0
 RESTART_BACKOFF_MAX_SECONDS = 30.0
 # A worker that ran this long before dying is restarted at once, not backed off.
 STABLE_UPTIME_SECONDS = 60.0
@@ -182,7 +184,9 @@ def serve(settings: Settings, run_worker: bool, stop: StopRequest) -> int:
                 _supervise_worker(worker)
         return 0
     finally:
-        grace = settings.shutdown_timeout if listening else STARTUP_GRACE_SECONDS
+        grace = (
+            settings.shutdown_timeout + KILL_MARGIN_SECONDS if listening else STARTUP_GRACE_SECONDS
+        )
         _stop_children(children, grace, stop)
         shutil.rmtree(metrics_dir, ignore_errors=True)
 

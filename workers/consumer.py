@@ -1,8 +1,9 @@
 """``orc worker``: run the Huey consumer with thread workers.
 
-SIGINT stops gracefully (running jobs finish, up to ORC_SHUTDOWN_TIMEOUT); SIGTERM stops at
-once and a running job is lost and retried later by its schedule. supervisord therefore uses
-``stopsignal=INT``.
+SIGINT stops gracefully: running jobs finish, however long they take (the process supervisor
+bounds that: `orc serve` kills after ORC_SHUTDOWN_TIMEOUT, supervisord after stopwaitsecs).
+SIGTERM stops at once and a running job is lost (periodic jobs run again on schedule);
+supervisord therefore uses ``stopsignal=INT``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ def run_consumer(settings: Settings) -> None:
         initial_delay=0.1,
         max_delay=2.0,
         check_worker_health=True,
-        shutdown_timeout=settings.shutdown_timeout,
     )
     # Huey re-executes sys.argv on SIGHUP; under `python -m orc` that would run orc/ as a
     # script directory. Let SIGHUP stop the worker instead; orc serve or supervisord restart it.
