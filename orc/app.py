@@ -9,12 +9,13 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 
 from orc import __version__
-from orc.api import health, metrics
+from orc.api import events, health, metrics, tasks, usage
 from orc.auth.token import EXEMPT_PATHS, bearer_token, token_matches
 from orc.config import Settings, load_settings
 from orc.db import close_database, open_database
 from orc.errors import error_response, install_error_handler
 from orc.metrics import UNMATCHED_ROUTE, observe_request
+from orc.pricing import load_prices
 
 access_log = logging.getLogger("orc.access")
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -93,14 +94,20 @@ def create_app(settings: Settings) -> Sanic:
     app.ctx.settings = settings
     app.ctx.version = __version__
     app.ctx.stopping = False
+    app.ctx.prices = load_prices(settings.home)
     install_error_handler(app)
     app.before_server_start(_open_database)
+    app.after_server_start(events.start_tailer)
     app.before_server_stop(_mark_stopping)
+    app.before_server_stop(events.stop_tailer)
     app.after_server_stop(_close_database)
     app.on_request(_on_request)
     app.on_response(_on_response)
     app.blueprint(health.bp)
     app.blueprint(metrics.bp)
+    app.blueprint(tasks.bp)
+    app.blueprint(usage.bp)
+    app.blueprint(events.bp)
     return app
 
 

@@ -229,6 +229,16 @@ def token_generate() -> None:
     click.echo(generate_token())
 
 
+def _register_task_commands() -> None:
+    from orc.cli_tasks import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_register_task_commands()
+
+
 def main() -> None:
     """Entry point of the ``orc`` console script."""
     try:

@@ -302,6 +302,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Readiness reports a disk warning when ORC_HOME has less free space (MiB).",
         "use a whole number of MiB",
     ),
+    Setting(
+        "event_retention_days",
+        "ORC_EVENT_RETENTION_DAYS",
+        _positive_int,
+        7,
+        "Days the event outbox keeps events for clients that reconnect with since.",
+        "use a whole number of days",
+    ),
 )
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
@@ -328,6 +336,7 @@ class Settings:
     shutdown_timeout: float
     worker_threads: int
     disk_warn_mb: int
+    event_retention_days: int
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property

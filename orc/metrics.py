@@ -18,6 +18,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED_ROUTE = "<unmatched>"
@@ -36,6 +38,16 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
     HTTP_DURATION.labels(method, route).observe(seconds)
 
 
+class _Families(Collector):
+    """Metric families computed for one scrape (business figures read from the database)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
 def _scrape_registry() -> CollectorRegistry:
     if not os.environ.get(MULTIPROC_ENV):
         return REGISTRY
@@ -46,6 +58,11 @@ def _scrape_registry() -> CollectorRegistry:
     return registry
 
 
-def render_metrics() -> tuple[bytes, str]:
-    """The exposition text of every metric and its content type."""
-    return generate_latest(_scrape_registry()), CONTENT_TYPE_LATEST
+def render_metrics(extra: list[Metric] | None = None) -> tuple[bytes, str]:
+    """The exposition text of every metric (plus ``extra`` families) and its content type."""
+    text = generate_latest(_scrape_registry())
+    if extra:
+        scrape = CollectorRegistry(auto_describe=False)
+        scrape.register(_Families(extra))
+        text += generate_latest(scrape)
+    return text, CONTENT_TYPE_LATEST

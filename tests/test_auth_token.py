@@ -12,10 +12,15 @@ TOKEN = "t" * 20 + "0123456789abcdef"
 
 @pytest.fixture
 def client(tmp_path):
+    import asyncio
+
+    from orc.db.schema import migrate_database
+
     settings = load_settings(
         environ={"ORC_HOME": str(tmp_path / "home"), "ORC_AUTH_TOKEN": TOKEN}, cwd=tmp_path
     )
     assert settings.auth_enabled
+    asyncio.run(migrate_database(settings.database_url))
     return create_app(settings).asgi_client
 
 

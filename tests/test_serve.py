@@ -36,7 +36,7 @@ def test_health_ready_and_metrics_count_requests(server_factory, orc_env):
 
     for _ in range(3):
         assert server.get("/api/health").status_code == 200
-    assert server.get("/api/tasks/TASK-123/does-not-exist").status_code == 404
+    assert server.get("/api/nowhere/TASK-123/does-not-exist").status_code == 404
 
     metrics = server.get("/api/metrics")
     assert metrics.status_code == 200

@@ -18,7 +18,9 @@ log = logging.getLogger("orc.worker")
 
 def run_consumer(settings: Settings) -> None:
     """Block running jobs until SIGINT/SIGTERM."""
-    import workers.heartbeat  # noqa: F401 - registers the job
+    import workers.events
+    import workers.heartbeat
+    import workers.usage  # noqa: F401 - importing registers the jobs
     from workers.app import huey
     from workers.runtime import close_runtime
 

@@ -1,17 +1,42 @@
-"""Prometheus scrape endpoint."""
+"""Prometheus scrape endpoint: HTTP metrics of every worker plus figures read from the database."""
 
 from __future__ import annotations
 
+import asyncio
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, raw
 
+from orc.cost import usage_totals
 from orc.metrics import render_metrics
+from orc.pricing import TOKEN_TYPES, PriceList
 
 bp = Blueprint("metrics")
+
+
+async def business_metrics(prices: PriceList) -> list[Metric]:
+    """orc_tasks_active, orc_tokens_used_total{model,type}, orc_cost_usd_total{model}."""
+    by_model, running = await usage_totals()
+    active = GaugeMetricFamily("orc_tasks_active", "Number of currently running tasks")
+    active.add_metric([], running)
+    tokens = CounterMetricFamily(
+        "orc_tokens_used_total", "Total tokens used", labels=["model", "type"]
+    )
+    cost = CounterMetricFamily(
+        "orc_cost_usd_total", "Estimated cost in USD (unpriced models count 0)", labels=["model"]
+    )
+    for model, counts in sorted(by_model.items()):
+        for kind in TOKEN_TYPES:
+            tokens.add_metric([model, kind], counts.get(kind, 0))
+        cost.add_metric([model], prices.cost(model, counts))
+    return [active, tokens, cost]
 
 
 @bp.get("/api/metrics")
 async def metrics(request: Request) -> HTTPResponse:
     """Prometheus text exposition of every orc metric."""
-    body, content_type = render_metrics()
+    families = await business_metrics(request.app.ctx.prices)
+    body, content_type = await asyncio.to_thread(render_metrics, families)
     return raw(body, content_type=content_type)

@@ -1,6 +1,12 @@
-"""Database models of the foundation: worker liveness and server state."""
+"""Database models.
+
+A model docstring becomes a table comment in the DDL that Tortoise runs; on SQLite a semicolon
+in it splits the statement, so these docstrings have none.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from tortoise import fields
 from tortoise.models import Model
@@ -29,3 +35,100 @@ class ServerState(Model):
 
     class Meta:
         table = "server_state"
+
+
+class Task(Model):
+    """A unit of work orc runs. Its public id is ``TASK-001``, derived from ``number``."""
+
+    number = fields.IntField(primary_key=True)  # AUTOINCREMENT on SQLite, a sequence on PostgreSQL
+    title = fields.CharField(max_length=200)
+    description = fields.TextField(default="")
+    weight = fields.CharField(max_length=16, db_index=True)
+    status = fields.CharField(max_length=16, db_index=True)
+    current_phase = fields.CharField(max_length=64, null=True)
+    created_by = fields.CharField(max_length=255, default="")
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        table = "task"
+
+
+class TaskPhase(Model):
+    """One phase of a task (plan, implement, review, …) and how often it ran."""
+
+    id = fields.IntField(primary_key=True)
+    task: fields.ForeignKeyRelation[Task] = fields.ForeignKeyField(
+        "orc.Task", related_name="phases", on_delete=fields.CASCADE
+    )
+    name = fields.CharField(max_length=64)
+    status = fields.CharField(max_length=16)
+    iterations = fields.IntField(default=0)
+    started_at = fields.DatetimeField(null=True)
+    finished_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "task_phase"
+        unique_together = (("task", "name"),)
+
+
+class UsageEvent(Model):
+    """Tokens of one model call. Append-only, kept when its task is deleted: the spend happened."""
+
+    id = fields.BigIntField(primary_key=True)
+    task_number = fields.IntField(db_index=True)
+    phase = fields.CharField(max_length=64, default="")
+    model = fields.CharField(max_length=128)
+    input_tokens = fields.BigIntField(default=0)
+    output_tokens = fields.BigIntField(default=0)
+    cache_read_tokens = fields.BigIntField(default=0)
+    cache_write_tokens = fields.BigIntField(default=0)
+    occurred_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "usage_event"
+
+
+class UsageRollup(Model):
+    """Tokens per hour, model and task, folded from usage events by the aggregation job."""
+
+    id = fields.BigIntField(primary_key=True)
+    hour = fields.DatetimeField(db_index=True)
+    model = fields.CharField(max_length=128)
+    task_number = fields.IntField()
+    events = fields.BigIntField(default=0)
+    input_tokens = fields.BigIntField(default=0)
+    output_tokens = fields.BigIntField(default=0)
+    cache_read_tokens = fields.BigIntField(default=0)
+    cache_write_tokens = fields.BigIntField(default=0)
+
+    class Meta:
+        table = "usage_rollup"
+        unique_together = (("hour", "model", "task_number"),)
+
+
+class UsageTotal(Model):
+    """All-time tokens per model, kept by the aggregation job so a scrape reads a few rows."""
+
+    model = fields.CharField(max_length=128, primary_key=True)
+    events = fields.BigIntField(default=0)
+    input_tokens = fields.BigIntField(default=0)
+    output_tokens = fields.BigIntField(default=0)
+    cache_read_tokens = fields.BigIntField(default=0)
+    cache_write_tokens = fields.BigIntField(default=0)
+
+    class Meta:
+        table = "usage_total"
+
+
+class Event(Model):
+    """The outbox: one row per change, written in the same transaction, tailed by every API."""
+
+    id = fields.BigIntField(primary_key=True)
+    event_type = fields.CharField(max_length=32)
+    task_id = fields.CharField(max_length=32, null=True, db_index=True)
+    data: Any = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        table = "event"

@@ -1,0 +1,139 @@
+"""Request bodies and query parameters, validated strictly (unknown fields are errors)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sanic import Request
+
+from orc.errors import ApiError
+
+MAX_BATCH = 1000
+MAX_TOKENS = 10**9  # per call; far above any model's context, far below overflow
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+Weight = Literal["trivial", "small", "medium", "large"]
+PhaseName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+TokenCount = Annotated[int, Field(strict=True, ge=0, le=MAX_TOKENS)]
+
+
+class StrictBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class TaskCreate(StrictBody):
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=20_000)
+    weight: Weight = "medium"
+    created_by: str = Field(default="", max_length=255)
+
+
+class TaskPatch(StrictBody):
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=20_000)
+    weight: Weight | None = None
+    current_phase: PhaseName | None = None
+    status: Literal["planned", "blocked"] | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> TaskPatch:
+        if not self.model_fields_set:
+            raise ValueError("nothing to change: give at least one field")
+        for name in ("title", "weight", "status"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+    def changes(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class UsageIn(StrictBody):
+    model: str = Field(min_length=1, max_length=128)
+    phase: str = Field(default="", max_length=64)
+    input_tokens: TokenCount = 0
+    output_tokens: TokenCount = 0
+    cache_read_tokens: TokenCount = 0
+    cache_write_tokens: TokenCount = 0
+    occurred_at: datetime | None = None
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _not_in_the_future(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        value = value if value.tzinfo else value.replace(tzinfo=UTC)
+        if value > datetime.now(UTC) + FUTURE_TOLERANCE:
+            raise ValueError("occurred_at is in the future")
+        return value
+
+
+class UsageBatch(StrictBody):
+    events: list[UsageIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors()[:5]:
+        where = ".".join(str(p) for p in item["loc"]) or "body"
+        parts.append(f"{where}: {item['msg']}")
+    more = len(error.errors()) - 5
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _load_json(request: Request) -> object:
+    raw = request.body or b""
+    if not raw.strip():
+        raise ApiError(400, "invalid_json", "the request needs a JSON body")
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+
+
+def _validate(model: type[Body], data: object) -> Body:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(422, "validation_error", _describe(exc)) from None
+
+
+def parse_body(request: Request, model: type[Body]) -> Body:
+    """The request's JSON body as ``model``, or a 400/422 ApiError that says what is wrong."""
+    return _validate(model, _load_json(request))
+
+
+def parse_usage(request: Request) -> list[UsageIn]:
+    """One usage event, or a batch: ``{"events": [...]}``."""
+    data = _load_json(request)
+    if isinstance(data, dict) and "events" in data:
+        return _validate(UsageBatch, data).events
+    return [_validate(UsageIn, data)]
+
+
+def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "bad_query", f"{name} must be a whole number") from None
+    if not low <= value <= high:
+        raise ApiError(400, "bad_query", f"{name} must be between {low} and {high}")
+    return value
+
+
+def query_choice(request: Request, name: str, choices: tuple[str, ...]) -> str | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    if raw not in choices:
+        raise ApiError(400, "bad_query", f"{name} must be one of {', '.join(choices)}")
+    return raw

@@ -1,0 +1,56 @@
+"""Small helpers for the few queries written in SQL (aggregation, upserts), on both databases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.transactions import in_transaction
+
+
+def is_postgres(conn: BaseDBAsyncClient) -> bool:
+    return conn.capabilities.dialect == "postgres"
+
+
+def placeholders(conn: BaseDBAsyncClient, sql: str) -> str:
+    """Write queries with ``?``; PostgreSQL (asyncpg) wants ``$1, $2, …``."""
+    if not is_postgres(conn):
+        return sql
+    parts = sql.split("?")
+    return "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], 1)) + parts[-1]
+
+
+async def fetch(conn: BaseDBAsyncClient, sql: str, values: Sequence[Any] = ()) -> list[Any]:
+    _, rows = await conn.execute_query(placeholders(conn, sql), list(values))
+    return list(rows)
+
+
+def hour_bucket(conn: BaseDBAsyncClient, column: str) -> str:
+    """SQL for the UTC hour that a timestamp column falls in, in the column's own format."""
+    if is_postgres(conn):
+        return f"(date_trunc('hour', {column} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')"
+    return f"strftime('%Y-%m-%d %H:00:00+00:00', {column})"
+
+
+@asynccontextmanager
+async def locked_transaction(lock_key: int) -> AsyncIterator[BaseDBAsyncClient]:
+    """A write transaction that holds ``lock_key`` (PostgreSQL) or SQLite's write lock."""
+    async with in_transaction() as conn:
+        if is_postgres(conn):
+            await conn.execute_query("SELECT pg_advisory_xact_lock($1)", [lock_key])
+        else:
+            # Take the write lock now (waiting up to busy_timeout), not at the first write,
+            # so nothing this transaction reads can go stale before it writes.
+            await conn.execute_query("UPDATE server_state SET value = value WHERE 1 = 0")
+        yield conn
+
+
+@asynccontextmanager
+async def snapshot_transaction() -> AsyncIterator[BaseDBAsyncClient]:
+    """A read-only view in which several queries see one consistent state."""
+    async with in_transaction() as conn:
+        if is_postgres(conn):
+            await conn.execute_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield conn

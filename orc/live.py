@@ -1,0 +1,173 @@
+"""Live events in one API process: tail the outbox, fan out to WebSocket subscribers.
+
+Every API process runs one ``OutboxTailer``. It polls the outbox by id (SQLite) or wakes on
+PostgreSQL NOTIFY (with a slow poll as a safety net), so events written by any process (other
+API workers, the CLI, the job worker, other servers on the same PostgreSQL) reach this
+process's clients. Each subscriber has a bounded queue: a client that cannot keep up is
+disconnected (it reconnects with ``since`` and misses nothing) instead of slowing the others
+or growing memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from orc.db.url import connection_config
+from orc.events import EVENT_CHANNEL, event_message, events_since, latest_event_id
+
+log = logging.getLogger("orc.live")
+
+QUEUE_LIMIT = 1000
+BATCH = 500
+SQLITE_POLL_SECONDS = 0.1
+POSTGRES_SAFETY_POLL_SECONDS = 1.0
+SESSION_UPDATE_MIN_INTERVAL = 1.0
+SESSION_EVENT_TYPES = {"state", "tokens", "task_created", "task_deleted"}
+ALL = "*"
+
+
+class Subscriber:
+    """One WebSocket client: what it subscribed to and its bounded outgoing queue."""
+
+    def __init__(self, limit: int = QUEUE_LIMIT) -> None:
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(limit)
+        self.topic: str | None = None
+        self.overflowed = asyncio.Event()
+        # While a catch-up runs, live events wait here so they follow the backlog in order.
+        self.held: list[dict[str, Any]] | None = None
+
+    def wants(self, message: dict[str, Any]) -> bool:
+        if self.topic is None:
+            return False
+        if message["type"] == "session_update":
+            return self.topic == ALL
+        return self.topic == ALL or message.get("task_id") == self.topic
+
+    def offer(self, message: dict[str, Any]) -> None:
+        if not self.wants(message) or self.overflowed.is_set():
+            return
+        if self.held is not None:
+            if len(self.held) >= self.queue.maxsize:
+                self.overflowed.set()
+            else:
+                self.held.append(message)
+            return
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self.overflowed.set()
+
+
+class Hub:
+    """The subscribers of this process."""
+
+    def __init__(self) -> None:
+        self.subscribers: set[Subscriber] = set()
+
+    def publish(self, message: dict[str, Any]) -> None:
+        for subscriber in list(self.subscribers):
+            subscriber.offer(message)
+
+    def has_firehose(self) -> bool:
+        return any(s.topic == ALL for s in self.subscribers)
+
+
+class OutboxTailer:
+    """Delivers new outbox rows to the hub; one per API process."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        database_url: str,
+        session_update: Callable[[], Awaitable[dict[str, Any]]],
+    ) -> None:
+        self.hub = hub
+        self.database_url = database_url
+        self.session_update = session_update
+        self.last_id = 0
+        self.wake = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
+        self._last_session_update = 0.0
+
+    @property
+    def is_postgres(self) -> bool:
+        return not self.database_url.startswith("sqlite")
+
+    async def run(self) -> None:
+        started = False
+        while True:
+            try:
+                if not started:
+                    # Clients catch up with since=; the tailer only delivers what is new.
+                    self.last_id = await latest_event_id()
+                    started = True
+                if self.is_postgres and self._listener is None:
+                    await self._listen()
+                delivered = await self.deliver_new()
+                if delivered < BATCH:
+                    await self._wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database may be away; keep trying
+                log.warning("outbox tail failed: %s", exc)
+                await self._drop_listener()
+                await asyncio.sleep(1.0)
+
+    async def deliver_new(self) -> int:
+        events = await events_since(self.last_id, BATCH)
+        for event in events:
+            self.hub.publish(event_message(event))
+            self.last_id = event.id
+        if any(e.event_type in SESSION_EVENT_TYPES for e in events):
+            await self._publish_session_update()
+        return len(events)
+
+    async def _publish_session_update(self) -> None:
+        loop = asyncio.get_running_loop()
+        if not self.hub.has_firehose():
+            return
+        if loop.time() - self._last_session_update < SESSION_UPDATE_MIN_INTERVAL:
+            return
+        self._last_session_update = loop.time()
+        self.hub.publish(await self.session_update())
+
+    async def _wait(self) -> None:
+        timeout = POSTGRES_SAFETY_POLL_SECONDS if self.is_postgres else SQLITE_POLL_SECONDS
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout)
+        self.wake.clear()
+
+    async def _listen(self) -> None:
+        creds = connection_config(self.database_url)["credentials"]
+        conn = await asyncpg.connect(
+            host=creds["host"],
+            port=creds["port"],
+            user=creds["user"],
+            password=creds["password"],
+            database=creds["database"],
+            ssl=creds["ssl"],
+            timeout=creds["timeout"],
+        )
+        await conn.add_listener(EVENT_CHANNEL, lambda *_: self.wake.set())
+        conn.add_termination_listener(self._on_listener_lost)
+        self._listener = conn
+
+    def _on_listener_lost(self, conn: asyncpg.Connection) -> None:
+        if self._listener is conn:
+            self._listener = None
+            self.wake.set()
+
+    async def _drop_listener(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close(timeout=2)
+            self._listener = None
+
+    async def close(self) -> None:
+        await self._drop_listener()

@@ -1,0 +1,101 @@
+"""Model prices (USD per million tokens) and the cost of token counts.
+
+Defaults cover current Claude models; ``ORC_HOME/pricing.yaml`` overrides or adds models:
+
+    models:
+      claude-sonnet-4-5: {input: 3.0, output: 15.0, cache_read: 0.30, cache_write: 3.75}
+
+A model is matched exactly, then by the longest known prefix (``claude-sonnet-4-5-20250929``
+is priced as ``claude-sonnet-4-5``). An unknown model costs 0 and is reported as unpriced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orc.config import ConfigError
+
+TOKEN_TYPES = ("input", "output", "cache_read", "cache_write")
+PRICING_FILE = "pricing.yaml"
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per million tokens of each type."""
+
+    input: float
+    output: float
+    cache_read: float
+    cache_write: float
+
+    def cost(self, tokens: dict[str, int]) -> float:
+        return sum(getattr(self, kind) * tokens.get(kind, 0) for kind in TOKEN_TYPES) / 1_000_000
+
+
+DEFAULT_PRICES: dict[str, Price] = {
+    "claude-opus-4-5": Price(5.0, 25.0, 0.50, 6.25),
+    "claude-opus-4-1": Price(15.0, 75.0, 1.50, 18.75),
+    "claude-opus-4": Price(15.0, 75.0, 1.50, 18.75),
+    "claude-sonnet-4-5": Price(3.0, 15.0, 0.30, 3.75),
+    "claude-sonnet-4": Price(3.0, 15.0, 0.30, 3.75),
+    "claude-3-7-sonnet": Price(3.0, 15.0, 0.30, 3.75),
+    "claude-haiku-4-5": Price(1.0, 5.0, 0.10, 1.25),
+    "claude-3-5-haiku": Price(0.80, 4.0, 0.08, 1.0),
+}
+
+
+class PriceList:
+    """Prices by model name, with prefix matching and an ``unpriced`` answer."""
+
+    def __init__(self, prices: dict[str, Price]) -> None:
+        self.prices = prices
+        self._by_length = sorted(prices, key=len, reverse=True)
+
+    def price_for(self, model: str) -> Price | None:
+        if model in self.prices:
+            return self.prices[model]
+        for known in self._by_length:
+            if model.startswith(known):
+                return self.prices[known]
+        return None
+
+    def cost(self, model: str, tokens: dict[str, int]) -> float:
+        """USD for these tokens; 0 for an unpriced model."""
+        price = self.price_for(model)
+        return price.cost(tokens) if price is not None else 0.0
+
+
+def _parse_price(model: str, raw: Any, path: Path) -> Price:
+    if not isinstance(raw, dict) or set(raw) - set(TOKEN_TYPES):
+        raise ConfigError(
+            f"{path}: model {model!r} needs a mapping of {', '.join(TOKEN_TYPES)} (USD per million)"
+        )
+    values = {}
+    for kind in TOKEN_TYPES:
+        value = raw.get(kind, 0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ConfigError(f"{path}: {model}.{kind} must be a number ≥ 0, not {value!r}")
+        values[kind] = float(value)
+    return Price(**values)
+
+
+def load_prices(home: Path) -> PriceList:
+    """Defaults overlaid with ``home/pricing.yaml`` when it exists."""
+    prices = dict(DEFAULT_PRICES)
+    path = home / PRICING_FILE
+    if not path.exists():
+        return PriceList(prices)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path} cannot be read as YAML ({exc}); fix or remove it") from None
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, dict):
+        raise ConfigError(f"{path} needs a top-level `models:` mapping of model: prices")
+    for model, raw in models.items():
+        prices[str(model)] = _parse_price(str(model), raw, path)
+    return PriceList(prices)
