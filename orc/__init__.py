@@ -1,8 +1,4 @@
 """orc: a server for orchestrating AI coding tasks."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("orc")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+source"
+# The single source of the version (pyproject.toml reads it from here).
+__version__ = "0.1.0"

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
+from typing import Any
 
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 
 from orc import __version__
 from orc.api import events, health, metrics, tasks, usage
+from orc.api.docs import install_docs
 from orc.auth.token import EXEMPT_PATHS, bearer_token, token_matches
 from orc.config import Settings, load_settings
 from orc.db import close_database, open_database
@@ -19,6 +22,14 @@ from orc.pricing import load_prices
 
 access_log = logging.getLogger("orc.access")
 MAX_REQUEST_BYTES = 1024 * 1024
+
+
+class OrcRequest(Request):
+    """Sanic's request with a cheaper id: 16 hex characters instead of a uuid4 per request."""
+
+    @classmethod
+    def generate_id(cls, *_: Any) -> str:
+        return os.urandom(8).hex()
 
 
 def _route_template(request: Request) -> str:
@@ -51,14 +62,17 @@ async def _on_response(request: Request, response: HTTPResponse) -> None:
     seconds = time.perf_counter() - started if started is not None else 0.0
     route = _route_template(request)
     observe_request(request.method, route, response.status, seconds)
-    response.headers["X-Request-ID"] = str(request.id)
+    request_id = str(request.id)
+    response.headers["X-Request-ID"] = request_id
+    if not access_log.isEnabledFor(logging.INFO):
+        return
     access_log.info(
         "%s %s %s",
         request.method,
         request.path,
         response.status,
         extra={
-            "request_id": str(request.id),
+            "request_id": request_id,
             "method": request.method,
             "path": request.path,
             "route": route,
@@ -83,7 +97,7 @@ async def _close_database(app: Sanic) -> None:
 
 def create_app(settings: Settings) -> Sanic:
     """Wire settings, database, error shape, metrics and blueprints into one Sanic app."""
-    app = Sanic("orc", configure_logging=False)
+    app = Sanic("orc", configure_logging=False, request_class=OrcRequest)
     app.config.REQUEST_MAX_SIZE = MAX_REQUEST_BYTES
     app.config.GRACEFUL_SHUTDOWN_TIMEOUT = settings.shutdown_timeout
     app.config.ACCESS_LOG = False
@@ -108,6 +122,7 @@ def create_app(settings: Settings) -> Sanic:
     app.blueprint(tasks.bp)
     app.blueprint(usage.bp)
     app.blueprint(events.bp)
+    install_docs(app)
     return app
 
 

@@ -5,11 +5,9 @@ User errors print one line (``orc: error: …``) and exit with code 2; nothing p
 
 from __future__ import annotations
 
-import asyncio
 import json
+import os
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -25,6 +23,13 @@ class WholeNumber(click.IntRange):
     """An integer option whose errors read "'abc' is not a valid whole number"."""
 
     name = "whole number"
+
+
+def run_coroutine(coro: Any) -> Any:
+    """asyncio.run, imported only by the commands that need it (the supervisor stays small)."""
+    import asyncio
+
+    return asyncio.run(coro)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -87,10 +92,36 @@ def serve(
     check_auth_policy(settings)
     setup_logging(settings.log_level, settings.log_format)
     launcher.check_port_free(settings.host, settings.port)
-    _migrate_or_exit(settings)
+    _migrate_in_child(settings)
     if stop.event.is_set():
         sys.exit(0)
     sys.exit(launcher.serve(settings, run_worker=not no_worker, stop=stop))
+
+
+def _migrate_in_child(settings: Settings) -> None:
+    """Apply migrations in a forked child, so the long-lived supervisor never loads the ORM.
+
+    (Tortoise, asyncpg and pydantic would stay in its memory for the life of the server.)
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: migrate, report, exit without running the parent's cleanup
+        code = 0
+        try:
+            _migrate_or_exit(settings)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            code = 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        sys.exit(code if code > 0 else 1)
 
 
 def _migrate_or_exit(settings: Settings) -> None:
@@ -101,7 +132,7 @@ def _migrate_or_exit(settings: Settings) -> None:
 
     log = logging.getLogger("orc.migrate")
     try:
-        applied = asyncio.run(
+        applied = run_coroutine(
             migrate_database(settings.database_url, lambda name: log.info("applying %s", name))
         )
     except MigrationFailed as exc:
@@ -147,7 +178,7 @@ def migrate(dry_run: bool) -> None:
 
     settings = load_settings()
     try:
-        names = asyncio.run(
+        names = run_coroutine(
             migrate_database(
                 settings.database_url,
                 lambda name: click.echo(f"applying {name}"),
@@ -200,6 +231,9 @@ def config_show(as_json: bool) -> None:
 @click.option("--timeout", default=3.0, show_default=True, help="Seconds to wait for an answer.")
 def healthcheck(timeout: float) -> None:
     """Exit 0 when /api/health answers on the configured host and port, else 1."""
+    import urllib.error
+    import urllib.request
+
     from orc.launcher import probe_address
 
     settings = load_settings()

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from orc.config import load_settings
 
@@ -18,6 +15,8 @@ T = TypeVar("T")
 
 def run_on_store(work: Callable[[], Awaitable[T]]) -> T:
     """Open the configured database, run ``work``, close it."""
+    import asyncio
+
     from orc.db import open_database
     from orc.db.schema import migrate_database
 
@@ -79,6 +78,9 @@ def new_task(title: str, weight: str, description: str) -> None:
 @click.option("--limit", type=click.IntRange(1, 100), default=50, show_default=True)
 def list_tasks_command(status: str | None, limit: int) -> None:
     """List tasks, newest first."""
+    from rich.console import Console
+    from rich.table import Table
+
     from orc.tasks import list_tasks
 
     items, total = run_on_store(lambda: list_tasks(1, limit, status, None))
@@ -100,6 +102,9 @@ def list_tasks_command(status: str | None, limit: int) -> None:
 @click.argument("task_id")
 def show_task(task_id: str) -> None:
     """A task with its phases, tokens and cost."""
+    from rich.console import Console
+    from rich.table import Table
+
     from orc.pricing import load_prices
     from orc.tasks import TaskNotFound, get_task
     from orc.usage import task_usage
@@ -158,6 +163,9 @@ def show_task(task_id: str) -> None:
 @click.command("cost")
 def cost_command() -> None:
     """Tokens and cost today, this week, this month; by model; top tasks."""
+    from rich.console import Console
+    from rich.table import Table
+
     from orc.cost import cost_summary
     from orc.pricing import load_prices
 

@@ -18,6 +18,8 @@ from urllib.parse import parse_qsl, urlsplit
 import yaml
 
 PROJECT_DIR_NAME = ".orc"
+# Set by `orc serve` for its children (not a user setting): where API workers share metrics.
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONFIG_FILE_NAME = "config.yaml"
 
 

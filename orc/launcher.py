@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from orc.config import ConfigError, Settings
-from orc.metrics import MULTIPROC_ENV
+from orc.config import METRICS_DIR_ENV, ConfigError, Settings
 
 log = logging.getLogger("orc.serve")
 
@@ -141,7 +140,11 @@ def child_env(settings: Settings, metrics_dir: Path) -> dict[str, str]:
         DATABASE_URL=settings.database_url,
     )
     env.pop("DATABASE_URL_FILE", None)
-    env[MULTIPROC_ENV] = str(metrics_dir)
+    env.pop(METRICS_DIR_ENV, None)
+    if settings.workers > 1:
+        # Several API processes share their samples through files; one process keeps them
+        # in memory, which is cheaper per request.
+        env[METRICS_DIR_ENV] = str(metrics_dir)
     return env
 
 

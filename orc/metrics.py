@@ -1,12 +1,14 @@
 """HTTP metrics and the Prometheus exposition, correct across API worker processes.
 
-``orc serve`` sets PROMETHEUS_MULTIPROC_DIR to a fresh directory before any API process
-starts, so every worker writes its samples there and any worker can answer a scrape.
+With ``--workers`` above 1, ``orc serve`` sets PROMETHEUS_MULTIPROC_DIR to a fresh directory
+before any API process starts, so every worker writes its samples there and any worker can
+answer a scrape. A single API process keeps its samples in memory.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,7 +23,8 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+from orc.config import METRICS_DIR_ENV
+
 UNMATCHED_ROUTE = "<unmatched>"
 
 HTTP_REQUESTS = Counter(
@@ -32,10 +35,23 @@ HTTP_DURATION = Histogram(
 )
 
 
+# Labelled children by (method, route, status): label lookups cost more than the increments.
+# Bounded, because routes are templates and unknown paths share one label.
+_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
     """Count one answered request under its route template (never the raw path)."""
-    HTTP_REQUESTS.labels(method, route, str(status)).inc()
-    HTTP_DURATION.labels(method, route).observe(seconds)
+    key = (method, route, status)
+    pair = _children.get(key)
+    if pair is None:
+        pair = (
+            HTTP_REQUESTS.labels(method, route, str(status)),
+            HTTP_DURATION.labels(method, route),
+        )
+        _children[key] = pair
+    pair[0].inc()
+    pair[1].observe(seconds)
 
 
 class _Families(Collector):
@@ -49,7 +65,7 @@ class _Families(Collector):
 
 
 def _scrape_registry() -> CollectorRegistry:
-    if not os.environ.get(MULTIPROC_ENV):
+    if not os.environ.get(METRICS_DIR_ENV):
         return REGISTRY
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)

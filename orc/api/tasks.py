@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
+from sanic_ext import openapi
 
 from orc.api.schemas import TaskCreate, TaskPatch, parse_body, query_choice, query_int
 from orc.errors import ApiError
@@ -50,6 +51,7 @@ async def tasks_index(request: Request) -> HTTPResponse:
 
 
 @bp.post("/api/tasks")
+@openapi.body({"application/json": TaskCreate.model_json_schema()})
 async def tasks_create(request: Request) -> HTTPResponse:
     """Create a task."""
     body = parse_body(request, TaskCreate)
@@ -67,6 +69,7 @@ async def tasks_show(request: Request, task_id: str) -> HTTPResponse:
 
 
 @bp.patch("/api/tasks/<task_id>")
+@openapi.body({"application/json": TaskPatch.model_json_schema()})
 async def tasks_update(request: Request, task_id: str) -> HTTPResponse:
     """Change title, description, weight, current_phase, or status (planned/blocked)."""
     number = task_number(task_id)

@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
+from sanic_ext import openapi
 
-from orc.api.schemas import parse_usage, query_int
+from orc.api.schemas import UsageBatch, UsageIn, parse_usage, query_int
 from orc.api.tasks import not_found, task_number
 from orc.cost import cost_summary, cost_timeseries
 from orc.tasks import TaskNotFound
@@ -18,6 +19,9 @@ MAX_DAYS = 366
 
 
 @bp.post("/api/tasks/<task_id>/usage")
+@openapi.body(
+    {"application/json": {"oneOf": [UsageIn.model_json_schema(), UsageBatch.model_json_schema()]}}
+)
 async def usage_record(request: Request, task_id: str) -> HTTPResponse:
     """Record one model call, or a batch ``{"events": [...]}`` (all or nothing)."""
     number = task_number(task_id)
