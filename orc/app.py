@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -24,12 +25,17 @@ access_log = logging.getLogger("orc.access")
 MAX_REQUEST_BYTES = 1024 * 1024
 
 
+# Request ids: a random prefix per process and a counter; unique without a syscall per request.
+_ID_PREFIX = os.urandom(4).hex()
+_id_counter = itertools.count(1)
+
+
 class OrcRequest(Request):
-    """Sanic's request with a cheaper id: 16 hex characters instead of a uuid4 per request."""
+    """Sanic's request with a cheaper id than a uuid4 per request."""
 
     @classmethod
     def generate_id(cls, *_: Any) -> str:
-        return os.urandom(8).hex()
+        return f"{_ID_PREFIX}-{next(_id_counter):x}"
 
 
 def _route_template(request: Request) -> str:
