@@ -79,6 +79,7 @@ def serve(
     from orc.auth.policy import check_auth_policy
     from orc.config import parse_host
     from orc.logging import setup_logging
+    from orc.pricing import load_prices
 
     if host is not None:
         try:
@@ -90,6 +91,7 @@ def serve(
     stop.install()
     settings = settings_from(ctx, host=host, port=port, workers=workers)
     check_auth_policy(settings)
+    load_prices(settings.home)  # a broken pricing.yaml stops start-up here, in one line
     setup_logging(settings.log_level, settings.log_format)
     launcher.check_port_free(settings.host, settings.port)
     _migrate_in_child(settings)
