@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from orc.db.url import connection_config
+from orc.db.url import asyncpg_connect_args
 from orc.events import EVENT_CHANNEL, event_message, events_since, latest_event_id
 
 log = logging.getLogger("orc.live")
@@ -144,16 +144,7 @@ class OutboxTailer:
         self.wake.clear()
 
     async def _listen(self) -> None:
-        creds = connection_config(self.database_url)["credentials"]
-        conn = await asyncpg.connect(
-            host=creds["host"],
-            port=creds["port"],
-            user=creds["user"],
-            password=creds["password"],
-            database=creds["database"],
-            ssl=creds["ssl"],
-            timeout=creds["timeout"],
-        )
+        conn = await asyncpg.connect(**asyncpg_connect_args(self.database_url))
         await conn.add_listener(EVENT_CHANNEL, lambda *_: self.wake.set())
         conn.add_termination_listener(self._on_listener_lost)
         self._listener = conn

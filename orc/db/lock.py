@@ -10,7 +10,7 @@ from pathlib import Path
 
 import asyncpg
 
-from orc.db.url import connection_config, sqlite_path
+from orc.db.url import asyncpg_connect_args, sqlite_path
 
 # Any constant works; it only has to be the same in every orc process.
 PG_MIGRATION_LOCK_KEY = 0x6F7263_01
@@ -28,16 +28,7 @@ async def migration_lock(database_url: str) -> AsyncIterator[None]:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
         return
-    creds = connection_config(database_url)["credentials"]
-    conn = await asyncpg.connect(
-        host=creds["host"],
-        port=creds["port"],
-        user=creds["user"],
-        password=creds["password"],
-        database=creds["database"],
-        ssl=creds["ssl"],
-        timeout=creds["timeout"],
-    )
+    conn = await asyncpg.connect(**asyncpg_connect_args(database_url))
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", PG_MIGRATION_LOCK_KEY)
         try:

@@ -66,3 +66,10 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
         "use_tz": True,
         "timezone": "UTC",
     }
+
+
+def asyncpg_connect_args(database_url: str) -> dict[str, Any]:
+    """Arguments for ``asyncpg.connect`` (a connection of our own, outside Tortoise's pool)."""
+    creds = connection_config(database_url)["credentials"]
+    keys = ("host", "port", "user", "password", "database", "ssl", "timeout")
+    return {key: creds[key] for key in keys}
