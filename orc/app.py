@@ -23,6 +23,7 @@ from orc.pricing import load_prices
 
 access_log = logging.getLogger("orc.access")
 MAX_REQUEST_BYTES = 1024 * 1024
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 # Request ids: a random prefix per process and a counter; unique without a syscall per request.
@@ -68,6 +69,11 @@ async def _on_response(request: Request, response: HTTPResponse) -> None:
     seconds = time.perf_counter() - started if started is not None else 0.0
     route = _route_template(request)
     observe_request(request.method, route, response.status, seconds)
+    if request.method not in SAFE_METHODS and response.status < 400:
+        # This process just wrote events: deliver them now rather than at the next poll.
+        tailer = getattr(request.app.ctx, "tailer", None)
+        if tailer is not None:
+            tailer.wake.set()
     request_id = str(request.id)
     response.headers["X-Request-ID"] = request_id
     if not access_log.isEnabledFor(logging.INFO):

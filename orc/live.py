@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -32,24 +34,39 @@ SESSION_EVENT_TYPES = {"state", "tokens", "task_created", "task_deleted"}
 ALL = "*"
 
 
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message for clients, encoded once however many clients receive it."""
+
+    kind: str
+    text: str
+    event_id: int | None = None
+    task_id: str | None = None
+
+
+def encode(message: dict[str, Any]) -> Outgoing:
+    event_id = message.get("id") if message["type"] == "event" else None
+    return Outgoing(message["type"], json.dumps(message), event_id, message.get("task_id"))
+
+
 class Subscriber:
     """One WebSocket client: what it subscribed to and its bounded outgoing queue."""
 
     def __init__(self, limit: int = QUEUE_LIMIT) -> None:
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(limit)
+        self.queue: asyncio.Queue[Outgoing] = asyncio.Queue(limit)
         self.topic: str | None = None
         self.overflowed = asyncio.Event()
         # While a catch-up runs, live events wait here so they follow the backlog in order.
-        self.held: list[dict[str, Any]] | None = None
+        self.held: list[Outgoing] | None = None
 
-    def wants(self, message: dict[str, Any]) -> bool:
+    def wants(self, message: Outgoing) -> bool:
         if self.topic is None:
             return False
-        if message["type"] == "session_update":
+        if message.kind == "session_update":
             return self.topic == ALL
-        return self.topic == ALL or message.get("task_id") == self.topic
+        return self.topic == ALL or message.task_id == self.topic
 
-    def offer(self, message: dict[str, Any]) -> None:
+    def offer(self, message: Outgoing) -> None:
         if not self.wants(message) or self.overflowed.is_set():
             return
         if self.held is not None:
@@ -71,8 +88,11 @@ class Hub:
         self.subscribers: set[Subscriber] = set()
 
     def publish(self, message: dict[str, Any]) -> None:
+        if not self.subscribers:
+            return
+        outgoing = encode(message)
         for subscriber in list(self.subscribers):
-            subscriber.offer(message)
+            subscriber.offer(outgoing)
 
     def has_firehose(self) -> bool:
         return any(s.topic == ALL for s in self.subscribers)

@@ -27,7 +27,7 @@ from orc.api.schemas import query_int
 from orc.cost import usage_today
 from orc.errors import ApiError
 from orc.events import event_message, events_since, latest_event_id, oldest_event_id
-from orc.live import ALL, BATCH, Hub, OutboxTailer, Subscriber
+from orc.live import ALL, BATCH, Hub, OutboxTailer, Subscriber, encode
 from orc.tasks import parse_task_id
 
 bp = Blueprint("events")
@@ -86,20 +86,17 @@ async def stop_tailer(app: Sanic) -> None:
     await app.ctx.tailer.close()
 
 
-async def _send(ws: Any, message: dict[str, Any]) -> None:
-    await asyncio.wait_for(ws.send(json.dumps(message)), SEND_TIMEOUT_SECONDS)
-
-
 async def _pump(ws: Any, subscriber: Subscriber) -> None:
     """Send queued messages in order, skipping events already sent."""
     last_id = 0
     while True:
         message = await subscriber.queue.get()
-        if message["type"] == "event":
-            if message["id"] <= last_id:
+        if message.event_id is not None:
+            if message.event_id <= last_id:
                 continue
-            last_id = message["id"]
-        await _send(ws, message)
+            last_id = message.event_id
+        async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+            await ws.send(message.text)
 
 
 async def _catch_up(subscriber: Subscriber, since: int, topic: str) -> None:
@@ -110,7 +107,7 @@ async def _catch_up(subscriber: Subscriber, since: int, topic: str) -> None:
         while True:
             events = await events_since(since, BATCH, task_id)
             for event in events:
-                await subscriber.queue.put(event_message(event))
+                await subscriber.queue.put(encode(event_message(event)))
                 since = event.id
             if len(events) < BATCH:
                 break
@@ -120,60 +117,59 @@ async def _catch_up(subscriber: Subscriber, since: int, topic: str) -> None:
         subscriber.offer(message)
 
 
+async def _reply(subscriber: Subscriber, message: dict[str, Any]) -> None:
+    await subscriber.queue.put(encode(message))
+
+
+async def _refuse(subscriber: Subscriber, text: str) -> None:
+    await _reply(subscriber, {"type": "error", "error": "bad_request", "message": text})
+
+
+def _valid_since(value: object) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
+
+
 async def _handle(
-    request: Request, ws: Any, subscriber: Subscriber, raw: str | bytes, since: int | None
+    request: Request, subscriber: Subscriber, raw: str | bytes, since: int | None
 ) -> int | None:
     """React to one client message; return the catch-up position still to use."""
     try:
         message = json.loads(raw)
-        kind = message.get("type") if isinstance(message, dict) else None
     except ValueError:
-        kind = message = None
+        message = None
+    kind = message.get("type") if isinstance(message, dict) else None
     if kind == "ping":
-        await subscriber.queue.put({"type": "pong"})
+        await _reply(subscriber, {"type": "pong"})
         return since
     if kind == "unsubscribe":
         subscriber.topic = None
-        await subscriber.queue.put({"type": "unsubscribed"})
+        await _reply(subscriber, {"type": "unsubscribed"})
         return since
     if kind != "subscribe" or not isinstance(message, dict):
-        await subscriber.queue.put(
-            {
-                "type": "error",
-                "error": "bad_request",
-                "message": "send JSON with type subscribe, unsubscribe or ping",
-            }
-        )
+        await _refuse(subscriber, "send JSON with type subscribe, unsubscribe or ping")
         return since
     topic = message.get("task_id", ALL)
     requested_since = message.get("since", since)
     if not isinstance(topic, str) or (topic != ALL and parse_task_id(topic) is None):
-        await subscriber.queue.put(
-            {"type": "error", "error": "bad_request", "message": "task_id must be TASK-001 or *"}
-        )
+        await _refuse(subscriber, "task_id must be TASK-001 or *")
         return since
-    if requested_since is not None and (
-        not isinstance(requested_since, int)
-        or isinstance(requested_since, bool)
-        or requested_since < 0
-    ):
-        await subscriber.queue.put(
-            {"type": "error", "error": "bad_request", "message": "since must be an event id"}
-        )
+    if not _valid_since(requested_since):
+        await _refuse(subscriber, "since must be an event id")
         return since
     subscriber.topic = topic
-    await subscriber.queue.put(
+    await _reply(
+        subscriber,
         {
             "type": "subscribed",
             "task_id": topic,
             "last_id": await latest_event_id(),
             "oldest_id": await oldest_event_id(),
-        }
+        },
     )
     if requested_since is not None:
         await _catch_up(subscriber, requested_since, topic)
     if topic == ALL:
-        await subscriber.queue.put(await session_update(request.app))
+        await _reply(subscriber, await session_update(request.app))
     return None
 
 
@@ -201,7 +197,7 @@ async def websocket(request: Request, ws: Any) -> None:
             raw = receive.result()
             if raw is None:
                 break
-            since = await _handle(request, ws, subscriber, raw, since)
+            since = await _handle(request, subscriber, raw, since)
         if overflow.done():
             await ws.close(CLOSE_TOO_SLOW, "too slow; reconnect with since=<last id>")
     except (ConnectionClosed, asyncio.CancelledError, TimeoutError):
