@@ -114,6 +114,7 @@ class OutboxTailer:
         self.wake = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
         self._last_session_update = 0.0
+        self._session_pending: asyncio.Task[None] | None = None
 
     @property
     def is_postgres(self) -> bool:
@@ -149,13 +150,26 @@ class OutboxTailer:
         return len(events)
 
     async def _publish_session_update(self) -> None:
-        loop = asyncio.get_running_loop()
-        if not self.hub.has_firehose():
+        """At most one session_update a second; one that is due later is sent later, not lost."""
+        if not self.hub.has_firehose() or self._session_pending is not None:
             return
-        if loop.time() - self._last_session_update < SESSION_UPDATE_MIN_INTERVAL:
+        loop = asyncio.get_running_loop()
+        wait = self._last_session_update + SESSION_UPDATE_MIN_INTERVAL - loop.time()
+        if wait > 0:
+            self._session_pending = asyncio.create_task(self._session_update_later(wait))
             return
         self._last_session_update = loop.time()
         self.hub.publish(await self.session_update())
+
+    async def _session_update_later(self, delay: float) -> None:
+        try:
+            await asyncio.sleep(delay)
+            self._last_session_update = asyncio.get_running_loop().time()
+            self.hub.publish(await self.session_update())
+        except Exception as exc:
+            log.warning("session update failed: %s", exc)
+        finally:
+            self._session_pending = None
 
     async def _wait(self) -> None:
         timeout = POSTGRES_SAFETY_POLL_SECONDS if self.is_postgres else SQLITE_POLL_SECONDS
@@ -181,4 +195,6 @@ class OutboxTailer:
             self._listener = None
 
     async def close(self) -> None:
+        if self._session_pending is not None:
+            self._session_pending.cancel()
         await self._drop_listener()

@@ -49,6 +49,12 @@ def parse_task_id(text: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def canonical_task_id(text: str) -> str | None:
+    """``TASK-001`` for any accepted spelling of it (``TASK-1``, ``TASK-0001``), else None."""
+    number = parse_task_id(text)
+    return None if number is None else format_task_id(number)
+
+
 def task_dict(task: Task) -> dict[str, Any]:
     return {
         "id": format_task_id(task.number),

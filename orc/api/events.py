@@ -28,13 +28,14 @@ from orc.cost import usage_today
 from orc.errors import ApiError
 from orc.events import event_message, events_since, latest_event_id, oldest_event_id
 from orc.live import ALL, BATCH, Hub, OutboxTailer, Subscriber, encode
-from orc.tasks import parse_task_id
+from orc.tasks import canonical_task_id
 
 bp = Blueprint("events")
 MAX_EVENTS_PAGE = 1000
 SEND_TIMEOUT_SECONDS = 10.0
 # 1013 "try again later": the client was too slow; reconnect with since=<last id seen>.
 CLOSE_TOO_SLOW = 1013
+CLOSE_TIMEOUT_SECONDS = 2.0
 
 
 @bp.get("/api/events")
@@ -43,8 +44,10 @@ async def events_index(request: Request) -> HTTPResponse:
     since = query_int(request, "since", 0, 0, 2**62)
     limit = query_int(request, "limit", 100, 1, MAX_EVENTS_PAGE)
     task_id = request.args.get("task_id")
-    if task_id is not None and parse_task_id(task_id) is None:
-        raise ApiError(400, "bad_query", "task_id must look like TASK-001")
+    if task_id is not None:
+        task_id = canonical_task_id(task_id)
+        if task_id is None:
+            raise ApiError(400, "bad_query", "task_id must look like TASK-001")
     events = await events_since(since, limit, task_id)
     oldest = await oldest_event_id()
     return json_response(
@@ -100,8 +103,11 @@ async def _pump(ws: Any, subscriber: Subscriber) -> None:
 
 
 async def _catch_up(subscriber: Subscriber, since: int, topic: str) -> None:
-    """Queue every stored event after ``since``, then the live ones held meanwhile."""
-    subscriber.held = []
+    """Queue every stored event after ``since``, then the live ones held meanwhile (newer only).
+
+    The caller has set ``subscriber.held`` before it read anything, so no live event is lost.
+    """
+    start = since
     try:
         task_id = None if topic == ALL else topic
         while True:
@@ -114,7 +120,8 @@ async def _catch_up(subscriber: Subscriber, since: int, topic: str) -> None:
     finally:
         held, subscriber.held = subscriber.held or [], None
     for message in held:
-        subscriber.offer(message)
+        if message.event_id is None or message.event_id > start:
+            subscriber.offer(message)
 
 
 async def _reply(subscriber: Subscriber, message: dict[str, Any]) -> None:
@@ -150,27 +157,43 @@ async def _handle(
         return since
     topic = message.get("task_id", ALL)
     requested_since = message.get("since", since)
-    if not isinstance(topic, str) or (topic != ALL and parse_task_id(topic) is None):
+    if isinstance(topic, str) and topic != ALL:
+        topic = canonical_task_id(topic)
+    if not isinstance(topic, str):
         await _refuse(subscriber, "task_id must be TASK-001 or *")
         return since
     if not _valid_since(requested_since):
         await _refuse(subscriber, "since must be an event id")
         return since
+    # Hold live events from here on, so nothing the tailer delivers during the queries below
+    # can overtake the "subscribed" reply or the backlog.
+    subscriber.held = []
     subscriber.topic = topic
+    last_id = await latest_event_id()
     await _reply(
         subscriber,
         {
             "type": "subscribed",
             "task_id": topic,
-            "last_id": await latest_event_id(),
+            "last_id": last_id,
             "oldest_id": await oldest_event_id(),
         },
     )
-    if requested_since is not None:
-        await _catch_up(subscriber, requested_since, topic)
+    await _catch_up(subscriber, last_id if requested_since is None else requested_since, topic)
     if topic == ALL:
         await _reply(subscriber, await session_update(request.app))
     return None
+
+
+async def _close_slow_client(ws: Any) -> None:
+    """Close with 1013; a peer that reads nothing cannot take the close frame, so then abort."""
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+            await ws.close(CLOSE_TOO_SLOW, "too slow; reconnect with since=<last id>")
+    except (TimeoutError, ConnectionClosed):
+        transport = getattr(getattr(ws, "io_proto", None), "transport", None)
+        if transport is not None:
+            transport.abort()
 
 
 @bp.websocket("/api/ws")
@@ -199,7 +222,7 @@ async def websocket(request: Request, ws: Any) -> None:
                 break
             since = await _handle(request, subscriber, raw, since)
         if overflow.done():
-            await ws.close(CLOSE_TOO_SLOW, "too slow; reconnect with since=<last id>")
+            await _close_slow_client(ws)
     except (ConnectionClosed, asyncio.CancelledError, TimeoutError):
         pass
     finally:

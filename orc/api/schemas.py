@@ -23,6 +23,14 @@ TokenCount = Annotated[int, Field(strict=True, ge=0, le=MAX_TOKENS)]
 class StrictBody(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        # PostgreSQL text cannot hold U+0000; refuse it everywhere so both databases agree.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
 
 class TaskCreate(StrictBody):
     title: str = Field(min_length=1, max_length=200)
@@ -42,7 +50,7 @@ class TaskPatch(StrictBody):
     def _not_empty(self) -> TaskPatch:
         if not self.model_fields_set:
             raise ValueError("nothing to change: give at least one field")
-        for name in ("title", "weight", "status"):
+        for name in ("title", "description", "weight", "status"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         return self
@@ -65,7 +73,10 @@ class UsageIn(StrictBody):
     def _not_in_the_future(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        value = value if value.tzinfo else value.replace(tzinfo=UTC)
+        try:
+            value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        except OverflowError:
+            raise ValueError("occurred_at is out of range") from None
         if value > datetime.now(UTC) + FUTURE_TOLERANCE:
             raise ValueError("occurred_at is in the future")
         return value

@@ -1,0 +1,556 @@
+"""Folding usage events into hourly rollups: exact, idempotent, O(new events), safe to kill.
+
+In process on SQLite and PostgreSQL; the crash test kills a real `orc fold-usage` process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from tortoise.backends.base.executor import EXECUTOR_CACHE
+
+from orc.aggregation import CHUNK_EVENTS, fold_usage, read_watermark
+from orc.cost import cost_summary, cost_timeseries, usage_totals
+from orc.db import close_database, default_connection, open_database
+from orc.db.schema import migrate_database
+from orc.db.sql import fetch, is_postgres
+from orc.pricing import DEFAULT_PRICES, TOKEN_TYPES, PriceList
+from orc.tasks import create_task, transition
+from orc.usage import UsageRecord, record_usage
+from tests.support import ORC, base_env, run_orc
+
+PRICES = PriceList(dict(DEFAULT_PRICES))
+SONNET, HAIKU, OPUS, UNPRICED = (
+    "claude-sonnet-4-5",
+    "claude-haiku-4-5",
+    "claude-opus-4-5",
+    "acme-llm-1",
+)
+Tokens = dict[str, int]
+
+
+def forget_cached_sql() -> None:
+    """Tortoise caches insert SQL per connection name, not per dialect: after a test on SQLite,
+    the next one on PostgreSQL in the same process would reuse `?` placeholders."""
+    EXECUTOR_CACHE.clear()
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[str]:
+    """A migrated database, open in this process."""
+    forget_cached_sql()
+    await migrate_database(database_url)
+    await open_database(database_url)
+    try:
+        yield database_url
+    finally:
+        await close_database()
+        forget_cached_sql()
+
+
+@dataclass(frozen=True)
+class Use:
+    task: int
+    model: str
+    at: datetime
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+
+    @property
+    def tokens(self) -> Tokens:
+        return {kind: getattr(self, kind) for kind in TOKEN_TYPES}
+
+    @property
+    def hour(self) -> datetime:
+        return self.at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def at(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+async def record(uses: Iterable[Use]) -> None:
+    """Record through orc's own write path, one call per task."""
+    by_task: dict[int, list[UsageRecord]] = defaultdict(list)
+    for use in uses:
+        by_task[use.task].append(
+            UsageRecord(
+                model=use.model,
+                phase="p",
+                occurred_at=use.at,
+                input_tokens=use.input,
+                output_tokens=use.output,
+                cache_read_tokens=use.cache_read,
+                cache_write_tokens=use.cache_write,
+            )
+        )
+    for task, records in by_task.items():
+        await record_usage(task, records)
+
+
+def plus(a: Tokens, b: Tokens) -> Tokens:
+    return {kind: a.get(kind, 0) + b.get(kind, 0) for kind in TOKEN_TYPES}
+
+
+def zero() -> Tokens:
+    return dict.fromkeys(TOKEN_TYPES, 0)
+
+
+# --- reading what the fold wrote ----------------------------------------------------------------
+
+_COLUMNS = "events, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens"
+
+
+def _row_counts(row: Any) -> tuple[int, Tokens]:
+    return int(row["events"]), {kind: int(row[f"{kind}_tokens"]) for kind in TOKEN_TYPES}
+
+
+def _as_utc(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value)).astimezone(UTC)
+
+
+async def rollups() -> dict[tuple[datetime, str, int], tuple[int, Tokens]]:
+    rows = await fetch(
+        default_connection(), f"SELECT hour, model, task_number, {_COLUMNS} FROM usage_rollup"
+    )
+    found = {}
+    for row in rows:
+        key = (_as_utc(row["hour"]), row["model"], int(row["task_number"]))
+        assert key not in found, f"two rollup rows for {key}"
+        found[key] = _row_counts(row)
+    return found
+
+
+async def totals() -> dict[str, tuple[int, Tokens]]:
+    rows = await fetch(default_connection(), f"SELECT model, {_COLUMNS} FROM usage_total")
+    return {row["model"]: _row_counts(row) for row in rows}
+
+
+def expected_rollups(uses: Iterable[Use]) -> dict[tuple[datetime, str, int], tuple[int, Tokens]]:
+    found: dict[tuple[datetime, str, int], tuple[int, Tokens]] = {}
+    for use in uses:
+        key = (use.hour, use.model, use.task)
+        events, tokens = found.get(key, (0, zero()))
+        found[key] = (events + 1, plus(tokens, use.tokens))
+    return found
+
+
+def expected_totals(uses: Iterable[Use]) -> dict[str, tuple[int, Tokens]]:
+    found: dict[str, tuple[int, Tokens]] = {}
+    for use in uses:
+        events, tokens = found.get(use.model, (0, zero()))
+        found[use.model] = (events + 1, plus(tokens, use.tokens))
+    return found
+
+
+async def assert_folded(uses: list[Use]) -> None:
+    assert await rollups() == expected_rollups(uses)
+    assert await totals() == expected_totals(uses)
+
+
+async def max_event_id() -> int:
+    rows = await fetch(default_connection(), "SELECT MAX(id) AS m FROM usage_event")
+    return int(rows[0]["m"] or 0)
+
+
+# --- exact, idempotent, incremental -------------------------------------------------------------
+
+
+def _spread(count: int, start: datetime, tasks: int = 3) -> list[Use]:
+    """Events over several models, tasks and hours, with awkward minutes and sizes."""
+    models = [SONNET, HAIKU, OPUS, UNPRICED, f"{SONNET}-20250929"]
+    return [
+        Use(
+            task=1 + n % tasks,
+            model=models[n % len(models)],
+            at=start + timedelta(minutes=37 * n, microseconds=n),
+            input=1000 * n + 1,
+            output=(n * 7919) % 100_000,
+            cache_read=(n * 104_729) % 1_000_000,
+            cache_write=n % 13,
+        )
+        for n in range(count)
+    ]
+
+
+async def test_fold_is_exact_idempotent_and_touches_only_new_events(store):
+    for title in ("one", "two", "three"):
+        await create_task(title)
+    uses = _spread(240, at("2026-03-30T21:00:00"))
+    uses += [
+        # The edges of an hour, and a time given in another zone (10:59:59.999999 UTC).
+        Use(1, SONNET, at("2026-04-02T10:59:59.999999"), input=1),
+        Use(1, SONNET, at("2026-04-02T11:00:00"), input=2),
+        Use(1, SONNET, at("2026-04-02T16:29:59.999999+05:30"), input=4),
+        Use(2, HAIKU, at("2026-04-02T06:00:00-05:00"), output=8),
+    ]
+    await record(uses)
+    assert len({u.hour for u in uses}) > 100  # many hours, over several days
+
+    first = await fold_usage()
+    assert (first.events, first.watermark) == (len(uses), await max_event_id())
+    await assert_folded(uses)
+    rollup = await rollups()
+    assert rollup[(at("2026-04-02T10:00:00"), SONNET, 1)][1]["input"] == 1 + 4
+    assert rollup[(at("2026-04-02T11:00:00"), SONNET, 1)][1]["input"] == 2
+    assert rollup[(at("2026-04-02T11:00:00"), HAIKU, 2)][1]["output"] == 8
+
+    # Idempotent: nothing new, nothing folded, nothing changed.
+    again = await fold_usage()
+    assert (again.events, again.watermark) == (0, first.watermark)
+    await assert_folded(uses)
+
+    # Only the new events are folded; they add to existing hours and make new ones.
+    more = [Use(u.task, u.model, u.at + timedelta(seconds=1), input=3, output=5) for u in uses[:40]]
+    more += _spread(25, at("2026-05-01T00:00:00"))
+    await record(more)
+    uses += more
+    second = await fold_usage()
+    assert (second.events, second.watermark) == (len(more), await max_event_id())
+    await assert_folded(uses)
+
+    # In small chunks (one transaction each) it comes out the same.
+    chunked = _spread(53, at("2026-03-01T00:00:00"), tasks=2)
+    await record(chunked)
+    uses += chunked
+    third = await fold_usage(chunk=10)
+    assert third.events == len(chunked)
+    await assert_folded(uses)
+
+    # Two folds at once never fold an event twice.
+    racing = _spread(120, at("2026-02-01T00:00:00"))
+    await record(racing)
+    uses += racing
+    results = await asyncio.gather(*(fold_usage(chunk=17) for _ in range(3)))
+    assert sum(r.events for r in results) == len(racing)
+    await assert_folded(uses)
+    assert (await fold_usage()).events == 0
+
+
+async def test_folding_while_usage_is_recorded_misses_nothing_and_counts_nothing_twice(store):
+    for title in ("one", "two", "three"):
+        await create_task(title)
+    start = at("2026-04-01T00:00:00")
+    recorded: list[Use] = []
+    writers_done = asyncio.Event()
+
+    async def writer(w: int) -> None:
+        for n in range(30):
+            batch = [
+                Use(
+                    1 + (w + n) % 3,
+                    (SONNET, HAIKU)[k % 2],
+                    start + timedelta(minutes=w * 97 + n * 13 + k),
+                    input=w + 1,
+                    output=n + k,
+                )
+                for k in range(1 + n % 4)
+            ]
+            await record(batch)
+            recorded.extend(batch)
+
+    async def folder() -> int:
+        folded = 0
+        while not writers_done.is_set():
+            folded += (await fold_usage(chunk=7)).events
+            await asyncio.sleep(0)
+        return folded
+
+    folding = asyncio.create_task(folder())
+    await asyncio.gather(*(writer(w) for w in range(5)))
+    writers_done.set()
+    folded = await folding + (await fold_usage()).events
+    assert folded == len(recorded) == 5 * sum(1 + n % 4 for n in range(30))
+    await assert_folded(recorded)
+
+
+# --- cost reports: rollups plus the unfolded tail -----------------------------------------------
+
+NOW = at("2026-04-02T15:30:00")  # a Thursday; the week began on Monday 30 March
+STARTS = {
+    "today": at("2026-04-02T00:00:00"),
+    "week": at("2026-03-30T00:00:00"),
+    "month": at("2026-04-01T00:00:00"),
+}
+TITLES = {1: "alpha", 2: "beta", 3: "gamma"}
+
+EARLY = [
+    Use(1, SONNET, at("2026-02-10T09:00:00"), input=5_000_000),  # an older month
+    Use(2, HAIKU, at("2026-03-29T23:59:59.999999"), output=100_000),  # just before the week
+    Use(2, SONNET, at("2026-03-30T00:00:00"), input=200_000),  # the week's first instant
+    Use(3, OPUS, at("2026-03-31T12:00:00"), output=10_000, cache_write=1_000),
+    Use(1, UNPRICED, at("2026-04-01T00:00:00"), input=123),  # the month's first instant
+    Use(3, SONNET, at("2026-04-01T23:59:59.999999"), cache_read=1_000_000),
+    Use(1, SONNET, at("2026-04-02T00:00:00"), input=1_000, output=2_000),  # today
+    Use(2, HAIKU, at("2026-04-02T10:59:59.999999"), input=300_000),
+    Use(2, HAIKU, at("2026-04-02T11:00:00"), output=40_000),
+    Use(1, f"{SONNET}-20250929", at("2026-04-02T20:59:00+05:30"), input=70_000),
+    Use(3, UNPRICED, at("2026-04-02T13:00:00"), output=7),
+]
+LATE = [
+    Use(2, HAIKU, at("2026-04-02T10:15:00"), input=5),  # into an hour that is already folded
+    Use(1, SONNET, at("2026-04-02T12:30:00"), input=10),
+    Use(3, HAIKU, at("2026-03-31T01:00:00"), output=20),
+    Use(2, SONNET, at("2026-01-15T00:00:00"), input=1),
+    Use(3, OPUS, at("2026-04-01T08:00:00"), input=50_000, output=3_000),
+]
+
+
+def _block(by_model: dict[str, Tokens]) -> dict[str, Any]:
+    tokens = zero()
+    cost = 0.0
+    for model, counts in by_model.items():
+        tokens = plus(tokens, counts)
+        cost += PRICES.cost(model, counts)
+    return {"tokens": tokens, "total_tokens": sum(tokens.values()), "cost_usd": cost}
+
+
+def expected_summary(uses: list[Use]) -> dict[str, Any]:
+    periods: dict[str, dict[str, Tokens]] = {name: {} for name in STARTS}
+    per_task: dict[int, dict[str, Tokens]] = defaultdict(dict)
+    for use in uses:
+        for name, start in STARTS.items():
+            if use.at >= start:
+                periods[name][use.model] = plus(periods[name].get(use.model, zero()), use.tokens)
+        if use.at >= STARTS["month"]:
+            per_task[use.task][use.model] = plus(
+                per_task[use.task].get(use.model, zero()), use.tokens
+            )
+    month = periods["month"]
+    top = sorted(per_task, key=lambda n: (-_block(per_task[n])["cost_usd"], n))
+    return {
+        **{name: _block(periods[name]) for name in STARTS},
+        "by_model": [
+            {"model": m, **_block({m: month[m]}), "priced": PRICES.price_for(m) is not None}
+            for m in sorted(month)
+        ],
+        "top_tasks": [
+            {
+                "task_id": f"TASK-{n:03d}",
+                "title": TITLES[n],
+                "total_tokens": _block(per_task[n])["total_tokens"],
+                "cost_usd": _block(per_task[n])["cost_usd"],
+            }
+            for n in top
+        ],
+        "unpriced_models": sorted(m for m in month if PRICES.price_for(m) is None),
+    }
+
+
+def expected_series(uses: list[Use], days: int) -> list[dict[str, Any]]:
+    first = STARTS["today"] - timedelta(days=days - 1)
+    by_day: dict[str, dict[str, Tokens]] = defaultdict(dict)
+    for use in uses:
+        day = use.at.astimezone(UTC).date().isoformat()
+        by_day[day][use.model] = plus(by_day[day].get(use.model, zero()), use.tokens)
+    return [
+        {"date": day, **_block(by_day.get(day, {}))}
+        for day in ((first + timedelta(days=i)).date().isoformat() for i in range(days))
+    ]
+
+
+def expected_all_time(uses: list[Use]) -> dict[str, Tokens]:
+    found: dict[str, Tokens] = {}
+    for use in uses:
+        found[use.model] = plus(found.get(use.model, zero()), use.tokens)
+    return found
+
+
+def assert_same(actual: Any, expected: Any, where: str = "") -> None:
+    """Equal, with money compared to the micro-dollar (reports round to 6 places)."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict) and set(actual) == set(expected), (where, actual, expected)
+        for key in expected:
+            assert_same(actual[key], expected[key], f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), (where, actual, expected)
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+            assert_same(a, e, f"{where}[{i}]")
+    elif isinstance(expected, float):
+        assert actual == pytest.approx(expected, abs=1.5e-6), (where, actual, expected)
+    else:
+        assert actual == expected, (where, actual, expected)
+
+
+async def assert_reports(uses: list[Use], running: int) -> None:
+    summary = await cost_summary(PRICES, now=NOW)
+    assert summary.pop("generated_at") == NOW.isoformat()
+    assert_same(summary, expected_summary(uses), "summary")
+    for days in (1, 4, 5, 70):
+        series = await cost_timeseries(PRICES, days, now=NOW)
+        assert_same(series, expected_series(uses, days), f"timeseries({days})")
+    assert await usage_totals() == (expected_all_time(uses), running)
+
+
+async def test_cost_reports_are_exact_before_and_after_folding(store):
+    for number in sorted(TITLES):
+        await create_task(TITLES[number])
+    await transition(2, "run")
+    await record(EARLY)
+    # A hand check of the expectation itself: today is 1k in + 2k out of sonnet ($0.033),
+    # 70k in of dated sonnet ($0.21), 300k in + 40k out of haiku ($0.5), 7 unpriced out.
+    assert expected_summary(EARLY)["today"]["cost_usd"] == pytest.approx(0.033 + 0.21 + 0.5)
+    summary = expected_summary(EARLY)
+    assert [t["task_id"] for t in summary["top_tasks"]] == ["TASK-002", "TASK-003", "TASK-001"]
+    assert summary["unpriced_models"] == [UNPRICED]
+    assert summary["week"]["tokens"]["output"] == 10_000 + 2_000 + 40_000 + 7
+
+    await assert_reports(EARLY, running=1)  # nothing folded yet: all from the tail
+    assert (await fold_usage()).events == len(EARLY)
+    await assert_reports(EARLY, running=1)  # all from rollups
+    await record(LATE)
+    await transition(1, "run")
+    await assert_reports(EARLY + LATE, running=2)  # rollups plus the tail
+    assert (await fold_usage()).events == len(LATE)
+    await assert_reports(EARLY + LATE, running=2)
+
+
+# --- killing a fold -----------------------------------------------------------------------------
+
+BASE = "2026-04-02 12:00:00"
+GENERATED = 300_000  # two chunks of the CLI's fold: 200,000 then 100,000
+
+
+async def insert_generated_events(count: int) -> None:
+    """``count`` usage events made by the database itself (much faster than inserting rows)."""
+    conn = default_connection()
+    columns = (
+        "task_number, phase, model, input_tokens, output_tokens, cache_read_tokens, "
+        "cache_write_tokens, occurred_at"
+    )
+    values = "i % 10 + 1, 'p', 'model-' || (i % 3), i % 1000, (i * 7) % 500, i % 3, i % 11"
+    if is_postgres(conn):
+        sql = (
+            f"INSERT INTO usage_event ({columns}) SELECT {values}, "
+            f"TIMESTAMPTZ '{BASE}+00' - (i % 48) * INTERVAL '1 hour' "
+            "FROM generate_series(1, $1) AS i"
+        )
+    else:
+        sql = (
+            "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < ?) "
+            f"INSERT INTO usage_event ({columns}) SELECT {values}, "
+            f"datetime('{BASE}', '-' || (i % 48) || ' hours') || '+00:00' FROM s"
+        )
+    await conn.execute_query(sql, [count])
+
+
+def generated_expectation(count: int) -> tuple[dict, dict[str, Tokens]]:
+    """Rollups and per-model totals of insert_generated_events(count), worked out here."""
+    base = at(BASE)
+    uses = (
+        Use(
+            i % 10 + 1,
+            f"model-{i % 3}",
+            base - timedelta(hours=i % 48),
+            i % 1000,
+            (i * 7) % 500,
+            i % 3,
+            i % 11,
+        )
+        for i in range(1, count + 1)
+    )
+    rollup: dict[tuple[datetime, str, int], tuple[int, Tokens]] = {}
+    for use in uses:
+        key = (use.at, use.model, use.task)
+        events, tokens = rollup.get(key, (0, zero()))
+        rollup[key] = (events + 1, plus(tokens, use.tokens))
+    by_model: dict[str, Tokens] = {}
+    for (_, model, _), (_, tokens) in rollup.items():
+        by_model[model] = plus(by_model.get(model, zero()), tokens)
+    return rollup, by_model
+
+
+async def sums_up_to(watermark: int) -> tuple[dict[str, tuple[int, Tokens]], dict[int, Tokens]]:
+    """Per-model (events, tokens) and per-task tokens of the events with id <= watermark."""
+    conn = default_connection()
+    sums = "COUNT(*) AS events, " + ", ".join(
+        f"SUM({kind}_tokens) AS {kind}_tokens" for kind in TOKEN_TYPES
+    )
+    by_model = await fetch(
+        conn, f"SELECT model, {sums} FROM usage_event WHERE id <= ? GROUP BY model", [watermark]
+    )
+    by_task = await fetch(
+        conn,
+        f"SELECT task_number, {sums} FROM usage_event WHERE id <= ? GROUP BY task_number",
+        [watermark],
+    )
+    return (
+        {row["model"]: _row_counts(row) for row in by_model},
+        {int(row["task_number"]): _row_counts(row)[1] for row in by_task},
+    )
+
+
+async def assert_consistent_at(watermark: int) -> None:
+    """Rollups and totals hold exactly the events up to the watermark, no more, no less."""
+    by_model, by_task = await sums_up_to(watermark)
+    assert await totals() == by_model
+    rolled_by_task: dict[int, Tokens] = {}
+    events = 0
+    for (_, _, task), (count, tokens) in (await rollups()).items():
+        rolled_by_task[task] = plus(rolled_by_task.get(task, zero()), tokens)
+        events += count
+    assert rolled_by_task == by_task
+    assert events == sum(count for count, _ in by_model.values())
+
+
+async def test_a_fold_killed_mid_way_leaves_exact_totals_and_a_rerun_finishes(store, tmp_path):
+    assert CHUNK_EVENTS < GENERATED <= 2 * CHUNK_EVENTS  # the CLI folds in two transactions
+    await insert_generated_events(GENERATED)
+    conn = default_connection()
+    rows = await fetch(
+        conn, "SELECT id FROM usage_event ORDER BY id LIMIT 1 OFFSET ?", [CHUNK_EVENTS - 1]
+    )
+    first_chunk_end = int(rows[0]["id"])
+    last_id = await max_event_id()
+    expected_rollup, expected_by_model = generated_expectation(GENERATED)
+
+    env = base_env(tmp_path)
+    env["DATABASE_URL"] = store
+    fold = subprocess.Popen(
+        [*ORC, "fold-usage"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        # Kill it the moment its first transaction has committed: the second one is under way.
+        deadline = time.monotonic() + 60
+        while await read_watermark(conn) == 0:
+            assert fold.poll() is None, f"fold-usage ended early: {fold.communicate()}"
+            assert time.monotonic() < deadline, "fold-usage never committed its first chunk"
+            await asyncio.sleep(0.002)
+        fold.send_signal(signal.SIGKILL)
+    finally:
+        if fold.poll() is None:
+            fold.kill()
+        fold.communicate()
+    assert fold.returncode == -signal.SIGKILL
+
+    watermark = await read_watermark(conn)
+    assert watermark == first_chunk_end, (
+        f"the kill came too late (watermark {watermark}); the test needs a fold still running"
+    )
+    await assert_consistent_at(watermark)
+    # The reports are exact even now: folded totals plus the unfolded tail.
+    assert await usage_totals() == (expected_by_model, 0)
+
+    rerun = await asyncio.to_thread(run_orc, ["fold-usage"], env)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"folded {GENERATED - CHUNK_EVENTS} event(s); watermark {last_id}" in rerun.stdout
+    assert await rollups() == expected_rollup
+    assert await totals() == {
+        model: (GENERATED // 3, tokens) for model, tokens in expected_by_model.items()
+    }
+    assert await usage_totals() == (expected_by_model, 0)
+    assert "folded 0 event(s)" in (await asyncio.to_thread(run_orc, ["fold-usage"], env)).stdout
