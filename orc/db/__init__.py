@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tortoise import Tortoise, connections
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.backends.base.executor import EXECUTOR_CACHE
 
 from orc.db.url import sqlite_path, tortoise_config
 
@@ -27,6 +28,9 @@ def prepare_sqlite_file(database_url: str) -> None:
 async def open_database(database_url: str) -> None:
     """Initialise Tortoise for this process; connections open lazily on first use."""
     prepare_sqlite_file(database_url)
+    # Tortoise caches INSERT statements by connection name, not by dialect: a process that
+    # opens another database (tests, tools) must not reuse SQLite's `?` on PostgreSQL.
+    EXECUTOR_CACHE.clear()
     await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
 
 
