@@ -229,5 +229,5 @@ async def websocket(request: Request, ws: Any) -> None:
         hub.subscribers.discard(subscriber)
         for task in (pump, overflow):
             task.cancel()
-        if pump.done() and not pump.cancelled():
-            pump.exception()  # a send that timed out or hit a closed socket: already handled
+        # Collect what they raised (a send that timed out or hit a closed socket): handled here.
+        await asyncio.gather(pump, overflow, return_exceptions=True)
