@@ -67,6 +67,11 @@ async def _usage_by(
     return [(row["k"], row["model"], _tokens(row)) for row in [*rows, *tail]]
 
 
+async def _running_tasks(conn: BaseDBAsyncClient) -> int:
+    rows = await fetch(conn, "SELECT COUNT(*) AS n FROM task WHERE status = ?", [ACTIVE_STATUS])
+    return int(rows[0]["n"])
+
+
 def _cost_block(by_model: dict[str, Tokens], prices: PriceList) -> dict[str, Any]:
     tokens: Tokens = dict.fromkeys(TOKEN_TYPES, 0)
     cost = 0.0
@@ -154,13 +159,11 @@ async def usage_today(now: datetime | None = None) -> tuple[dict[str, Tokens], i
     today = period_starts(now or datetime.now(UTC))["today"]
     async with snapshot_transaction() as conn:
         hourly = await _usage_by(conn, "hour", today)
-        running = await fetch(
-            conn, "SELECT COUNT(*) AS n FROM task WHERE status = ?", [ACTIVE_STATUS]
-        )
+        running = await _running_tasks(conn)
     by_model: dict[str, Tokens] = defaultdict(dict)
     for _, model, tokens in hourly:
         _add(by_model[model], tokens)
-    return dict(by_model), int(running[0]["n"])
+    return dict(by_model), running
 
 
 async def usage_totals() -> tuple[dict[str, Tokens], int]:
@@ -177,10 +180,8 @@ async def usage_totals() -> tuple[dict[str, Tokens], int]:
             f"SELECT model, {_SUMS} FROM usage_event WHERE id > ? GROUP BY model",  # noqa: S608
             [watermark],
         )
-        running = await fetch(
-            conn, "SELECT COUNT(*) AS n FROM task WHERE status = ?", [ACTIVE_STATUS]
-        )
+        running = await _running_tasks(conn)
     by_model: dict[str, Tokens] = defaultdict(dict)
     for row in [*totals, *tail]:
         _add(by_model[row["model"]], _tokens(row))
-    return dict(by_model), int(running[0]["n"])
+    return dict(by_model), running
