@@ -17,7 +17,7 @@ def run_on_store(work: Callable[[], Awaitable[T]]) -> T:
     """Open the configured database, run ``work``, close it."""
     import asyncio
 
-    from orc.db import open_database
+    from orc.db import close_database, open_database
     from orc.db.schema import migrate_database
 
     settings = load_settings()
@@ -28,8 +28,6 @@ def run_on_store(work: Callable[[], Awaitable[T]]) -> T:
         try:
             return await work()
         finally:
-            from orc.db import close_database
-
             await close_database()
 
     return asyncio.run(main())

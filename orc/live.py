@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from orc.db.url import asyncpg_connect_args
+from orc.db.url import asyncpg_connect_args, is_sqlite_url
 from orc.events import EVENT_CHANNEL, event_message, events_since, latest_event_id
 
 log = logging.getLogger("orc.live")
@@ -118,7 +118,7 @@ class OutboxTailer:
 
     @property
     def is_postgres(self) -> bool:
-        return not self.database_url.startswith("sqlite")
+        return not is_sqlite_url(self.database_url)
 
     async def run(self) -> None:
         started = False

@@ -58,7 +58,7 @@ async def record_usage(number: int, records: list[UsageRecord]) -> dict[str, Any
             ],
             using_db=conn,
         )
-        tokens = {kind: sum(token_dict(r.__dict__)[kind] for r in records) for kind in TOKEN_TYPES}
+        tokens = {kind: sum(getattr(r, f"{kind}_tokens") for r in records) for kind in TOKEN_TYPES}
         summary = {
             "recorded": len(records),
             "tokens": tokens,

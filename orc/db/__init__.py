@@ -9,7 +9,7 @@ from tortoise import Tortoise, connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
-from orc.db.url import sqlite_path, tortoise_config
+from orc.db.url import is_sqlite_url, sqlite_path, tortoise_config
 
 PING_TIMEOUT_SECONDS = 2.0
 
@@ -20,7 +20,7 @@ class DatabaseUnavailable(Exception):
 
 def prepare_sqlite_file(database_url: str) -> None:
     """Create the directory of an SQLite database (owner-only), so first start needs no setup."""
-    if not database_url.startswith("sqlite"):
+    if not is_sqlite_url(database_url):
         return
     Path(sqlite_path(database_url)).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import asyncpg
 
-from orc.db.url import asyncpg_connect_args, sqlite_path
+from orc.db.url import asyncpg_connect_args, is_sqlite_url, sqlite_path
 
 # Any constant works; it only has to be the same in every orc process.
 PG_MIGRATION_LOCK_KEY = 0x6F7263_01
@@ -19,7 +19,7 @@ PG_MIGRATION_LOCK_KEY = 0x6F7263_01
 @asynccontextmanager
 async def migration_lock(database_url: str) -> AsyncIterator[None]:
     """Hold an exclusive lock for this database (flock for SQLite, advisory lock for PostgreSQL)."""
-    if database_url.startswith("sqlite"):
+    if is_sqlite_url(database_url):
         lock_path = Path(sqlite_path(database_url) + ".migrate.lock")
         with lock_path.open("a") as handle:
             await asyncio.to_thread(fcntl.flock, handle.fileno(), fcntl.LOCK_EX)

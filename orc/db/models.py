@@ -89,13 +89,9 @@ class UsageEvent(Model):
         table = "usage_event"
 
 
-class UsageRollup(Model):
-    """Tokens per hour, model and task, folded from usage events by the aggregation job."""
+class UsageCounts(Model):
+    """Event and token counters shared by the rollup and the all-time totals."""
 
-    id = fields.BigIntField(primary_key=True)
-    hour = fields.DatetimeField(db_index=True)
-    model = fields.CharField(max_length=128)
-    task_number = fields.IntField()
     events = fields.BigIntField(default=0)
     input_tokens = fields.BigIntField(default=0)
     output_tokens = fields.BigIntField(default=0)
@@ -103,19 +99,26 @@ class UsageRollup(Model):
     cache_write_tokens = fields.BigIntField(default=0)
 
     class Meta:
+        abstract = True
+
+
+class UsageRollup(UsageCounts):
+    """Tokens per hour, model and task, folded from usage events by the aggregation job."""
+
+    id = fields.BigIntField(primary_key=True)
+    hour = fields.DatetimeField(db_index=True)
+    model = fields.CharField(max_length=128)
+    task_number = fields.IntField()
+
+    class Meta:
         table = "usage_rollup"
         unique_together = (("hour", "model", "task_number"),)
 
 
-class UsageTotal(Model):
+class UsageTotal(UsageCounts):
     """All-time tokens per model, kept by the aggregation job so a scrape reads a few rows."""
 
     model = fields.CharField(max_length=128, primary_key=True)
-    events = fields.BigIntField(default=0)
-    input_tokens = fields.BigIntField(default=0)
-    output_tokens = fields.BigIntField(default=0)
-    cache_read_tokens = fields.BigIntField(default=0)
-    cache_write_tokens = fields.BigIntField(default=0)
 
     class Meta:
         table = "usage_total"

@@ -26,14 +26,19 @@ def sqlite_path(database_url: str) -> str:
     return unquote(parts.netloc + parts.path)
 
 
+def is_sqlite_url(database_url: str) -> bool:
+    """True for SQLite URLs (the config has already refused anything but SQLite or PostgreSQL)."""
+    return urlsplit(database_url).scheme not in POSTGRES_SCHEMES
+
+
 def connection_config(database_url: str) -> dict[str, Any]:
     """Tortoise's ``connections.default`` entry for this URL."""
-    parts = urlsplit(database_url)
-    if parts.scheme not in POSTGRES_SCHEMES:
+    if is_sqlite_url(database_url):
         return {
             "engine": "tortoise.backends.sqlite",
             "credentials": {"file_path": sqlite_path(database_url), **SQLITE_PRAGMAS},
         }
+    parts = urlsplit(database_url)
     options = dict(parse_qsl(parts.query))
     credentials: dict[str, Any] = {
         "host": parts.hostname,
