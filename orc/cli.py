@@ -277,23 +277,10 @@ def healthcheck(timeout: float) -> None:
     click.echo(f"ok {url} version {body.get('version')}")
 
 
-@cli.group()
-def token() -> None:
-    """Manage the API token."""
-
-
-@token.command("generate")
-def token_generate() -> None:
-    """Print a new random token for ORC_AUTH_TOKEN."""
-    from orc.auth.token import generate_token
-
-    click.echo(generate_token())
-
-
 def _register_task_commands() -> None:
-    from orc.cli_tasks import COMMANDS
+    from orc import cli_auth, cli_tasks
 
-    for command in COMMANDS:
+    for command in (*cli_tasks.COMMANDS, *cli_auth.COMMANDS):
         cli.add_command(command)
 
 

@@ -96,7 +96,8 @@ async def tokens_revoke(request: Request, token_id: int) -> HTTPResponse:
     """Revoke a token (yours, or anyone's for admins); its WebSockets close."""
     token = await AccessToken.get_or_none(id=token_id).select_related("user")
     identity = identity_of(request)
-    mine = token is not None and identity.user_id is not None and token.user is not None and token.user.id == identity.user_id
+    owner_id = token.user.id if token is not None and token.user is not None else None
+    mine = owner_id is not None and owner_id == identity.user_id
     if token is None or not (mine or identity.can("admin")):
         # Not telling a member whether someone else's token id exists.
         raise ApiError(404, "token_not_found", f"no token {token_id} of yours")
