@@ -21,6 +21,8 @@ from orc.config import Settings
 ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384")
 SCOPES = "openid email profile"
 HTTP_TIMEOUT_SECONDS = 5.0
+# Readiness must answer quickly even when the issuer hangs.
+STATUS_TIMEOUT_SECONDS = 2.0
 CLOCK_SKEW_SECONDS = 60
 # An unknown key id makes us fetch the JWKS again (key rotation), but not more often than this.
 JWKS_REFRESH_MIN_SECONDS = 30.0
@@ -107,7 +109,7 @@ class OidcProvider:
     async def _get_json(self, url: str, what: str) -> Any:
         try:
             async with self._client() as client:
-                response = await client.get(url)
+                response = await client.request("GET", url, withhold_token=True)
         except Exception as exc:
             raise OidcError(
                 "oidc_unreachable", f"cannot reach the OIDC issuer for its {what} ({exc})"
@@ -137,6 +139,14 @@ class OidcProvider:
                     self.last_error = str(exc)
                     raise
         return self.metadata
+
+    async def status(self) -> str:
+        """``ok`` once discovery has worked, else why it does not (for readiness)."""
+        try:
+            await asyncio.wait_for(self.discover(), STATUS_TIMEOUT_SECONDS)
+        except (OidcError, TimeoutError) as exc:
+            return f"error: {exc or 'the issuer did not answer in time'}"
+        return "ok"
 
     async def _key(self, key_id: str | None) -> jwt.PyJWK:
         metadata = await self.discover()
