@@ -126,7 +126,9 @@ def test_sign_in_roles_api_websocket_and_logout(
         headers = {"Cookie": f"orc_session={cookie}"}
         # Cross-site WebSocket hijacking: the cookie alone, from another origin, is refused.
         with pytest.raises(websockets.InvalidStatus) as hijack:
-            async with websockets.connect(ws_url, additional_headers=headers, origin="https://evil.test"):
+            async with websockets.connect(
+                ws_url, additional_headers=headers, origin="https://evil.test"
+            ):
                 pass
         assert hijack.value.response.status_code == 403
         async with websockets.connect(ws_url, additional_headers=headers, origin=base) as ws:
@@ -238,7 +240,8 @@ def test_an_email_outside_the_allowed_domains_is_refused(orc: OrcServer):
 
 
 def test_after_sign_in_only_local_paths_are_redirected_to(orc: OrcServer):
-    for target, expected in (("/tasks?x=1", "/tasks?x=1"), ("https://evil.test/", "/"), ("//evil.test", "/")):
+    cases = (("/tasks?x=1", "/tasks?x=1"), ("https://evil.test/", "/"), ("//evil.test", "/"))
+    for target, expected in cases:
         client = httpx.Client(base_url=orc.base_url, timeout=10)
         finish = client.get(consent(begin(client, return_to=target), "judy@example.com"))
         assert finish.headers["location"] == expected
@@ -299,7 +302,8 @@ def _forged(provider: Provider, defect: str) -> str:
         # The classic confusion attack: the public key, used as an HMAC secret.
         public = httpx.get(provider.issuer + "/jwks", timeout=5).content
         kid = provider.private_key()[1]
-        signing_input = f"{_b64({'alg': 'HS256', 'kid': kid})}.{_b64(provider.claims(CLIENT_ID, sub))}"
+        header, claims = _b64({"alg": "HS256", "kid": kid}), _b64(provider.claims(CLIENT_ID, sub))
+        signing_input = f"{header}.{claims}"
         mac = hmac.new(public, signing_input.encode(), hashlib.sha256).digest()
         return f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
     if defect == "another issuer's key":
@@ -334,7 +338,8 @@ def test_a_defective_id_token_is_refused(orc: OrcServer, provider: Provider, def
 def test_a_forged_but_correct_token_is_accepted_so_the_refusals_above_mean_something(
     orc: OrcServer, provider: Provider
 ):
-    assert _me(orc, provider.forge(provider.claims(CLIENT_ID, "nina@example.com"))).status_code == 200
+    token = provider.forge(provider.claims(CLIENT_ID, "nina@example.com"))
+    assert _me(orc, token).status_code == 200
 
 
 # --- start-up ----------------------------------------------------------------------------------
