@@ -35,6 +35,7 @@ ROUTE_ROLES: dict[str, str] = {
     "events.events_index": "viewer",
     "events.websocket": "viewer",
     "metrics.metrics": "viewer",
+    "docs_assets": "viewer",
     # Working on tasks (a member only on their own).
     "tasks.tasks_create": "member",
     "tasks.tasks_update": "member",
