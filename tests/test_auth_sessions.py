@@ -304,3 +304,21 @@ async def test_the_token_is_compared_in_constant_time(app_client, monkeypatch):
     _, response = await app_client.get("/api/tasks", headers={"Authorization": "Bearer wrong"})
     assert response.status_code == 401
     assert (b"wrong", TOKEN.encode()) in calls
+
+
+async def test_cookies_are_secure_behind_https(tmp_path: Path):
+    from orc.db.schema import migrate_database
+
+    settings = load_settings(
+        environ={
+            "ORC_HOME": str(tmp_path / "home"),
+            "ORC_AUTH_TOKEN": TOKEN,
+            "ORC_BASE_URL": "https://orc.example.com",
+        },
+        cwd=tmp_path,
+    )
+    await migrate_database(settings.database_url)
+    client = create_app(settings).asgi_client
+    _, response = await client.post("/auth/session", json={"token": TOKEN})
+    cookie = response.headers["set-cookie"].lower()
+    assert "secure" in cookie and "httponly" in cookie and "samesite=lax" in cookie

@@ -11,6 +11,7 @@ from sanic.response import HTTPResponse, json, redirect
 
 from orc.api.schemas import TokenLogin, parse_body
 from orc.auth.access_tokens import access_token_identity, looks_like_access_token
+from orc.auth.cleanup import LOGIN_LIFETIME
 from orc.auth.identity import Identity, identity_of
 from orc.auth.middleware import Authenticator, client_address
 from orc.auth.oidc import OidcError, OidcProvider, claims_email
@@ -33,7 +34,7 @@ from orc.errors import ApiError
 bp = Blueprint("auth")
 
 LOGIN_COOKIE = "orc_login"
-LOGIN_SECONDS = 600
+LOGIN_SECONDS = int(LOGIN_LIFETIME.total_seconds())
 
 
 def _auth(request: Request) -> Authenticator:
