@@ -220,10 +220,12 @@ def test_permission_matrix(world: World, role: str, action: str, expected, call:
         assert response.json()["error"] == "forbidden"
 
 
-@pytest.mark.parametrize(("action", "expected", "call"), MATRIX, ids=[m[0] for m in MATRIX])
+# The server token is not a user: it owns no tasks and no tokens of its own.
+OWNERLESS = [m for m in MATRIX if " own " not in f" {m[0]} "]
+
+
+@pytest.mark.parametrize(("action", "expected", "call"), OWNERLESS, ids=[m[0] for m in OWNERLESS])
 def test_the_server_token_acts_as_admin(world: World, action: str, expected, call: Action):
-    if action in ("make an own token", "revoke an own token", "change own task", "run own task"):
-        pytest.skip("the server token is not a user: it owns nothing")
     response = call(world, "admin-token")
     assert response.status_code == expected["admin"], f"admin token / {action}: {response.text}"
 
