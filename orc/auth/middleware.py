@@ -95,7 +95,8 @@ class Authenticator:
         try:
             claims = await self.oidc.verify_id_token(presented)
         except OidcError as exc:
-            raise Refused(str(exc), counted=exc.code == "invalid_token") from None
+            # Counted even when the issuer is away: garbage tokens must not buy free lookups.
+            raise Refused(str(exc)) from None
         user = await User.get_or_none(subject=claims["sub"])
         if user is None:
             try:

@@ -3,6 +3,8 @@
 A browser cannot set headers on a WebSocket; it gets a ticket from ``POST /api/ws/ticket``
 (authenticated like any request) and opens ``/api/ws?ticket=…`` within 30 seconds. The ticket
 names the credential it came from, which must still be valid when the socket opens.
+Single use is remembered per API process: with --workers N a stolen ticket could open at most
+N sockets within its 30 seconds, each still bound to a live credential.
 """
 
 from __future__ import annotations
