@@ -59,6 +59,9 @@ def test_tasks_from_other_processes_their_status_and_tokens_appear_without_reloa
 
     assert httpx.post(f"{orc.base_url}/api/tasks/TASK-001/run").status_code == 200
     expect(task.locator(".status")).to_have_text("running")
+    phase = httpx.patch(f"{orc.base_url}/api/tasks/TASK-001", json={"current_phase": "plan"})
+    assert phase.status_code == 200, phase.text
+    expect(task.locator(".phase")).to_have_text("plan")
 
     usage = {"model": SONNET, "phase": "plan", "input_tokens": 12000, "output_tokens": 3456}
     assert httpx.post(f"{orc.base_url}/api/tasks/TASK-001/usage", json=usage).status_code == 201
@@ -74,6 +77,7 @@ def test_tasks_from_other_processes_their_status_and_tokens_appear_without_reloa
     task.locator("a").click()
     expect(page.locator("#task-title")).to_have_text("TASK-001 · Written by another process")
     expect(page.locator("#task-status")).to_have_text("running")
+    expect(page.locator("#phases-body tr").first).to_contain_text("plan")
     usage_rows = page.locator("#usage-body tr")
     expect(usage_rows).to_have_count(1)
     expect(usage_rows.first).to_contain_text("plan")
@@ -206,6 +210,7 @@ def first_paint(page: Page) -> dict[str, float | None]:
 def test_the_page_loads_with_only_loopback_reachable_small_and_fast(
     chromium: Browser, orc: OrcServer
 ):
+    assert orc.get("/auth/config").json() == {"auth": "none"}
     context, page, guard = open_page(chromium)
     sizes: dict[str, int] = {}
     page.on("response", lambda r: sizes.__setitem__(r.url, len(r.body())))

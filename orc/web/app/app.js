@@ -33,6 +33,7 @@ const state = {
   lastHeard: 0,
   refreshTimer: null,
   started: false,
+  buckets: null,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -139,6 +140,7 @@ function showLogin() {
   showView("login");
   $("token-form").hidden = state.auth !== "token";
   $("oidc-login").hidden = state.auth !== "oidc";
+  $("signed-out-note").hidden = location.hash !== "#/signed-out";
   if (state.auth === "token") $("token").focus();
   // Tier 3 goes straight to the identity provider, except right after signing out.
   if (state.auth === "oidc" && location.hash !== "#/signed-out") {
@@ -428,7 +430,10 @@ const emptyRow = (span, text) => h("tr", {}, h("td", { colspan: span, class: "mu
 
 /** Daily cost as bars in an inline SVG; each bar names its day, cost and tokens. */
 function drawChart(buckets) {
-  const width = 960, height = 180, left = 56, bottom = 22, top = 10;
+  state.buckets = buckets;
+  // Drawn at the box's own width, so the labels keep their size on a phone.
+  const width = Math.max(300, Math.round($("cost-chart").clientWidth - 16) || 960);
+  const height = 180, left = 56, bottom = 22, top = 10;
   const byCost = buckets.some((b) => b.cost_usd > 0);
   const value = (b) => (byCost ? b.cost_usd : b.total_tokens);
   const max = Math.max(...buckets.map(value), 0);
@@ -458,6 +463,10 @@ function drawChart(buckets) {
   $("cost-chart").replaceChildren(chart);
 }
 
+window.addEventListener("resize", () => {
+  if (state.view === "cost" && state.buckets) drawChart(state.buckets);
+});
+
 // ---- system ----------------------------------------------------------------------------------
 
 async function loadSystem() {
@@ -467,7 +476,8 @@ async function loadSystem() {
   $("system-facts").replaceChildren(...[
     ["Version", ready.version],
     ["Status", h("span", { class: ready.status === "ok" ? "ok" : "bad", text: ready.status, id: "ready-status" })],
-    ["Worker heartbeat", `${fmtAge(info.worker_heartbeat_age_seconds)} (${worker})`],
+    ["Worker heartbeat", info.worker_heartbeat_age_seconds == null ? worker
+      : `${fmtAge(info.worker_heartbeat_age_seconds)} (${worker})`],
     ["Signed in as", state.auth === "none" ? "nobody (authentication is off)" : `${state.me.subject} (${state.me.role})`],
   ].flatMap(([k, v]) => [h("dt", { text: k }), h("dd", {}, v)]));
   $("checks-body").replaceChildren(...Object.entries(ready.checks).map(([name, result]) =>
