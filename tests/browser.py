@@ -1,4 +1,4 @@
-"""Real-browser helpers for the dashboard tests: Debian chromium through Playwright, loopback only."""
+"""Real-browser helpers for the dashboard tests: Debian chromium via Playwright, loopback only."""
 
 from __future__ import annotations
 

@@ -140,13 +140,11 @@ def test_oidc_sign_in_shows_user_and_role_hides_what_the_role_may_not_do_and_sig
     screenshot(page, "system-member-1280")
 
     # The owner makes carol a viewer: her page hides the controls, and the server refuses anyway.
-    owner_origin = {"Origin": base_url}
+    origin = {"Origin": base_url}
     carol = next(u for u in owner.get("/api/users").json()["items"] if u["email"].startswith("c"))
-    demoted = owner.patch(
-        f"/api/users/{carol['id']}", json={"role": "viewer"}, headers=owner_origin
-    )
+    demoted = owner.patch(f"/api/users/{carol['id']}", json={"role": "viewer"}, headers=origin)
     assert demoted.status_code == 200, demoted.text
-    made = owner.post("/api/tasks", json={"title": "The owner's task"}, headers=owner_origin)
+    made = owner.post("/api/tasks", json={"title": "The owner's task"}, headers=origin)
     assert made.status_code == 201, made.text
     page.goto(base_url + "/#/tasks/TASK-001")
     page.reload()
