@@ -237,10 +237,14 @@ async function refresh() {
   }
 }
 
-/** Many events in a burst cause one reload, not one each. */
+/** Many events in a burst cause one reload, not one each (and a steady stream still reloads). */
 function refreshSoon(delay = 250) {
+  if (state.refreshTimer !== null && delay > 0) return;
   clearTimeout(state.refreshTimer);
-  state.refreshTimer = setTimeout(refresh, delay);
+  state.refreshTimer = setTimeout(() => {
+    state.refreshTimer = null;
+    refresh();
+  }, delay);
 }
 
 // ---- tasks -----------------------------------------------------------------------------------
@@ -581,8 +585,10 @@ function stopLive() {
 function onMessage(message) {
   if (message.type === "subscribed") {
     const first = state.lastEventId === null;
-    // Events before oldest_id were pruned while we were away: the list must be reloaded.
-    const truncated = !first && message.oldest_id !== null && state.lastEventId + 1 < message.oldest_id;
+    // Events before oldest_id were pruned while we were away (or this is another database,
+    // with fewer events than we saw): catching up is impossible, so reload through REST.
+    const truncated = !first && ((message.oldest_id !== null && state.lastEventId + 1 < message.oldest_id)
+      || message.last_id < state.lastEventId);
     if (first || truncated) state.lastEventId = message.last_id;
     state.subscribed = true;
     state.attempt = 0;
