@@ -250,8 +250,8 @@ def test_the_page_loads_with_only_loopback_reachable_small_and_fast(
     context.close()
 
 
-def test_page_and_assets_are_served_from_the_installed_package():
-    """The wheel carries the dashboard: package-data lists the files the page links to."""
+def test_package_data_ships_the_dashboard_files():
+    """A non-editable install serves the page too: package-data lists the files it links to."""
     import tomllib
 
     root = Path(__file__).resolve().parent.parent
