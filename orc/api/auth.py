@@ -206,6 +206,13 @@ def _describe(identity: Identity, csrf: str | None) -> dict[str, object]:
     }
 
 
+@bp.get("/auth/config")
+async def config(request: Request) -> HTTPResponse:
+    """Which sign-in the dashboard should offer: ``none``, ``token`` or ``oidc``."""
+    auth: Authenticator | None = getattr(request.app.ctx, "auth", None)
+    return json({"auth": auth.settings.auth_type if auth is not None else "none"})
+
+
 @bp.get("/auth/me")
 async def me(request: Request) -> HTTPResponse:
     """Who the caller is, their role, and (for a browser session) the CSRF token."""

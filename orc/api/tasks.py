@@ -26,6 +26,7 @@ from orc.tasks import (
     transition,
     update_task,
 )
+from orc.usage import usage_by_task
 
 bp = Blueprint("tasks")
 MAX_PAGE_SIZE = 100
@@ -55,12 +56,18 @@ async def check_may_change(request: Request, number: int) -> None:
 
 @bp.get("/api/tasks")
 async def tasks_index(request: Request) -> HTTPResponse:
-    """Tasks, newest first; ``page``, ``limit`` (≤ 100), ``status`` and ``weight`` filters."""
+    """Tasks, newest first, with tokens and cost; ``page``, ``limit``, ``status``, ``weight``."""
     page = query_int(request, "page", 1, 1, 1_000_000)
     limit = query_int(request, "limit", 20, 1, MAX_PAGE_SIZE)
     status = query_choice(request, "status", STATUSES)
     weight = query_choice(request, "weight", WEIGHTS)
     items, total = await list_tasks(page, limit, status, weight)
+    numbers = [parse_task_id(item["id"]) or 0 for item in items]
+    usage = await usage_by_task(numbers, request.app.ctx.prices)
+    for item, number in zip(items, numbers, strict=True):
+        tokens, cost = usage.get(number, (0, 0.0))
+        item["total_tokens"] = tokens
+        item["cost_usd"] = round(cost, 6)
     return json({"items": items, "page": page, "limit": limit, "total": total})
 
 

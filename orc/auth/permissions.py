@@ -24,6 +24,10 @@ ROUTE_ROLES: dict[str, str] = {
     "auth.callback": PUBLIC,
     "auth.session_create": PUBLIC,
     "auth.logout": PUBLIC,
+    "auth.config": PUBLIC,
+    # The dashboard's shell and assets hold no data; what they show comes from the API.
+    "web.index": PUBLIC,
+    "web.assets": PUBLIC,
     # Reading.
     "auth.me": "viewer",
     "auth.ws_ticket": "viewer",
