@@ -275,6 +275,16 @@ def _register_task_commands() -> None:
 _register_task_commands()
 
 
+def _register_backup_commands() -> None:
+    from orc.cli_backup import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_register_backup_commands()
+
+
 def main() -> None:
     """Entry point of the ``orc`` console script."""
     try:
