@@ -12,7 +12,7 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 
 from orc import __version__
-from orc.api import events, health, metrics, tasks, usage
+from orc.api import backups, events, health, metrics, tasks, usage
 from orc.api.docs import install_docs
 from orc.auth.token import EXEMPT_PATHS, bearer_token, token_matches
 from orc.config import Settings, load_settings
@@ -136,6 +136,7 @@ def create_app(settings: Settings) -> Sanic:
     app.blueprint(tasks.bp)
     app.blueprint(usage.bp)
     app.blueprint(events.bp)
+    app.blueprint(backups.bp)
     install_docs(app)
     return app
 

@@ -28,6 +28,7 @@ EVENT_TYPES = (
     "phase",
     "tokens",
     "backup",
+    "replication",
 )
 
 

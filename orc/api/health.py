@@ -21,7 +21,7 @@ async def health(request: Request) -> HTTPResponse:
 async def ready(request: Request) -> HTTPResponse:
     """Readiness: 503 when the database or its schema is not usable."""
     settings = request.app.ctx.settings
-    result = await check_readiness(settings.home, settings.disk_warn_mb)
+    result = await check_readiness(settings.home, settings.disk_warn_mb, settings)
     body = {
         "status": "ok" if result.ok else "degraded",
         "checks": result.checks,

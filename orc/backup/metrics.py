@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -30,6 +31,12 @@ def backup_metric_families(figures: dict[str, Any]) -> list[Metric]:
     return [stamp, duration, size, failures]
 
 
+@lru_cache(maxsize=8)
+def _interval(schedule: str) -> timedelta | None:
+    # Readiness probes run often; a schedule's period does not change.
+    return parse_cron(schedule).interval(datetime.now(UTC))
+
+
 def backup_check(
     figures: dict[str, Any], schedule: str, enabled: bool, now: datetime
 ) -> tuple[str, float | None]:
@@ -40,7 +47,7 @@ def backup_check(
     age = (now - datetime.fromisoformat(last["finished_at"])).total_seconds()
     if not enabled:
         return "disabled: scheduled backups are off (ORC_BACKUP_ENABLED=false)", age
-    interval = parse_cron(schedule).interval(now)
+    interval = _interval(schedule)
     if interval is not None and age > 2 * interval.total_seconds():
         return (
             f"warning: last backup {int(age)}s ago (due every {int(interval.total_seconds())}s)",
