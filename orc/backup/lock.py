@@ -18,6 +18,8 @@ from orc.db.url import asyncpg_connect_args, is_sqlite_url
 LOCK_FILE = ".backup.lock"
 # Any constant works; it only has to be the same in every orc process (0x6f7263 = "orc").
 PG_BACKUP_LOCK_KEY = 0x6F7263_05
+# The lock's own session is named, so "is the database in use?" can leave it out.
+LOCK_APPLICATION_NAME = "orc backup lock"
 
 
 class BackupBusy(BackupError):
@@ -55,7 +57,12 @@ def _pg_lock(database_url: str) -> Iterator[None]:
     loop = asyncio.new_event_loop()
     try:
         try:
-            conn = loop.run_until_complete(asyncpg.connect(**asyncpg_connect_args(database_url)))
+            conn = loop.run_until_complete(
+                asyncpg.connect(
+                    **asyncpg_connect_args(database_url),
+                    server_settings={"application_name": LOCK_APPLICATION_NAME},
+                )
+            )
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             raise BackupError(
                 f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}"

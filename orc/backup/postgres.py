@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from orc.backup.files import watch_size
+from orc.backup.lock import LOCK_APPLICATION_NAME
 from orc.backup.manifest import BackupError
 from orc.db.url import asyncpg_connect_args, connection_config
 
@@ -146,7 +147,8 @@ async def _other_sessions(database_url: str) -> list[dict[str, Any]]:
         rows = await conn.fetch(
             "SELECT pid, application_name, client_addr::text AS addr FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-            "AND backend_type = 'client backend'"
+            "AND backend_type = 'client backend' AND application_name <> $1",
+            LOCK_APPLICATION_NAME,
         )
         return [dict(row) for row in rows]
     finally:

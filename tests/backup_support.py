@@ -1,0 +1,53 @@
+"""Helpers for the backup tests: run orc commands, read titles straight from the database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from orc.db.url import asyncpg_connect_args, is_sqlite_url, sqlite_path
+from tests.support import run_orc
+
+
+def orc_ok(args: list[str], env: dict[str, str], timeout: float = 120) -> str:
+    """Run an orc command that must succeed; return its stdout."""
+    result = run_orc(args, env, timeout=timeout)
+    assert result.returncode == 0, f"orc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def backups(env: dict[str, str]) -> list[dict[str, Any]]:
+    """`orc backup list --json`."""
+    return json.loads(orc_ok(["backup", "list", "--json"], env))
+
+
+def query(database_url: str, sql: str) -> list[tuple[Any, ...]]:
+    """Run one read query on either database (outside orc)."""
+    if is_sqlite_url(database_url):
+        conn = sqlite3.connect(sqlite_path(database_url))
+        try:
+            return conn.execute(sql).fetchall()
+        finally:
+            conn.close()
+
+    async def run() -> list[tuple[Any, ...]]:
+        conn = await asyncpg.connect(**asyncpg_connect_args(database_url))
+        try:
+            return [tuple(r) for r in await conn.fetch(sql)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def titles(database_url: str) -> list[str]:
+    return [row[0] for row in query(database_url, "SELECT title FROM task ORDER BY number")]
+
+
+def backup_dir(env: dict[str, str]) -> Path:
+    return Path(env.get("ORC_BACKUP_DIR") or Path(env["ORC_HOME"]) / "backups")
