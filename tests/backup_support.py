@@ -51,3 +51,36 @@ def titles(database_url: str) -> list[str]:
 
 def backup_dir(env: dict[str, str]) -> Path:
     return Path(env.get("ORC_BACKUP_DIR") or Path(env["ORC_HOME"]) / "backups")
+
+
+def fill(database_url: str, rows: int) -> None:
+    """Add ``rows`` usage events of incompressible text, so backups take a while and are big."""
+    if is_sqlite_url(database_url):
+        conn = sqlite3.connect(sqlite_path(database_url))
+        try:
+            conn.execute(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+                "INSERT INTO usage_event (task_number, phase, model, input_tokens, output_tokens,"
+                " cache_read_tokens, cache_write_tokens, occurred_at) SELECT i, 'p', "
+                "hex(randomblob(40)), 1, 1, 1, 1, '2026-01-01 00:00:00+00:00' FROM n",
+                (rows,),
+            )
+            conn.commit()
+        finally:
+            conn.close()
+        return
+
+    async def run() -> None:
+        conn = await asyncpg.connect(**asyncpg_connect_args(database_url))
+        try:
+            await conn.execute(
+                "INSERT INTO usage_event (task_number, phase, model, input_tokens, output_tokens,"
+                " cache_read_tokens, cache_write_tokens, occurred_at) SELECT i, 'p', "
+                "md5(random()::text) || md5(random()::text) || md5(random()::text), 1, 1, 1, 1,"
+                " now() FROM generate_series(1, $1) AS i",
+                rows,
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
