@@ -66,7 +66,7 @@ def take_backup_locked(
         final = backup_dir / name
         publish(temp, final)
     except BaseException:
-        remove_quietly(temp, raw)
+        remove_quietly(temp, raw, *sqlite.companions(temp), *sqlite.companions(raw))
         raise
     finished = now_utc()
     manifest = Manifest(

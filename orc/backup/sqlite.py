@@ -37,6 +37,8 @@ def copy_sqlite(source: Path, dest: Path, on_bytes: Callable[[int], object] | No
     try:
         dst = sqlite3.connect(dest)
         try:
+            # No rollback journal for a file that is thrown away if anything fails.
+            dst.execute("PRAGMA journal_mode=OFF")
             with watch_size(dest, on_bytes):
                 src.backup(dst, pages=-1)
             # The copy inherits WAL mode from the header; a backup file is a plain file.
@@ -116,6 +118,11 @@ def gunzip_file(source: Path, dest: Path) -> None:
     except (OSError, EOFError) as exc:
         remove_quietly(dest)
         raise BackupError(f"cannot decompress {source.name}: {_describe(exc)}") from None
+
+
+def companions(db: Path) -> list[Path]:
+    """The files SQLite may create beside ``db`` (journal, WAL, shared memory)."""
+    return [db.with_name(db.name + suffix) for suffix in ("-journal", "-wal", "-shm")]
 
 
 def sidecars(db: Path) -> tuple[Path, Path]:
