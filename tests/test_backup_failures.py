@@ -1,4 +1,4 @@
-"""Backups that fail must fail loudly and harmlessly: kill -9, corruption, a full disk, no pg_dump."""
+"""Backups that fail do so loudly and harmlessly: kill -9, corruption, full disk, no pg_dump."""
 
 from __future__ import annotations
 
