@@ -100,8 +100,11 @@ def _wait_caught_up(env: dict[str, str], timeout: float = 60) -> dict[str, objec
     status: dict[str, object] = {}
     while time.monotonic() < deadline:
         status = _status(env)
-        if status["up"] and status["lag_seconds"] == 0 and status["replica_txid"] and (
-            status["replica_txid"] == status["local_txid"]
+        if (
+            status["up"]
+            and status["lag_seconds"] == 0
+            and status["replica_txid"]
+            and (status["replica_txid"] == status["local_txid"])
         ):
             return status
         time.sleep(0.5)
@@ -232,8 +235,10 @@ def test_stalled_replication_shows_in_status_metrics_readiness_and_an_event(
     assert server.get("/api/health/ready").json()["checks"]["replication"] == "ok"
 
     litestreams[-1].stop()  # replication stalls; writes go on
-    _write_rows(db, 10, 10)
+    # Replica timestamps have whole seconds, so the check sees changes 2 s newer than the replica.
     time.sleep(3)
+    _write_rows(db, 10, 10)
+    time.sleep(1)
     status = _status(env)
     assert status["up"] is False and str(status["status"]).startswith("down")
     first_lag = float(status["lag_seconds"])  # type: ignore[arg-type]
@@ -256,3 +261,20 @@ def test_stalled_replication_shows_in_status_metrics_readiness_and_an_event(
     events = server.get("/api/events", params={"since": 0}).json()
     kinds = [e["event_type"] for e in events["events"]]
     assert "replication" in kinds
+
+
+def test_the_shipped_litestream_config_is_valid_and_replicates_orc_db():
+    from orc.replication import load_litestream_db
+
+    config = Path(__file__).resolve().parent.parent / "deploy" / "litestream.yml"
+    db = load_litestream_db(config, Path("/home/orc/.orc/orc.db"))
+    assert db.replica_types == ["s3"] and db.socket_path is not None
+    result = subprocess.run(
+        [litestream_binary(), "databases", "-config", str(config)],
+        env=litestream_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "/home/orc/.orc/orc.db" in result.stdout and "s3" in result.stdout
