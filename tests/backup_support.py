@@ -84,3 +84,29 @@ def fill(database_url: str, rows: int) -> None:
             await conn.close()
 
     asyncio.run(run())
+
+
+def synthetic_backup(folder: Path, day: str, reason: str) -> str:
+    """A tiny fake backup dated 03:00 UTC on ``day`` (for retention tests); returns its name."""
+    from orc.backup.manifest import Manifest, write_manifest
+
+    name = f"orc-{day}T03-00-00.000Z-{reason}.db"
+    (folder / name).write_bytes(b"old")
+    write_manifest(
+        folder,
+        Manifest(
+            name=name,
+            kind="sqlite",
+            reason=reason,
+            size=3,
+            sha256="0" * 64,
+            gzip=False,
+            schema_version=None,
+            migrations=[],
+            orc_version="0",
+            started_at=f"{day}T03:00:00+00:00",
+            finished_at=f"{day}T03:00:01+00:00",
+            duration_seconds=1.0,
+        ),
+    )
+    return name

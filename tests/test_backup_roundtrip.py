@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.backup_support import backup_dir, backups, orc_ok, titles
+from tests.backup_support import backup_dir, backups, orc_ok, synthetic_backup, titles
 from tests.support import run_orc
 
 
@@ -106,41 +106,12 @@ def test_migrate_takes_a_pre_migration_backup_of_a_database_with_data(orc_env, d
 
 def test_pre_migration_backups_are_capped(orc_env):
     orc_env["ORC_BACKUP_KEEP_PRE_MIGRATION"] = "2"
-    from orc.backup.manifest import Manifest, write_manifest
-
     folder = backup_dir(orc_env)
     folder.mkdir(parents=True)
-    for day in range(1, 5):
-        name = f"orc-2026-01-0{day}T00-00-00.000Z-pre-migration.db"
-        (folder / name).write_bytes(b"x")
-        write_manifest(folder, _synthetic(name, f"2026-01-0{day}T00:00:00+00:00"))
+    days = [f"2026-01-0{day}" for day in range(1, 5)]
+    names = [synthetic_backup(folder, day, "pre-migration") for day in days]
     orc_ok(["backup", "prune"], orc_env)
-    names = [b["name"] for b in backups(orc_env)]
-    assert names == [
-        "orc-2026-01-03T00-00-00.000Z-pre-migration.db",
-        "orc-2026-01-04T00-00-00.000Z-pre-migration.db",
-    ]
-    assert isinstance(Manifest, type)
-
-
-def _synthetic(name: str, started: str):
-    from orc.backup.manifest import Manifest
-
-    reason = name.split("Z-", 1)[1].rsplit(".", 1)[0]
-    return Manifest(
-        name=name,
-        kind="sqlite",
-        reason=reason,
-        size=1,
-        sha256="0" * 64,
-        gzip=False,
-        schema_version=None,
-        migrations=[],
-        orc_version="0",
-        started_at=started,
-        finished_at=started,
-        duration_seconds=0.0,
-    )
+    assert [b["name"] for b in backups(orc_env)] == names[2:]
 
 
 def test_unknown_backup_name_is_a_one_line_usage_error(orc_env):
@@ -153,9 +124,7 @@ def test_unknown_backup_name_is_a_one_line_usage_error(orc_env):
 
 
 def test_gzip_backups_verify_and_restore(orc_env, database_url, tmp_path: Path):
-    if not database_url.startswith("sqlite"):
-        orc_env["ORC_BACKUP_GZIP"] = "true"  # ignored: pg_dump -Fc is compressed already
-    orc_env["ORC_BACKUP_GZIP"] = "true"
+    orc_env["ORC_BACKUP_GZIP"] = "true"  # PostgreSQL ignores it: pg_dump -Fc is compressed
     orc_ok(["new", "zipped"], orc_env)
     name = orc_ok(["backup", "now", "-q"], orc_env).strip()
     assert name.endswith(".db.gz") == database_url.startswith("sqlite")

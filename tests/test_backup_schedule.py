@@ -9,32 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from orc.backup.manifest import Manifest, write_manifest
-from tests.backup_support import backup_dir, backups, orc_ok, query
+from tests.backup_support import backup_dir, backups, orc_ok, query, synthetic_backup
 from tests.support import ORC
-
-
-def _old_scheduled(folder: Path, day: str) -> str:
-    name = f"orc-{day}T03-00-00.000Z-scheduled.db"
-    (folder / name).write_bytes(b"old")
-    write_manifest(
-        folder,
-        Manifest(
-            name=name,
-            kind="sqlite",
-            reason="scheduled",
-            size=3,
-            sha256="0" * 64,
-            gzip=False,
-            schema_version=None,
-            migrations=[],
-            orc_version="0",
-            started_at=f"{day}T03:00:00+00:00",
-            finished_at=f"{day}T03:00:01+00:00",
-            duration_seconds=1.0,
-        ),
-    )
-    return name
 
 
 def _wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen, log: Path):
@@ -73,7 +49,10 @@ def test_worker_takes_scheduled_backups_every_minute_and_prunes_by_retention(
     conn.close()
     folder = backup_dir(env)
     folder.mkdir(parents=True)
-    old = [_old_scheduled(folder, day) for day in ("2026-01-01", "2026-01-02", "2026-01-03")]
+    old = [
+        synthetic_backup(folder, day, "scheduled")
+        for day in ("2026-01-01", "2026-01-02", "2026-01-03")
+    ]
 
     log = tmp_path / "worker.log"
     with log.open("wb") as out:
