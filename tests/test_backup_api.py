@@ -89,3 +89,65 @@ def test_readiness_warns_when_the_last_backup_is_older_than_twice_the_schedule()
         "warning"
     )
     assert backup_check({}, "0 3 * * *", False, now)[0].startswith("disabled")
+
+
+def test_servers_sharing_a_postgres_database_never_back_up_together(postgres_database, tmp_path):
+    """The advisory lock spans machines: another server's backup blocks ours, whatever the disk."""
+    import asyncio
+
+    import asyncpg
+
+    from orc.backup.lock import PG_BACKUP_LOCK_KEY
+    from orc.db.url import asyncpg_connect_args
+    from tests.support import base_env
+
+    env = base_env(tmp_path)
+    env["DATABASE_URL"] = postgres_database
+    orc_ok(["new", "x"], env)
+
+    async def hold_and_try() -> tuple[int, str]:
+        conn = await asyncpg.connect(**asyncpg_connect_args(postgres_database))
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1)", PG_BACKUP_LOCK_KEY)
+            result = await asyncio.to_thread(run_orc, ["backup", "now"], env)
+            return result.returncode, result.stderr
+        finally:
+            await conn.close()
+
+    code, stderr = asyncio.run(hold_and_try())
+    assert code == 1 and "another orc server is taking a backup of this database" in stderr
+    assert run_orc(["backup", "now"], env).returncode == 0
+
+
+def test_progress_is_a_bar_on_a_terminal_and_plain_lines_without_one(sqlite_env):
+    import os
+    import pty
+    import subprocess
+
+    from tests.support import ORC
+
+    orc_ok(["new", "x"], sqlite_env)
+    plain = run_orc(["backup", "now"], sqlite_env)
+    assert "backup: copying orc.db" in plain.stderr and "backup: saving" in plain.stderr
+    assert "\x1b[" not in plain.stderr  # no terminal codes in logs
+
+    leader, follower = pty.openpty()
+    env = dict(sqlite_env, COLUMNS="100", TERM="xterm")
+    proc = subprocess.Popen(
+        [*ORC, "backup", "now"], env=env, stdin=follower, stdout=follower, stderr=follower
+    )
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    assert proc.wait(60) == 0
+    os.close(leader)
+    text = output.decode(errors="replace")
+    assert "━" in text and "checking integrity" in text  # rich's bar
+    assert "backup: copying" not in text
