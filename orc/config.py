@@ -385,6 +385,14 @@ SETTINGS: tuple[Setting, ...] = (
         "use a whole number of at least 1",
     ),
     Setting(
+        "backup_check",
+        "ORC_BACKUP_CHECK",
+        _choice("quick", "full"),
+        "quick",
+        "Check of each new SQLite backup: quick (PRAGMA quick_check) or full (integrity_check).",
+        "use quick or full",
+    ),
+    Setting(
         "backup_gzip",
         "ORC_BACKUP_GZIP",
         _parse_bool,
@@ -442,6 +450,7 @@ class Settings:
     backup_keep_weekly: int
     backup_keep_monthly: int
     backup_keep_pre_migration: int
+    backup_check: str
     backup_gzip: bool
     litestream_enabled: bool
     litestream_config: Path

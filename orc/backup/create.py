@@ -84,7 +84,7 @@ def take_backup_locked(
         duration_seconds=round(time.monotonic() - clock, 3),
         verified_at=finished.isoformat(),
         verified_ok=True,
-        extra={"host": socket.gethostname()},
+        extra={"host": socket.gethostname(), "check": _check_name(settings, kind)},
     )
     try:
         write_manifest(backup_dir, manifest)
@@ -100,7 +100,9 @@ def _sqlite_copy(settings: Settings, dest: Path, reporter: Reporter) -> tuple[li
     estimate = source.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
     sqlite.copy_sqlite(source, dest, reporter.step(f"copying {source.name}", estimate))
     migrations = sqlite.applied_migrations(dest)
-    sha = sqlite.check_and_hash(dest, reporter.step("checking integrity", dest.stat().st_size))
+    full = settings.backup_check == "full"
+    step = reporter.step("checking integrity", dest.stat().st_size)
+    sha = sqlite.check_and_hash(dest, full, step)
     return migrations, sha
 
 
@@ -111,6 +113,12 @@ def _postgres_dump(settings: Settings, dest: Path, reporter: Reporter) -> tuple[
     postgres.check_dump(dest)
     sha = sha256_file(dest, reporter.step("checksum", dest.stat().st_size))
     return migrations, sha
+
+
+def _check_name(settings: Settings, kind: str) -> str:
+    if kind == "postgres":
+        return "pg_restore --list"
+    return "integrity_check" if settings.backup_check == "full" else "quick_check"
 
 
 def remove_stale_temps(backup_dir: Path) -> list[Path]:

@@ -86,7 +86,8 @@ def restore_backup(
         if not force:
             check_not_in_use(settings.database_url)
         reporter.step(f"verifying {manifest.name}", manifest.size)
-        check_backup(settings.backup_dir, manifest)
+        # Checksum now; the integrity check runs on the restored copy before the swap.
+        check_backup(settings.backup_dir, manifest, contents=manifest.kind == "postgres")
         safety = None
         if _database_exists(settings.database_url):
             reporter.step("taking a safety backup of the current database")

@@ -9,8 +9,11 @@ from orc.backup.files import remove_quietly, sha256_file
 from orc.backup.manifest import BackupError, Manifest, now_utc, temp_path, write_manifest
 
 
-def check_backup(backup_dir: Path, manifest: Manifest) -> None:
-    """Raise BackupError naming the backup when it is not intact and restorable."""
+def check_backup(backup_dir: Path, manifest: Manifest, contents: bool = True) -> None:
+    """Raise BackupError naming the backup when it is not intact and restorable.
+
+    ``contents=False`` checks size and checksum only (restore checks the restored copy itself).
+    """
     path = backup_dir / manifest.name
     if not path.is_file():
         raise BackupError(f"{manifest.name}: the backup file is missing")
@@ -21,6 +24,8 @@ def check_backup(backup_dir: Path, manifest: Manifest) -> None:
         )
     if sha256_file(path) != manifest.sha256:
         raise BackupError(f"{manifest.name}: checksum mismatch (the file was changed or damaged)")
+    if not contents:
+        return
     if manifest.kind == "postgres":
         try:
             postgres.check_dump(path)
