@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.backup_support import backup_dir, backups, orc_ok, synthetic_backup, titles
 from tests.support import run_orc
 
@@ -132,3 +134,36 @@ def test_gzip_backups_verify_and_restore(orc_env, database_url, tmp_path: Path):
     orc_ok(["new", "later"], orc_env)
     orc_ok(["backup", "restore", name], orc_env)
     assert titles(database_url) == ["zipped"]
+
+
+def test_restoring_an_older_schema_removes_newer_tables_so_migrate_works_again(
+    orc_env, database_url
+):
+    """The rollback path: a pre-migration backup restored after the upgrade migrated."""
+    import asyncio
+
+    from tortoise.migrations.executor import MigrationTarget
+
+    from orc.db import close_database, open_database
+    from orc.db.schema import _executor, known_migrations
+    from tests.backup_support import query
+
+    async def migrate_to_first() -> None:
+        await open_database(database_url)
+        try:
+            await _executor(database_url).migrate(
+                targets=[MigrationTarget("orc", known_migrations()[0])]
+            )
+        finally:
+            await close_database()
+
+    asyncio.run(migrate_to_first())
+    orc_ok(["migrate"], orc_env)  # takes the pre-migration backup, then migrates
+    orc_ok(["new", "made on the new schema"], orc_env)
+    (old,) = backups(orc_env)
+    orc_ok(["backup", "restore", old["name"]], orc_env)
+    # sqlite3.OperationalError or asyncpg.UndefinedTableError: the newer table is gone.
+    with pytest.raises(Exception, match="task"):
+        query(database_url, "SELECT count(*) FROM task")
+    assert "applied" in orc_ok(["migrate", "--no-backup"], orc_env)
+    assert titles(database_url) == []

@@ -122,23 +122,63 @@ def check_dump(path: Path) -> None:
     _run([pg_restore, "--list", str(path)], dict(os.environ), f"pg_restore --list {path.name}")
 
 
+# Tables of the schema that the dump does not have (made by a newer migration) would survive
+# a plain --clean and make the next migration fail with "already exists": drop every table
+# first, in the same transaction as the restore.
+DROP_ALL_TABLES = """
+DO $$
+DECLARE t record;
+BEGIN
+  FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = current_schema() LOOP
+    EXECUTE format('DROP TABLE IF EXISTS %I CASCADE', t.tablename);
+  END LOOP;
+END $$;
+"""
+
+
 def restore_postgres(database_url: str, path: Path) -> None:
-    """Replace the database's objects with the dump's, in one transaction."""
+    """Replace the database's tables with the dump's, in one transaction.
+
+    ``pg_restore --clean --if-exists`` writes the SQL; psql runs it after dropping every table
+    of the schema, all inside one transaction (an error rolls everything back).
+    """
     pg_restore = find_tool("pg_restore")
+    psql = find_tool("psql")
     env = libpq_env(database_url)
-    args = [
+    restore_args = [
         pg_restore,
         "--clean",
         "--if-exists",
-        "--single-transaction",
-        "--exit-on-error",
         "--no-owner",
         "--no-privileges",
-        "--no-password",
-        f"--dbname={env['PGDATABASE']}",
+        "--file=-",
         str(path),
     ]
-    _run(args, env, "pg_restore")
+    psql_args = [
+        psql,
+        "--no-psqlrc",
+        "--quiet",
+        "--single-transaction",
+        "--set=ON_ERROR_STOP=1",
+        "--no-password",
+        f"--command={DROP_ALL_TABLES}",
+        "--file=-",
+    ]
+    with subprocess.Popen(
+        restore_args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as producer:
+        consumer = subprocess.run(
+            psql_args, env=env, stdin=producer.stdout, capture_output=True, text=True, check=False
+        )
+        producer_err = producer.stderr.read().decode(errors="replace") if producer.stderr else ""
+        producer.wait()
+    if producer.returncode != 0:
+        lines = [line for line in producer_err.strip().splitlines() if line.strip()]
+        raise BackupError(f"pg_restore failed: {lines[0] if lines else producer.returncode}")
+    if consumer.returncode != 0:
+        lines = [line for line in consumer.stderr.strip().splitlines() if line.strip()]
+        detail = lines[0] if lines else f"exit code {consumer.returncode}"
+        raise BackupError(f"restoring with psql failed (nothing was changed): {detail}")
 
 
 async def _other_sessions(database_url: str) -> list[dict[str, Any]]:
