@@ -80,23 +80,9 @@ def test_a_backup_from_a_newer_schema_is_refused(orc_env, database_url):
 
 
 def test_migrate_takes_a_pre_migration_backup_of_a_database_with_data(orc_env, database_url):
-    import asyncio
+    from orc.db.schema import known_migrations
 
-    from tortoise.migrations.executor import MigrationTarget
-
-    from orc.db import close_database, open_database
-    from orc.db.schema import _executor, known_migrations
-
-    async def migrate_to_first() -> None:
-        await open_database(database_url)
-        try:
-            await _executor(database_url).migrate(
-                targets=[MigrationTarget("orc", known_migrations()[0])]
-            )
-        finally:
-            await close_database()
-
-    asyncio.run(migrate_to_first())
+    _migrate_to_first(database_url)
     out = orc_ok(["migrate"], orc_env)
     assert "pre-migration backup orc-" in out
     (taken,) = backups(orc_env)
@@ -140,24 +126,9 @@ def test_restoring_an_older_schema_removes_newer_tables_so_migrate_works_again(
     orc_env, database_url
 ):
     """The rollback path: a pre-migration backup restored after the upgrade migrated."""
-    import asyncio
-
-    from tortoise.migrations.executor import MigrationTarget
-
-    from orc.db import close_database, open_database
-    from orc.db.schema import _executor, known_migrations
     from tests.backup_support import query
 
-    async def migrate_to_first() -> None:
-        await open_database(database_url)
-        try:
-            await _executor(database_url).migrate(
-                targets=[MigrationTarget("orc", known_migrations()[0])]
-            )
-        finally:
-            await close_database()
-
-    asyncio.run(migrate_to_first())
+    _migrate_to_first(database_url)
     orc_ok(["migrate"], orc_env)  # takes the pre-migration backup, then migrates
     orc_ok(["new", "made on the new schema"], orc_env)
     (old,) = backups(orc_env)
@@ -167,3 +138,24 @@ def test_restoring_an_older_schema_removes_newer_tables_so_migrate_works_again(
         query(database_url, "SELECT count(*) FROM task")
     assert "applied" in orc_ok(["migrate", "--no-backup"], orc_env)
     assert titles(database_url) == []
+
+
+def _migrate_to_first(database_url: str) -> None:
+    """A database at the first migration only: what an older orc left behind."""
+    import asyncio
+
+    from tortoise.migrations.executor import MigrationTarget
+
+    from orc.db import close_database, open_database
+    from orc.db.schema import _executor, known_migrations
+
+    async def run() -> None:
+        await open_database(database_url)
+        try:
+            await _executor(database_url).migrate(
+                targets=[MigrationTarget("orc", known_migrations()[0])]
+            )
+        finally:
+            await close_database()
+
+    asyncio.run(run())
