@@ -12,7 +12,7 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 
 from orc import __version__
-from orc.api import auth, events, health, metrics, tasks, usage, users, web
+from orc.api import auth, backups, events, health, metrics, tasks, usage, users, web
 from orc.api.docs import install_docs
 from orc.auth.middleware import Authenticator, gate
 from orc.auth.oidc import OidcProvider
@@ -129,6 +129,7 @@ def create_app(settings: Settings) -> Sanic:
     app.blueprint(auth.bp)
     app.blueprint(users.bp)
     app.blueprint(web.bp)
+    app.blueprint(backups.bp)
     install_docs(app)
     return app
 

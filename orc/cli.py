@@ -129,15 +129,20 @@ def _migrate_in_child(settings: Settings) -> None:
 def _migrate_or_exit(settings: Settings) -> None:
     import logging
 
+    from orc.backup.premigrate import PreMigrationBackupFailed, pre_migration_hook
     from orc.db import describe_error
     from orc.db.schema import MigrationFailed, migrate_database
 
     log = logging.getLogger("orc.migrate")
     try:
         applied = run_coroutine(
-            migrate_database(settings.database_url, lambda name: log.info("applying %s", name))
+            migrate_database(
+                settings.database_url,
+                lambda name: log.info("applying %s", name),
+                before_migrating=pre_migration_hook(settings, log.info),
+            )
         )
-    except MigrationFailed as exc:
+    except (MigrationFailed, PreMigrationBackupFailed) as exc:
         fail(str(exc), code=1)
     except Exception as exc:
         fail(
@@ -198,8 +203,13 @@ def worker() -> None:
 
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="List pending migrations; change nothing.")
-def migrate(dry_run: bool) -> None:
-    """Apply pending database migrations (run once before starting servers)."""
+@click.option("--no-backup", is_flag=True, help="Skip the pre-migration backup.")
+def migrate(dry_run: bool, no_backup: bool) -> None:
+    """Apply pending database migrations (run once before starting servers).
+
+    A database that holds data is backed up first (reason pre-migration).
+    """
+    from orc.backup.premigrate import PreMigrationBackupFailed, pre_migration_hook
     from orc.db import describe_error
     from orc.db.schema import MigrationFailed, migrate_database
 
@@ -210,9 +220,10 @@ def migrate(dry_run: bool) -> None:
                 settings.database_url,
                 lambda name: click.echo(f"applying {name}"),
                 dry_run=dry_run,
+                before_migrating=None if no_backup else pre_migration_hook(settings, click.echo),
             )
         )
-    except MigrationFailed as exc:
+    except (MigrationFailed, PreMigrationBackupFailed) as exc:
         fail(str(exc), code=1)
     except Exception as exc:
         fail(f"cannot open the database ({describe_error(exc)}); check DATABASE_URL", code=1)
@@ -285,6 +296,16 @@ def _register_task_commands() -> None:
 
 
 _register_task_commands()
+
+
+def _register_backup_commands() -> None:
+    from orc.cli_backup import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_register_backup_commands()
 
 
 def main() -> None:

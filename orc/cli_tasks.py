@@ -23,7 +23,14 @@ def run_on_store(work: Callable[[], Awaitable[T]]) -> T:
     settings = load_settings()
 
     async def main() -> T:
-        await migrate_database(settings.database_url)
+        from orc.backup.premigrate import PreMigrationBackupFailed, pre_migration_hook
+
+        try:
+            await migrate_database(
+                settings.database_url, before_migrating=pre_migration_hook(settings, _note)
+            )
+        except PreMigrationBackupFailed as exc:
+            raise click.ClickException(str(exc)) from None
         await open_database(settings.database_url)
         try:
             return await work()
@@ -31,6 +38,10 @@ def run_on_store(work: Callable[[], Awaitable[T]]) -> T:
             await close_database()
 
     return asyncio.run(main())
+
+
+def _note(text: str) -> None:
+    click.echo(text, err=True)
 
 
 def _task_number(task_id: str) -> int:

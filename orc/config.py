@@ -47,6 +47,22 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _non_negative_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError("not a whole number") from None
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def _parse_cron(raw: str) -> str:
+    from orc.backup.schedule import parse_cron
+
+    return parse_cron(raw).expression
+
+
 def _positive_float(raw: str) -> float:
     try:
         value = float(raw)
@@ -378,6 +394,94 @@ SETTINGS: tuple[Setting, ...] = (
         "Days the event outbox keeps events for clients that reconnect with since.",
         "use a whole number of days",
     ),
+    Setting(
+        "backup_dir",
+        "ORC_BACKUP_DIR",
+        Path,
+        None,
+        "Directory for backups and their manifests. Default: ORC_HOME/backups.",
+        "set ORC_BACKUP_DIR to a writable directory",
+    ),
+    Setting(
+        "backup_enabled",
+        "ORC_BACKUP_ENABLED",
+        _parse_bool,
+        True,
+        "Take scheduled backups in the job worker.",
+        "use true or false",
+    ),
+    Setting(
+        "backup_schedule",
+        "ORC_BACKUP_SCHEDULE",
+        _parse_cron,
+        "0 3 * * *",
+        "When the worker takes scheduled backups: a cron expression in UTC.",
+        "use five cron fields, e.g. '0 3 * * *' for 03:00 UTC daily",
+    ),
+    Setting(
+        "backup_keep_daily",
+        "ORC_BACKUP_KEEP_DAILY",
+        _non_negative_int,
+        7,
+        "Prune keeps the newest backup of each of this many days.",
+        "use a whole number (0 keeps none by day)",
+    ),
+    Setting(
+        "backup_keep_weekly",
+        "ORC_BACKUP_KEEP_WEEKLY",
+        _non_negative_int,
+        4,
+        "Prune keeps the newest backup of each of this many ISO weeks.",
+        "use a whole number (0 keeps none by week)",
+    ),
+    Setting(
+        "backup_keep_monthly",
+        "ORC_BACKUP_KEEP_MONTHLY",
+        _non_negative_int,
+        6,
+        "Prune keeps the newest backup of each of this many months.",
+        "use a whole number (0 keeps none by month)",
+    ),
+    Setting(
+        "backup_keep_pre_migration",
+        "ORC_BACKUP_KEEP_PRE_MIGRATION",
+        _positive_int,
+        3,
+        "Pre-migration and pre-restore backups kept (newest first), each kind on its own.",
+        "use a whole number of at least 1",
+    ),
+    Setting(
+        "backup_check",
+        "ORC_BACKUP_CHECK",
+        _choice("quick", "full"),
+        "quick",
+        "Check of each new SQLite backup: quick (PRAGMA quick_check) or full (integrity_check).",
+        "use quick or full",
+    ),
+    Setting(
+        "backup_gzip",
+        "ORC_BACKUP_GZIP",
+        _parse_bool,
+        False,
+        "Compress backups with gzip (smaller, slower).",
+        "use true or false",
+    ),
+    Setting(
+        "litestream_enabled",
+        "ORC_LITESTREAM_ENABLED",
+        _parse_bool,
+        False,
+        "Litestream replicates orc.db: the worker checks replication every minute.",
+        "use true or false",
+    ),
+    Setting(
+        "litestream_config",
+        "ORC_LITESTREAM_CONFIG",
+        Path,
+        Path("/etc/litestream.yml"),
+        "Path of Litestream's config file (its dbs and replicas).",
+        "set ORC_LITESTREAM_CONFIG to the path of litestream.yml",
+    ),
 )
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
@@ -411,6 +515,17 @@ class Settings:
     worker_threads: int
     disk_warn_mb: int
     event_retention_days: int
+    backup_dir: Path
+    backup_enabled: bool
+    backup_schedule: str
+    backup_keep_daily: int
+    backup_keep_weekly: int
+    backup_keep_monthly: int
+    backup_keep_pre_migration: int
+    backup_check: str
+    backup_gzip: bool
+    litestream_enabled: bool
+    litestream_config: Path
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -588,6 +703,10 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
 
     if values["database_url"] is None:
         values["database_url"] = f"sqlite://{values['home'] / 'orc.db'}"
+    if values["backup_dir"] is None:
+        values["backup_dir"] = values["home"] / "backups"
+    elif not values["backup_dir"].is_absolute():
+        values["backup_dir"] = cwd / values["backup_dir"]
     if values["auth_token"] and not values["auth_enabled"]:
         if sources["auth_enabled"] != "default":
             raise ConfigError(

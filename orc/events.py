@@ -29,6 +29,7 @@ EVENT_TYPES = (
     "tokens",
     "backup",
     "auth_revoked",
+    "replication",
 )
 # Events for orc's own processes (close the WebSockets of a revoked credential), not for clients.
 INTERNAL_EVENT_TYPES = ("auth_revoked",)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from orc.config import Settings
 from orc.db import PING_TIMEOUT_SECONDS, describe_error
 from orc.db.models import WorkerHeartbeat
 from orc.db.schema import applied_migrations, known_migrations
@@ -63,7 +64,9 @@ async def worker_check(now: datetime) -> tuple[str, float | None]:
     return "ok", age
 
 
-async def check_readiness(home: Path, disk_warn_mb: int) -> Readiness:
+async def check_readiness(
+    home: Path, disk_warn_mb: int, settings: Settings | None = None
+) -> Readiness:
     """Run every check; database errors are reported, never raised."""
     result = Readiness()
     try:
@@ -86,4 +89,36 @@ async def check_readiness(home: Path, disk_warn_mb: int) -> Readiness:
         result.info["worker_heartbeat_age_seconds"] = None if age is None else round(age, 1)
     else:
         result.checks["worker"] = "unknown: database unreachable"
+    if result.checks["database"] == "ok" and settings is not None:
+        await _backup_and_replication(result, settings)
     return result
+
+
+async def _backup_and_replication(result: Readiness, settings: Settings) -> None:
+    """The last backup's age and replication lag: information (warnings), never a 503."""
+    from orc.backup.metrics import backup_check
+    from orc.backup.state import backup_figures
+    from orc.replication_state import current_lag, last_replication
+
+    now = datetime.now(UTC)
+    try:
+        figures = await asyncio.wait_for(backup_figures(), PING_TIMEOUT_SECONDS)
+        status, age = backup_check(figures, settings.backup_schedule, settings.backup_enabled, now)
+    except Exception as exc:
+        status, age = "unknown: " + describe_error(exc), None
+    result.checks["backup"] = status
+    result.info["backup_last_success_age_seconds"] = None if age is None else round(age, 1)
+    if not settings.litestream_enabled:
+        return
+    try:
+        last = await asyncio.wait_for(last_replication(), PING_TIMEOUT_SECONDS)
+    except Exception as exc:
+        result.checks["replication"] = "unknown: " + describe_error(exc)
+        return
+    if last is None:
+        result.checks["replication"] = "unknown: not checked yet (the worker checks every minute)"
+        return
+    lag = current_lag(last, now)
+    result.checks["replication"] = str(last.get("status", "unknown"))
+    result.info["replication_lag_seconds"] = round(lag, 1)
+    result.info["replication_up"] = bool(last.get("up"))

@@ -19,8 +19,10 @@ log = logging.getLogger("orc.worker")
 def run_consumer(settings: Settings) -> None:
     """Block running jobs until SIGINT/SIGTERM."""
     import workers.auth
+    import workers.backups
     import workers.events
     import workers.heartbeat
+    import workers.replication
     import workers.usage  # noqa: F401 - importing registers the jobs
     from workers.app import huey
     from workers.runtime import close_runtime

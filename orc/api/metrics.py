@@ -31,7 +31,19 @@ async def business_metrics(prices: PriceList) -> list[Metric]:
         for kind in TOKEN_TYPES:
             tokens.add_metric([model, kind], counts.get(kind, 0))
         cost.add_metric([model], prices.cost(model, counts))
-    return [active, tokens, cost]
+    return [active, tokens, cost, *await backup_and_replication_metrics()]
+
+
+async def backup_and_replication_metrics() -> list[Metric]:
+    """orc_backup_* and orc_litestream_* from the outcomes jobs recorded in the database."""
+    from datetime import UTC, datetime
+
+    from orc.backup.metrics import backup_metric_families
+    from orc.backup.state import backup_figures
+    from orc.replication_state import last_replication, replication_metric_families
+
+    families = backup_metric_families(await backup_figures())
+    return families + replication_metric_families(await last_replication(), datetime.now(UTC))
 
 
 @bp.get("/api/metrics")

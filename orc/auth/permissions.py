@@ -54,8 +54,8 @@ ROUTE_ROLES: dict[str, str] = {
     "users.users_index": "admin",
     "users.users_create": "admin",
     "users.users_update": "admin",
-    "backups.backups_index": "admin",
-    "backups.backups_create": "admin",
+    "backups.get_backups": "admin",
+    "backups.post_backup": "admin",
 }
 DEFAULT_ROLE = "admin"
 

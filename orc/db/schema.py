@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from tortoise.migrations.executor import MigrationExecutor
 
@@ -86,17 +86,26 @@ async def apply_migrations(
 
 
 async def migrate_database(
-    database_url: str, progress: Callable[[str], object] | None = None, dry_run: bool = False
+    database_url: str,
+    progress: Callable[[str], object] | None = None,
+    dry_run: bool = False,
+    before_migrating: Callable[[list[str]], Awaitable[object]] | None = None,
 ) -> list[str]:
     """Open the database, apply (or with ``dry_run`` only list) pending migrations, close it.
 
     Holds the migration lock so that servers starting together migrate once.
+    ``before_migrating`` (the pre-migration backup) runs under the lock, only when migrations
+    are pending on a database that has some applied already; if it raises, nothing is applied.
     """
     await open_database(database_url)
     try:
         if dry_run:
             return await pending_migrations(database_url)
         async with migration_lock(database_url):
+            if before_migrating is not None:
+                pending = await pending_migrations(database_url)
+                if pending and await applied_migrations():
+                    await before_migrating(pending)
             return await apply_migrations(database_url, progress)
     finally:
         await close_database()

@@ -1,0 +1,1 @@
+"""Backups: take, list, verify, restore and prune copies of orc's database."""

@@ -1,0 +1,128 @@
+"""``take_backup``: copy, check, checksum, fsync, rename, then write the manifest."""
+
+from __future__ import annotations
+
+import socket
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from orc import __version__
+from orc.backup import postgres, sqlite
+from orc.backup.files import publish, remove_quietly, sha256_file
+from orc.backup.lock import backup_lock
+from orc.backup.manifest import (
+    REASONS,
+    TEMP_PREFIX,
+    Manifest,
+    backup_name,
+    now_utc,
+    temp_path,
+    write_manifest,
+)
+from orc.backup.progress import QuietReporter, Reporter
+from orc.config import Settings
+from orc.db.url import is_sqlite_url, sqlite_path
+
+
+def take_backup(settings: Settings, reason: str, reporter: Reporter | None = None) -> Manifest:
+    """Take one backup now; raise BackupBusy if another runs, BackupError if it fails."""
+    with backup_lock(settings.backup_dir, settings.database_url):
+        return take_backup_locked(settings, reason, reporter)
+
+
+def take_backup_locked(
+    settings: Settings, reason: str, reporter: Reporter | None = None
+) -> Manifest:
+    """``take_backup`` for a caller that already holds the backup lock."""
+    if reason not in REASONS:
+        raise ValueError(f"unknown backup reason {reason!r}")
+    reporter = reporter or QuietReporter()
+    backup_dir = settings.backup_dir
+    backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    remove_stale_temps(backup_dir)
+    started = now_utc()
+    clock = time.monotonic()
+    sqlite_db = is_sqlite_url(settings.database_url)
+    kind = "sqlite" if sqlite_db else "postgres"
+    gzip = settings.backup_gzip and sqlite_db  # pg_dump -Fc is compressed already
+    name = backup_name(kind, reason, started, gzip)
+    while (backup_dir / name).exists():  # two backups in one millisecond
+        started += timedelta(milliseconds=1)
+        name = backup_name(kind, reason, started, gzip)
+    temp = temp_path(backup_dir, name)
+    raw = temp.with_name(temp.name + ".raw") if gzip else temp
+    try:
+        if sqlite_db:
+            migrations, sha = _sqlite_copy(settings, raw, reporter)
+            if gzip:
+                sqlite.gzip_file(raw, temp, reporter.step("compressing", raw.stat().st_size))
+                remove_quietly(raw)
+                sha = sha256_file(temp)
+        else:
+            migrations, sha = _postgres_dump(settings, temp, reporter)
+        reporter.step("saving")
+        size = temp.stat().st_size
+        final = backup_dir / name
+        publish(temp, final)
+    except BaseException:
+        remove_quietly(temp, raw, *sqlite.companions(temp), *sqlite.companions(raw))
+        raise
+    finished = now_utc()
+    manifest = Manifest(
+        name=name,
+        kind=kind,
+        reason=reason,
+        size=size,
+        sha256=sha,
+        gzip=gzip,
+        schema_version=migrations[-1] if migrations else None,
+        migrations=migrations,
+        orc_version=__version__,
+        started_at=started.isoformat(),
+        finished_at=finished.isoformat(),
+        duration_seconds=round(time.monotonic() - clock, 3),
+        verified_at=finished.isoformat(),
+        verified_ok=True,
+        extra={"host": socket.gethostname(), "check": _check_name(settings, kind)},
+    )
+    try:
+        write_manifest(backup_dir, manifest)
+    except BaseException:
+        remove_quietly(final)
+        raise
+    return manifest
+
+
+def _sqlite_copy(settings: Settings, dest: Path, reporter: Reporter) -> tuple[list[str], str]:
+    source = Path(sqlite_path(settings.database_url))
+    wal = sqlite.sidecars(source)[0]
+    estimate = source.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+    sqlite.copy_sqlite(source, dest, reporter.step(f"copying {source.name}", estimate))
+    migrations = sqlite.applied_migrations(dest)
+    full = settings.backup_check == "full"
+    step = reporter.step("checking integrity", dest.stat().st_size)
+    sha = sqlite.check_and_hash(dest, full, step)
+    return migrations, sha
+
+
+def _postgres_dump(settings: Settings, dest: Path, reporter: Reporter) -> tuple[list[str], str]:
+    pg_dump, migrations = postgres.check_dump_tool(settings.database_url)
+    postgres.dump_postgres(settings.database_url, pg_dump, dest, reporter.step("pg_dump"))
+    reporter.step("checking with pg_restore --list")
+    postgres.check_dump(dest)
+    sha = sha256_file(dest, reporter.step("checksum", dest.stat().st_size))
+    return migrations, sha
+
+
+def _check_name(settings: Settings, kind: str) -> str:
+    if kind == "postgres":
+        return "pg_restore --list"
+    return "integrity_check" if settings.backup_check == "full" else "quick_check"
+
+
+def remove_stale_temps(backup_dir: Path) -> list[Path]:
+    """Delete temp files of backups that died (call only while holding the backup lock)."""
+    stale = [p for p in backup_dir.glob(TEMP_PREFIX + "*") if p.is_file()]
+    remove_quietly(*stale)
+    return stale

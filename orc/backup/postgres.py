@@ -1,0 +1,203 @@
+"""PostgreSQL backups with pg_dump -Fc, checked with pg_restore --list, restored with pg_restore."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from orc.backup.files import watch_size
+from orc.backup.lock import LOCK_APPLICATION_NAME
+from orc.backup.manifest import BackupError
+from orc.db.url import asyncpg_connect_args, connection_config
+
+TOOL_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)")
+
+
+def libpq_env(database_url: str) -> dict[str, str]:
+    """Environment for pg_dump/pg_restore: credentials stay off the command line."""
+    creds = connection_config(database_url)["credentials"]
+    env = dict(os.environ)
+    env.update(
+        PGHOST=str(creds["host"]),
+        PGPORT=str(creds["port"]),
+        PGDATABASE=str(creds["database"]),
+        PGSSLMODE=str(creds["ssl"]),
+        PGCONNECT_TIMEOUT=str(creds["timeout"]),
+    )
+    if creds.get("user"):
+        env["PGUSER"] = str(creds["user"])
+    if creds.get("password"):
+        env["PGPASSWORD"] = str(creds["password"])
+    return env
+
+
+def find_tool(name: str) -> str:
+    """The path of a PostgreSQL client tool, or a BackupError that says how to get it."""
+    path = shutil.which(name)
+    if path is None:
+        raise BackupError(
+            f"{name} is not installed or not on PATH; install the PostgreSQL client "
+            "(e.g. apt-get install postgresql-client) matching your server's version or newer"
+        )
+    return path
+
+
+def tool_major(path: str) -> int:
+    """The major version of pg_dump/pg_restore at ``path``."""
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
+    match = TOOL_VERSION.search(out.stdout)
+    if match is None:
+        raise BackupError(f"cannot tell the version of {path}: {out.stdout.strip()!r}")
+    return int(match.group(1))
+
+
+async def _server_facts(database_url: str) -> tuple[int, list[str]]:
+    conn = await asyncpg.connect(**asyncpg_connect_args(database_url))
+    try:
+        version = int(await conn.fetchval("SHOW server_version_num"))
+        try:
+            rows = await conn.fetch(
+                "SELECT name FROM tortoise_migrations WHERE app = 'orc' ORDER BY name"
+            )
+        except asyncpg.UndefinedTableError:
+            rows = []
+        return version // 10000, [row["name"] for row in rows]
+    finally:
+        await conn.close()
+
+
+def server_facts(database_url: str) -> tuple[int, list[str]]:
+    """The server's major version and the migrations applied to the database."""
+    try:
+        return asyncio.run(_server_facts(database_url))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise BackupError(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from None
+
+
+def check_dump_tool(database_url: str) -> tuple[str, list[str]]:
+    """pg_dump's path and the applied migrations; refuses a pg_dump older than the server."""
+    pg_dump = find_tool("pg_dump")
+    server_major, migrations = server_facts(database_url)
+    major = tool_major(pg_dump)
+    if major < server_major:
+        raise BackupError(
+            f"pg_dump {major} cannot dump a PostgreSQL {server_major} server; "
+            f"install postgresql-client-{server_major} (or newer) and put it first on PATH"
+        )
+    return pg_dump, migrations
+
+
+def _run(args: list[str], env: dict[str, str], what: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+        detail = lines[0] if lines else f"exit code {result.returncode}"
+        raise BackupError(f"{what} failed: {detail}")
+    return result
+
+
+def dump_postgres(
+    database_url: str,
+    pg_dump: str,
+    dest: Path,
+    on_bytes: Callable[[int], object] | None = None,
+) -> None:
+    """Write a custom-format dump of the database to ``dest``."""
+    args = [pg_dump, "--format=custom", "--no-password", f"--file={dest}"]
+    with watch_size(dest, on_bytes):
+        _run(args, libpq_env(database_url), "pg_dump")
+
+
+def check_dump(path: Path) -> None:
+    """``pg_restore --list``: the dump's table of contents reads to the end."""
+    pg_restore = find_tool("pg_restore")
+    _run([pg_restore, "--list", str(path)], dict(os.environ), f"pg_restore --list {path.name}")
+
+
+# Tables of the schema that the dump does not have (made by a newer migration) would survive
+# a plain --clean and make the next migration fail with "already exists": drop every table
+# first, in the same transaction as the restore.
+DROP_ALL_TABLES = """
+DO $$
+DECLARE t record;
+BEGIN
+  FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = current_schema() LOOP
+    EXECUTE format('DROP TABLE IF EXISTS %I CASCADE', t.tablename);
+  END LOOP;
+END $$;
+"""
+
+
+def restore_postgres(database_url: str, path: Path) -> None:
+    """Replace the database's tables with the dump's, in one transaction.
+
+    ``pg_restore --clean --if-exists`` writes the SQL; psql runs it after dropping every table
+    of the schema, all inside one transaction (an error rolls everything back).
+    """
+    pg_restore = find_tool("pg_restore")
+    psql = find_tool("psql")
+    env = libpq_env(database_url)
+    restore_args = [
+        pg_restore,
+        "--clean",
+        "--if-exists",
+        "--no-owner",
+        "--no-privileges",
+        "--file=-",
+        str(path),
+    ]
+    psql_args = [
+        psql,
+        "--no-psqlrc",
+        "--quiet",
+        "--single-transaction",
+        "--set=ON_ERROR_STOP=1",
+        "--no-password",
+        f"--command={DROP_ALL_TABLES}",
+        "--file=-",
+    ]
+    with subprocess.Popen(
+        restore_args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as producer:
+        consumer = subprocess.run(
+            psql_args, env=env, stdin=producer.stdout, capture_output=True, text=True, check=False
+        )
+        producer_err = producer.stderr.read().decode(errors="replace") if producer.stderr else ""
+        producer.wait()
+    if producer.returncode != 0:
+        lines = [line for line in producer_err.strip().splitlines() if line.strip()]
+        raise BackupError(f"pg_restore failed: {lines[0] if lines else producer.returncode}")
+    if consumer.returncode != 0:
+        lines = [line for line in consumer.stderr.strip().splitlines() if line.strip()]
+        detail = lines[0] if lines else f"exit code {consumer.returncode}"
+        raise BackupError(f"restoring with psql failed (nothing was changed): {detail}")
+
+
+async def _other_sessions(database_url: str) -> list[dict[str, Any]]:
+    conn = await asyncpg.connect(**asyncpg_connect_args(database_url))
+    try:
+        rows = await conn.fetch(
+            "SELECT pid, application_name, client_addr::text AS addr FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend' AND application_name <> $1",
+            LOCK_APPLICATION_NAME,
+        )
+        return [dict(row) for row in rows]
+    finally:
+        await conn.close()
+
+
+def other_sessions(database_url: str) -> list[dict[str, Any]]:
+    """Other client connections to this database (a server that is using it)."""
+    try:
+        return asyncio.run(_other_sessions(database_url))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise BackupError(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from None

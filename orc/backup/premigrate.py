@@ -1,0 +1,40 @@
+"""The backup taken before migrations change a database that holds data (reason pre-migration)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from orc.backup.manifest import BackupError
+from orc.backup.service import backup_and_record
+from orc.config import Settings
+
+
+class PreMigrationBackupFailed(Exception):
+    """The pre-migration backup failed, so no migration was applied."""
+
+
+def pre_migration_hook(
+    settings: Settings, say: Callable[[str], object]
+) -> Callable[[list[str]], Awaitable[None]]:
+    """A ``before_migrating`` hook for ``migrate_database`` that takes the backup."""
+
+    async def hook(pending: list[str]) -> None:
+        loop = asyncio.get_running_loop()
+
+        def record(coro: Coroutine[Any, Any, None]) -> None:
+            # The ORM is open on the migrating loop; outcomes are written there.
+            asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+        say(f"backing up the database before applying {', '.join(pending)}")
+        try:
+            manifest = await asyncio.to_thread(backup_and_record, settings, "pre-migration", record)
+        except BackupError as exc:
+            raise PreMigrationBackupFailed(
+                f"the pre-migration backup failed, no migration was applied: {exc} "
+                "(fix it, or run `orc migrate --no-backup` to migrate without a backup)"
+            ) from None
+        say(f"pre-migration backup {manifest.name}")
+
+    return hook

@@ -1,0 +1,74 @@
+"""Backups as the CLI, the worker and migrations take them: run, record the outcome, prune."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from orc.backup.create import take_backup, take_backup_locked
+from orc.backup.lock import BackupBusy, backup_lock
+from orc.backup.manifest import BackupError, Manifest, now_utc
+from orc.backup.progress import Reporter
+from orc.backup.retention import Policy, prune_backups
+from orc.backup.state import record_failure, record_quietly, record_success
+from orc.config import Settings
+
+# Runs a coroutine with the database open (each caller has its own way to do that).
+Recorder = Callable[[Coroutine[Any, Any, None]], object]
+
+
+def policy_of(settings: Settings) -> Policy:
+    return Policy(
+        daily=settings.backup_keep_daily,
+        weekly=settings.backup_keep_weekly,
+        monthly=settings.backup_keep_monthly,
+        capped=settings.backup_keep_pre_migration,
+    )
+
+
+def _as_backup_error(exc: Exception) -> BackupError:
+    if isinstance(exc, BackupError):
+        return exc
+    if isinstance(exc, OSError):
+        text = exc.strerror or str(exc)
+        where = f" ({exc.filename})" if exc.filename else ""
+        return BackupError(f"backup failed: {text}{where}")
+    return BackupError(f"backup failed: {type(exc).__name__}: {exc}")
+
+
+def backup_and_record(
+    settings: Settings,
+    reason: str,
+    record: Recorder,
+    reporter: Reporter | None = None,
+    prune: bool = False,
+    locked: bool = False,
+) -> Manifest:
+    """Take a backup, record success or failure in the database, optionally prune after it.
+
+    ``locked``: the caller holds the backup lock already. BackupBusy is not a failure.
+    """
+    started = now_utc()
+    try:
+        if locked:
+            manifest = take_backup_locked(settings, reason, reporter)
+        else:
+            manifest = take_backup(settings, reason, reporter)
+    except BackupBusy:
+        raise
+    except Exception as exc:
+        error = _as_backup_error(exc)
+        record(record_quietly(record_failure(reason, str(error), started)))
+        raise error from None
+    record(record_quietly(record_success(manifest)))
+    if prune or reason in ("pre-migration", "pre-restore"):
+        prune_locked_or_not(settings, locked)
+    return manifest
+
+
+def prune_locked_or_not(settings: Settings, locked: bool) -> list[Manifest]:
+    """Apply the retention policy (taking the lock unless the caller holds it)."""
+    if locked:
+        return prune_backups(settings.backup_dir, policy_of(settings))
+    with backup_lock(settings.backup_dir, settings.database_url):
+        return prune_backups(settings.backup_dir, policy_of(settings))

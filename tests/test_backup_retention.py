@@ -1,0 +1,103 @@
+"""Retention on synthetic dates, cron parsing, and the once-per-firing scheduled backup."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from orc.backup.retention import Policy, backups_to_keep
+from orc.backup.schedule import parse_cron
+from orc.config import load_settings
+from tests.backup_support import orc_ok
+from tests.support import run_orc
+
+
+def _daily(first: date, last: date, reason: str = "scheduled") -> list[tuple[str, str, datetime]]:
+    out = []
+    day = first
+    while day <= last:
+        when = datetime(day.year, day.month, day.day, 3, tzinfo=UTC)
+        out.append((day.isoformat(), reason, when))
+        day += timedelta(days=1)
+    return out
+
+
+def test_retention_keeps_the_newest_of_each_day_week_and_month():
+    backups = _daily(date(2026, 1, 1), date(2026, 4, 10))
+    kept = backups_to_keep(backups, Policy(daily=7, weekly=4, monthly=6, capped=3))
+    days = {f"2026-04-{d:02d}" for d in range(4, 11)}
+    weeks = {"2026-04-05", "2026-03-29", "2026-03-22"}  # with 04-10: 4 ISO weeks
+    months = {"2026-03-31", "2026-02-28", "2026-01-31"}  # with 04-10: 4 months exist
+    assert kept == days | weeks | months
+
+
+def test_retention_counts_days_that_have_backups_not_calendar_days():
+    backups = [("a", "manual", datetime(2026, 1, 1, tzinfo=UTC))]
+    backups += [("b", "scheduled", datetime(2026, 3, 1, tzinfo=UTC))]
+    backups += [("c", "scheduled", datetime(2026, 3, 1, 5, tzinfo=UTC))]
+    assert backups_to_keep(backups, Policy(2, 0, 0, 1)) == {"a", "c"}
+
+
+def test_pre_migration_and_pre_restore_are_capped_separately_and_the_newest_is_always_kept():
+    backups = _daily(date(2026, 1, 1), date(2026, 1, 5), "pre-migration")
+    backups += _daily(date(2026, 2, 1), date(2026, 2, 3), "pre-restore")
+    backups += _daily(date(2026, 3, 1), date(2026, 3, 2), "scheduled")
+    kept = backups_to_keep(backups, Policy(daily=0, weekly=0, monthly=0, capped=2))
+    assert kept == {"2026-01-04", "2026-01-05", "2026-02-02", "2026-02-03", "2026-03-02"}
+
+
+def test_cron_finds_the_latest_firing_and_the_interval():
+    daily = parse_cron("0 3 * * *")
+    now = datetime(2026, 5, 6, 2, 59, 30, tzinfo=UTC)
+    assert daily.latest_at_or_before(now) == datetime(2026, 5, 5, 3, 0, tzinfo=UTC)
+    assert daily.interval(now) == timedelta(days=1)
+    assert parse_cron("*/15 * * * *").interval(now) == timedelta(minutes=15)
+
+
+@pytest.mark.parametrize("bad", ["0 3 * *", "61 * * * *", "x * * * *", "0 25 * * *"])
+def test_a_bad_schedule_is_a_one_line_error_naming_the_variable(bad, sqlite_env):
+    sqlite_env["ORC_BACKUP_SCHEDULE"] = bad
+    result = run_orc(["backup", "list"], sqlite_env)
+    assert result.returncode == 2
+    assert result.stderr.startswith("orc: error: ORC_BACKUP_SCHEDULE=")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_scheduled_backup_runs_once_per_firing_even_when_checked_twice(
+    orc_env, database_url, tmp_path: Path
+):
+    """Huey may run a periodic check twice after a restart; each firing gets one backup."""
+    from orc.backup.manifest import list_backups
+    from orc.backup.scheduled import run_scheduled_backup
+    from workers.runtime import AsyncRuntime
+
+    orc_ok(["new", "x"], orc_env)
+    settings = load_settings(orc_env, cwd=tmp_path)
+    runtime = AsyncRuntime(database_url)
+    runtime.start()
+    try:
+
+        def run(coro):
+            return runtime.run(coro, timeout=60)
+
+        start = datetime(2026, 5, 6, 2, 0, tzinfo=UTC)
+        assert run_scheduled_backup(settings, start, run) is None  # first check: baseline
+        assert run_scheduled_backup(settings, start, run) is None
+        firing = datetime(2026, 5, 6, 3, 0, 20, tzinfo=UTC)
+        taken = run_scheduled_backup(settings, firing, run)
+        assert taken is not None and taken.reason == "scheduled"
+        assert run_scheduled_backup(settings, firing + timedelta(seconds=30), run) is None
+        assert run_scheduled_backup(settings, firing + timedelta(hours=5), run) is None
+        # Worker down for two days: one catch-up backup, not two.
+        later = firing + timedelta(days=2, hours=1)
+        second = run_scheduled_backup(settings, later, run)
+        assert second is not None
+        assert run_scheduled_backup(settings, later, run) is None
+        # Both were taken today (real time), so retention keeps the newest of the day.
+        assert [m.name for m in list_backups(settings.backup_dir)] == [second.name]
+        disabled = settings.replace(backup_enabled=False)
+        assert run_scheduled_backup(disabled, later + timedelta(days=1), run) is None
+    finally:
+        runtime.close()
