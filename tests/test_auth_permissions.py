@@ -187,6 +187,12 @@ MATRIX: list[tuple[str, dict[str, int], Action]] = [
             r, "PATCH", f"/api/users/{w.user_ids['admin2']}", json={"role": "admin"}
         ),
     ),
+    ("list backups", expect(403, 403, 200, 200), lambda w, r: w.request(r, "GET", "/api/backups")),
+    (
+        "ask for a backup",
+        expect(403, 403, 202, 202),
+        lambda w, r: w.request(r, "POST", "/api/backups"),
+    ),
     (
         "make an own token",
         expect(201, 201, 201, 201),
