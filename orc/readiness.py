@@ -101,6 +101,7 @@ async def _backup_and_replication(result: Readiness, settings: Settings) -> None
     from orc.replication_state import current_lag, last_replication
 
     now = datetime.now(UTC)
+    figures: dict[str, Any] = {}
     try:
         figures = await asyncio.wait_for(backup_figures(), PING_TIMEOUT_SECONDS)
         status, age = backup_check(figures, settings.backup_schedule, settings.backup_enabled, now)
@@ -108,6 +109,9 @@ async def _backup_and_replication(result: Readiness, settings: Settings) -> None
         status, age = "unknown: " + describe_error(exc), None
     result.checks["backup"] = status
     result.info["backup_last_success_age_seconds"] = None if age is None else round(age, 1)
+    last_success = figures.get("last_success") or {}
+    if last_success:
+        result.info["backup_last_size_bytes"] = last_success.get("size")
     if not settings.litestream_enabled:
         return
     try:

@@ -473,6 +473,14 @@ window.addEventListener("resize", () => {
 
 // ---- system ----------------------------------------------------------------------------------
 
+const INFO_LABELS = {
+  backup_last_success_age_seconds: "Last backup",
+  backup_last_size_bytes: "Size of the last backup",
+  replication_lag_seconds: "Replication lag",
+  replication_up: "Litestream running",
+  disk_free_bytes: "Free disk space",
+};
+
 async function loadSystem() {
   const ready = await api("GET", "/api/health/ready");
   const info = ready.info || {};
@@ -495,12 +503,33 @@ async function loadSystem() {
     if (typeof v === "number" && key.endsWith("_seconds")) return fmtAge(v);
     return typeof v === "object" ? JSON.stringify(v) : String(v);
   };
+  const label = (k) => INFO_LABELS[k] || k.replaceAll("_", " ");
   const pairs = (keep) => Object.entries(info).filter(([k]) => keep(k))
-    .flatMap(([k, v]) => [h("dt", { text: k.replaceAll("_", " ") }), h("dd", { text: describe(k, v) })]);
+    .flatMap(([k, v]) => [h("dt", { text: label(k) }), h("dd", { text: describe(k, v) })]);
   const backup = pairs(isBackup);
   $("backup-facts").replaceChildren(...backup);
   $("backup-none").hidden = backup.length > 0;
   $("info-facts").replaceChildren(...pairs((k) => !isBackup(k) && k !== "worker_heartbeat_age_seconds"));
+  if (can("admin")) await loadBackups();
+}
+
+async function loadBackups() {
+  // Admins only: the list of backup files and the last failure (GET /api/backups).
+  const listing = await api("GET", "/api/backups");
+  const verified = (b) => (b.verified_ok === null ? "not yet" : b.verified_ok ? "ok" : "FAILED");
+  $("backup-rows").replaceChildren(...listing.backups.slice(0, 10).map((b) =>
+    h("tr", { "data-backup": b.name },
+      h("td", { text: fmtTime(b.finished_at), title: b.name }),
+      h("td", { text: b.reason }),
+      h("td", { text: b.kind }),
+      h("td", { class: "num", text: fmtBytes(b.size) }),
+      h("td", { text: verified(b) }))));
+  $("backup-list").hidden = listing.backups.length === 0;
+  const failure = listing.last_failure;
+  if (failure && (!listing.last_success || failure.at > listing.last_success.finished_at)) {
+    $("backup-facts").append(h("dt", { text: "last failure" }),
+      h("dd", { class: "bad", text: `${fmtTime(failure.at)}: ${failure.error}` }));
+  }
 }
 
 $("backup-now").addEventListener("click", async () => {
@@ -509,8 +538,9 @@ $("backup-now").addEventListener("click", async () => {
   out.textContent = "Backing up…";
   $("backup-now").disabled = true;
   try {
-    out.textContent = JSON.stringify(await api("POST", "/api/backups"), null, 2);
-    refreshSoon(0);
+    await api("POST", "/api/backups");
+    // The job worker takes it; its "backup" event refreshes this page when it is done.
+    out.textContent = "Queued: the job worker is taking a backup; it appears below when done.";
   } catch (error) {
     out.textContent = `Failed: ${error.message}`;
   } finally {
@@ -617,6 +647,15 @@ function keepAlive() {
 }
 
 function onEvent(event) {
+  if (state.view === "system" && ["backup", "replication"].includes(event.event_type)) {
+    if (event.event_type === "backup") {
+      $("backup-result").textContent = event.data.status === "ok"
+        ? `Backup ${event.data.name} done (${fmtBytes(event.data.size)}).`
+        : `Backup failed: ${event.data.error}`;
+    }
+    refreshSoon();
+    return;
+  }
   if (!event.task_id) return;
   if (state.view === "tasks") {
     applyToList(event);
