@@ -66,6 +66,19 @@ def dockerfile_env(stage: str = "runtime") -> dict[str, str]:
     return env
 
 
+def make_certificate(cert: Path, key: Path, name: str) -> None:
+    """A self-signed certificate for ``name`` (what an air-gapped site mounts at /certs)."""
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+            *("-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
 def run_as_user() -> tuple[int, int] | None:
     """(uid, gid) to drop to when the tests run as root; None when they already run as non-root."""
     if os.geteuid() != 0:

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.deploy_support import REPO
+from tests.deploy_support import REPO, make_certificate
 from tests.support import OrcServer, free_port
 
 CADDY = shutil.which("caddy")
@@ -201,7 +201,7 @@ def test_forwarded_headers_are_ignored_when_no_proxy_is_trusted(sqlite_env, serv
 
 
 def test_a_websocket_works_through_the_proxy(proxied):
-    server, caddy, tls = proxied
+    _, caddy, tls = proxied
 
     async def scenario() -> dict[str, Any]:
         url = f"wss://localhost:{caddy.https_port}/api/ws"
@@ -227,13 +227,7 @@ def test_the_airgap_caddyfile_serves_the_mounted_certificate_without_acme(
     tmp_path: Path, sqlite_env: dict[str, str], server_factory
 ):
     cert, key = tmp_path / "orc.crt", tmp_path / "orc.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
-        + ["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"]
-        + ["-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )
+    make_certificate(cert, key, "localhost")
     server = server_factory(dict(sqlite_env, ORC_PROXIES_COUNT="1"), log_dir=tmp_path).start()
     caddy = Caddy(
         tmp_path,

@@ -24,6 +24,7 @@ from tests.deploy_support import (
     SUPERVISORD_CONF,
     dockerfile_env,
     dockerfile_stages,
+    make_certificate,
 )
 
 BIN = Path(sys.executable).parent
@@ -277,12 +278,7 @@ def test_caddy_validates_the_production_caddyfile(tmp_path: Path):
 
 def test_caddy_validates_the_airgap_caddyfile_with_its_certificate(tmp_path: Path):
     cert, key = tmp_path / "orc.crt", tmp_path / "orc.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-        + ["-subj", "/CN=orc.internal", "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )
+    make_certificate(cert, key, "orc.internal")
     env = {"DOMAIN": "orc.internal", "ORC_TLS_CERT": str(cert), "ORC_TLS_KEY": str(key)}
     result = _caddy_validate(DEPLOY / "Caddyfile.airgap", env, tmp_path)
     assert result.returncode == 0, result.stderr
