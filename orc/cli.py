@@ -231,8 +231,9 @@ def config_show(as_json: bool) -> None:
 
 @cli.command()
 @click.option("--timeout", default=3.0, show_default=True, help="Seconds to wait for an answer.")
-def healthcheck(timeout: float) -> None:
-    """Exit 0 when /api/health answers on the configured host and port, else 1."""
+@click.option("--ready", is_flag=True, help="Ask /api/health/ready instead and print its checks.")
+def healthcheck(timeout: float, ready: bool) -> None:
+    """Exit 0 when /api/health (or /api/health/ready) says ok on the configured port, else 1."""
     import urllib.error
     import urllib.request
 
@@ -241,15 +242,24 @@ def healthcheck(timeout: float) -> None:
     settings = load_settings()
     host = probe_address(settings.host)
     host = f"[{host}]" if ":" in host else host
-    url = f"http://{host}:{settings.port}/api/health"
+    url = f"http://{host}:{settings.port}/api/health" + ("/ready" if ready else "")
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             body = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        # Readiness answers 503 with its checks when degraded: show them.
+        try:
+            body = json.loads(exc.read())
+        except ValueError:
+            fail(f"{url} answered HTTP {exc.code}", code=1)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         fail(f"{url} did not answer: {getattr(exc, 'reason', exc)}", code=1)
+    if ready:
+        click.echo(json.dumps(body, indent=2))
     if body.get("status") != "ok":
         fail(f"{url} answered {body!r}", code=1)
-    click.echo(f"ok {url} version {body.get('version')}")
+    if not ready:
+        click.echo(f"ok {url} version {body.get('version')}")
 
 
 @cli.group()

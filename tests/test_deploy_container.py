@@ -7,6 +7,7 @@ docs/deployment.md, "What the tests cover".
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -92,6 +93,16 @@ def test_supervisorctl_reaches_supervisord_through_its_socket(running: Container
     # Replication is off by default: Litestream is configured but never started.
     assert lines["litestream"] == "STOPPED", result.stdout
     assert lines["fatal"] == "RUNNING", result.stdout
+
+
+def test_the_troubleshooting_commands_of_the_docs_work_inside_the_container(running: Container):
+    # docker exec orc orc healthcheck --ready
+    ready = running.run("orc", "healthcheck", "--ready")
+    assert ready.returncode == 0, ready.stderr
+    assert json.loads(ready.stdout)["checks"]["database"] == "ok"
+    # docker exec orc sqlite3 /home/orc/.orc/orc.db "PRAGMA journal_mode;"
+    journal = running.run("sqlite3", str(running.home / "orc.db"), "PRAGMA journal_mode;")
+    assert journal.stdout.strip() == "wal"
 
 
 def test_api_killed_with_sigkill_is_back_and_healthy_within_5_seconds(running: Container):
