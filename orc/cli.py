@@ -70,9 +70,20 @@ def init() -> None:
 @click.option("--port", type=WholeNumber(1, 65535), help="Listen port (ORC_PORT).")
 @click.option("--workers", type=WholeNumber(min=1), help="API worker processes (ORC_WORKERS).")
 @click.option("--no-worker", is_flag=True, help="Do not run the job worker (run `orc worker`).")
+@click.option(
+    "--no-migrate",
+    is_flag=True,
+    help="Do not apply migrations first (something else runs `orc migrate` once, e.g. the "
+    "container's entry point).",
+)
 @click.pass_context
 def serve(
-    ctx: click.Context, host: str | None, port: int | None, workers: int | None, no_worker: bool
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    no_worker: bool,
+    no_migrate: bool,
 ) -> None:
     """Run the API (and the job worker) until SIGTERM or Ctrl-C."""
     from orc import launcher
@@ -94,7 +105,8 @@ def serve(
     load_prices(settings.home)  # a broken pricing.yaml stops start-up here, in one line
     setup_logging(settings.log_level, settings.log_format)
     launcher.check_port_free(settings.host, settings.port)
-    _migrate_in_child(settings)
+    if not no_migrate:
+        _migrate_in_child(settings)
     if stop.event.is_set():
         sys.exit(0)
     sys.exit(launcher.serve(settings, run_worker=not no_worker, stop=stop))

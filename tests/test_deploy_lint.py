@@ -125,7 +125,7 @@ def test_the_build_context_keeps_everything_but_what_the_image_copies():
 
 def test_supervisord_runs_the_programs_the_design_names():
     conf = _supervisord()
-    assert conf.get("program:api", "command") == "orc serve --host 0.0.0.0 --no-worker"
+    assert conf.get("program:api", "command") == "orc serve --host 0.0.0.0 --no-worker --no-migrate"
     assert conf.get("program:worker", "command") == "orc worker"
     assert conf.get("program:worker", "stopsignal") == "INT"
     assert conf.get("program:litestream", "autostart") == "%(ENV_ORC_LITESTREAM_ENABLED)s"
