@@ -84,8 +84,8 @@ def _states(box: Container) -> dict[str, str]:
 
 
 def test_supervisorctl_reaches_supervisord_through_its_socket(running: Container):
-    # RUNNING once a program has stayed up for startsecs (2 s).
-    _wait_for(lambda: _states(running).get("worker") == "RUNNING", 10, "worker RUNNING", running)
+    # RUNNING once a program has stayed up for startsecs (10 s).
+    _wait_for(lambda: _states(running).get("worker") == "RUNNING", 30, "worker RUNNING", running)
     result = running.supervisorctl("status")
     lines = _states(running)
     assert lines["api"] == "RUNNING", result.stdout
@@ -123,7 +123,7 @@ def test_api_killed_with_sigkill_is_back_and_healthy_within_5_seconds(running: C
     elapsed = time.monotonic() - started
     print(f"\napi healthy again {elapsed:.2f}s after kill -9")
     assert elapsed < 5, f"api took {elapsed:.2f}s to come back"
-    _wait_for(lambda: _states(running).get("api") == "RUNNING", 10, "api RUNNING", running)
+    _wait_for(lambda: _states(running).get("api") == "RUNNING", 30, "api RUNNING", running)
 
 
 def test_a_worker_that_cannot_start_stops_supervisord_with_a_non_zero_exit(image_bin: Path):
