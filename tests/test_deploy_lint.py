@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from tests.deploy_support import (
+    BUILD_CONTEXT,
     DOCKERFILE,
     REPO,
     SUPERVISORD_CONF,
@@ -284,3 +285,14 @@ def test_caddy_validates_the_airgap_caddyfile_with_its_certificate(tmp_path: Pat
     assert result.returncode == 0, result.stderr
     missing = _caddy_validate(DEPLOY / "Caddyfile.airgap", {"DOMAIN": "orc.internal"}, tmp_path)
     assert missing.returncode != 0, "a missing certificate must fail validation"
+
+
+def test_the_rehearsal_builds_orc_from_exactly_what_the_image_build_copies():
+    build = dockerfile_stages()["build"]
+    copied = {
+        Path(src).parts[0]
+        for line in build
+        if line.startswith("COPY")
+        for src in line.split()[1:-1]
+    }
+    assert copied == set(BUILD_CONTEXT)
