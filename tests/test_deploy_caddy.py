@@ -164,6 +164,16 @@ def test_health_over_https_carries_the_security_headers_and_no_server_header(pro
     for name, value in SECURITY_HEADERS.items():
         assert response.headers.get(name) == value, name
     assert "server" not in response.headers
+    # Caddy's access log: one JSON object per request on stdout.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        records = [json.loads(ln) for ln in caddy.logs().splitlines() if ln.startswith("{")]
+        access = [r for r in records if r.get("logger", "").startswith("http.log.access")]
+        if any(r["request"]["uri"] == "/api/health" and r["status"] == 200 for r in access):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"no JSON access log line for /api/health:\n{caddy.logs()}")
 
 
 def test_responses_are_gzipped_when_the_client_accepts_it(proxied):

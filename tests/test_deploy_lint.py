@@ -277,6 +277,19 @@ def test_caddy_validates_the_production_caddyfile(tmp_path: Path):
     assert "Valid configuration" in result.stdout + result.stderr
 
 
+def test_the_production_caddyfile_proxies_to_the_orc_service_by_default(tmp_path: Path):
+    result = subprocess.run(
+        [_tool("caddy"), "adapt", "--config", str(REPO / "Caddyfile"), "--adapter", "caddyfile"],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DOMAIN": "orc.example.com"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"dial":"orc:8080"' in result.stdout
+    assert '"host":["orc.example.com"]' in result.stdout
+
+
 def test_caddy_validates_the_airgap_caddyfile_with_its_certificate(tmp_path: Path):
     cert, key = tmp_path / "orc.crt", tmp_path / "orc.key"
     make_certificate(cert, key, "orc.internal")
