@@ -258,14 +258,23 @@ class Container:
             code = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"still running {timeout}s after {sig}:\n{self.logs()}")
-        return code, time.monotonic() - started
+        seconds = time.monotonic() - started
+        self._drain()
+        return code, seconds
 
     def wait_exit(self, timeout: float) -> int:
         assert self.process is not None
         try:
-            return self.process.wait(timeout=timeout)
+            code = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"still running after {timeout}s:\n{self.logs()}")
+        self._drain()
+        return code
+
+    def _drain(self) -> None:
+        """Wait until the output pipe is read to its end (its last writer has exited)."""
+        if self._reader is not None:
+            self._reader.join(timeout=5)
 
     def user_processes(self) -> list[psutil.Process]:
         """Every process whose command line mentions this container's ORC_HOME or port."""
