@@ -12,12 +12,14 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 
 from orc import __version__
-from orc.api import events, health, metrics, tasks, usage
+from orc.api import auth, events, health, metrics, tasks, usage, users, web
 from orc.api.docs import install_docs
-from orc.auth.token import EXEMPT_PATHS, bearer_token, token_matches
+from orc.auth.middleware import Authenticator, gate
+from orc.auth.oidc import OidcProvider
+from orc.auth.secret_key import load_secret_key
 from orc.config import Settings, load_settings
 from orc.db import close_database, open_database
-from orc.errors import error_response, install_error_handler
+from orc.errors import install_error_handler
 from orc.metrics import UNMATCHED_ROUTE, observe_request
 from orc.pricing import load_prices
 
@@ -42,21 +44,6 @@ class OrcRequest(Request):
 def _route_template(request: Request) -> str:
     route = request.route
     return "/" + route.path if route is not None else UNMATCHED_ROUTE
-
-
-def _require_token(request: Request) -> HTTPResponse | None:
-    settings: Settings = request.app.ctx.settings
-    if not settings.auth_enabled or request.path in EXEMPT_PATHS:
-        return None
-    if settings.auth_token and token_matches(bearer_token(request), settings.auth_token):
-        return None
-    response = error_response(401, "unauthorized", "missing or invalid bearer token")
-    response.headers["WWW-Authenticate"] = 'Bearer realm="orc"'
-    return response
-
-
-async def _on_request(request: Request) -> HTTPResponse | None:
-    return _require_token(request)
 
 
 async def _on_response(request: Request, response: HTTPResponse) -> None:
@@ -132,15 +119,21 @@ def create_app(settings: Settings) -> Sanic:
     app.before_server_stop(_mark_stopping)
     app.before_server_stop(events.stop_tailer)
     app.after_server_stop(_close_database)
+    app.ctx.auth = None
     if settings.auth_enabled:
+        oidc = OidcProvider(settings) if settings.auth_type == "oidc" else None
+        app.ctx.auth = Authenticator(settings, load_secret_key(settings), oidc)
         # Without auth there is nothing to do before a request: no middleware, less per request.
-        app.on_request(_on_request)
+        app.on_request(gate)
     app.on_response(_on_response)
     app.blueprint(health.bp)
     app.blueprint(metrics.bp)
     app.blueprint(tasks.bp)
     app.blueprint(usage.bp)
     app.blueprint(events.bp)
+    app.blueprint(auth.bp)
+    app.blueprint(users.bp)
+    app.blueprint(web.bp)
     install_docs(app)
     return app
 

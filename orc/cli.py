@@ -159,6 +159,31 @@ def _migrate_or_exit(settings: Settings) -> None:
         )
     if applied:
         log.info("applied %d migration(s): %s", len(applied), ", ".join(applied))
+    if settings.auth_enabled:
+        _prepare_auth(settings)
+
+
+def _prepare_auth(settings: Settings) -> None:
+    """Make the session key once (before several API processes race for it) and check OIDC."""
+    import logging
+
+    from orc.auth.secret_key import load_secret_key
+
+    try:
+        load_secret_key(settings)
+    except ConfigError as exc:
+        fail(str(exc))
+    if settings.auth_type != "oidc":
+        return
+    from orc.auth.oidc import OidcError, OidcProvider
+
+    try:
+        run_coroutine(OidcProvider(settings).discover())
+    except OidcError as exc:
+        if exc.code != "oidc_unreachable":
+            fail(f"ORC_OIDC_ISSUER={settings.oidc_issuer}: {exc}")
+        # The provider may be down for a moment; tokens keep working, sign-in retries.
+        logging.getLogger("orc.auth").warning("%s; sign-in will retry it", exc)
 
 
 @cli.command("_api", hidden=True)
@@ -274,23 +299,10 @@ def healthcheck(timeout: float, ready: bool) -> None:
         click.echo(f"ok {url} version {body.get('version')}")
 
 
-@cli.group()
-def token() -> None:
-    """Manage the API token."""
-
-
-@token.command("generate")
-def token_generate() -> None:
-    """Print a new random token for ORC_AUTH_TOKEN."""
-    from orc.auth.token import generate_token
-
-    click.echo(generate_token())
-
-
 def _register_task_commands() -> None:
-    from orc.cli_tasks import COMMANDS
+    from orc import cli_auth, cli_tasks
 
-    for command in COMMANDS:
+    for command in (*cli_tasks.COMMANDS, *cli_auth.COMMANDS):
         cli.add_command(command)
 
 

@@ -111,6 +111,20 @@ def _parse_text(raw: str) -> str:
     return value
 
 
+def _parse_lower_list(raw: str) -> tuple[str, ...]:
+    items = tuple(item.strip().lower() for item in raw.split(",") if item.strip())
+    if any(any(c.isspace() for c in item) for item in items):
+        raise ValueError("items must not contain spaces")
+    return items
+
+
+def _parse_secret_key(raw: str) -> str:
+    value = raw.strip()
+    if len(value) < 32:
+        raise ValueError("shorter than 32 characters")
+    return value
+
+
 SQLITE_SCHEMES = ("sqlite",)
 POSTGRES_SCHEMES = ("postgres", "postgresql")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -275,6 +289,58 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "oidc_allowed_domains",
+        "ORC_OIDC_ALLOWED_DOMAINS",
+        _parse_lower_list,
+        (),
+        "Comma-separated email domains allowed to sign in with OIDC (empty: any).",
+        "use domains separated by commas, e.g. example.com,example.org",
+    ),
+    Setting(
+        "oidc_admin_emails",
+        "ORC_OIDC_ADMIN_EMAILS",
+        _parse_lower_list,
+        (),
+        "Comma-separated emails that are made admin when they sign in.",
+        "use emails separated by commas",
+    ),
+    Setting(
+        "oidc_create_users",
+        "ORC_OIDC_CREATE_USERS",
+        _parse_bool,
+        True,
+        "Create unknown OIDC users on first sign-in (role member); false refuses them.",
+        "use true or false",
+    ),
+    Setting(
+        "secret_key",
+        "ORC_SECRET_KEY",
+        _parse_secret_key,
+        None,
+        "Key that signs session cookies and WebSocket tickets (at least 32 characters). "
+        "Default: one generated once and kept in ORC_HOME/secret_key (mode 0600); "
+        "set it when several replicas must accept each other's sessions.",
+        "set a random value of at least 32 characters (orc token generate makes one)",
+        secret=True,
+    ),
+    Setting(
+        "metrics_token",
+        "ORC_METRICS_TOKEN",
+        _parse_text,
+        None,
+        "Bearer token that may read /api/metrics (besides admins) when auth is on.",
+        "set a random token of at least 32 characters (orc token generate makes one)",
+        secret=True,
+    ),
+    Setting(
+        "metrics_public_loopback",
+        "ORC_METRICS_PUBLIC_LOOPBACK",
+        _parse_bool,
+        False,
+        "Let requests from loopback read /api/metrics without auth when auth is on.",
+        "use true or false",
+    ),
+    Setting(
         "log_level",
         "ORC_LOG_LEVEL",
         _choice("debug", "info", "warning", "error", "critical"),
@@ -353,6 +419,12 @@ class Settings:
     oidc_issuer: str | None
     oidc_client_id: str | None
     oidc_client_secret: str | None
+    oidc_allowed_domains: tuple[str, ...]
+    oidc_admin_emails: tuple[str, ...]
+    oidc_create_users: bool
+    secret_key: str | None
+    metrics_token: str | None
+    metrics_public_loopback: bool
     log_level: str
     log_format: str
     shutdown_timeout: float
@@ -394,6 +466,8 @@ def format_value(value: Any) -> str:
     """A value as a user would write it in YAML or the environment (true, not True)."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, tuple | list):
+        return ",".join(str(item) for item in value)
     return str(value)
 
 
@@ -493,7 +567,7 @@ def _raw_value(
 
 def _parse(setting: Setting, raw: Any, source: str) -> Any:
     try:
-        return setting.parse(str(raw))
+        return setting.parse(format_value(raw))
     except ValueError as exc:
         shown = "(hidden)" if setting.secret else repr(str(raw))
         if source.startswith("env "):
@@ -544,6 +618,10 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
         # Setting a token is how users turn token auth on (spec: "ORC_AUTH_TOKEN set -> auth on").
         values["auth_enabled"] = True
         sources["auth_enabled"] = sources["auth_token"]
+    if values["auth_type"] == "oidc" and sources["auth_enabled"] == "default":
+        # Choosing OIDC is choosing to require sign-in.
+        values["auth_enabled"] = True
+        sources["auth_enabled"] = sources["auth_type"]
     return Settings(**values, sources=sources)
 
 

@@ -28,7 +28,10 @@ EVENT_TYPES = (
     "phase",
     "tokens",
     "backup",
+    "auth_revoked",
 )
+# Events for orc's own processes (close the WebSockets of a revoked credential), not for clients.
+INTERNAL_EVENT_TYPES = ("auth_revoked",)
 
 
 @asynccontextmanager
@@ -60,9 +63,13 @@ def event_message(event: Event) -> dict[str, Any]:
     }
 
 
-async def events_since(since: int, limit: int, task_id: str | None = None) -> list[Event]:
-    """Events after ``since``, oldest first (optionally of one task)."""
+async def events_since(
+    since: int, limit: int, task_id: str | None = None, internal: bool = False
+) -> list[Event]:
+    """Events after ``since``, oldest first (optionally of one task; internal ones on request)."""
     query = Event.filter(id__gt=since)
+    if not internal:
+        query = query.exclude(event_type__in=INTERNAL_EVENT_TYPES)
     if task_id is not None:
         query = query.filter(task_id=task_id)
     return await query.order_by("id").limit(limit)

@@ -21,7 +21,13 @@ from typing import Any
 import asyncpg
 
 from orc.db.url import asyncpg_connect_args, is_sqlite_url
-from orc.events import EVENT_CHANNEL, event_message, events_since, latest_event_id
+from orc.events import (
+    EVENT_CHANNEL,
+    INTERNAL_EVENT_TYPES,
+    event_message,
+    events_since,
+    latest_event_id,
+)
 
 log = logging.getLogger("orc.live")
 
@@ -52,10 +58,13 @@ def encode(message: dict[str, Any]) -> Outgoing:
 class Subscriber:
     """One WebSocket client: what it subscribed to and its bounded outgoing queue."""
 
-    def __init__(self, limit: int = QUEUE_LIMIT) -> None:
+    def __init__(self, limit: int = QUEUE_LIMIT, revocation_key: str | None = None) -> None:
         self.queue: asyncio.Queue[Outgoing] = asyncio.Queue(limit)
         self.topic: str | None = None
         self.overflowed = asyncio.Event()
+        # The credential the client connected with; revoking it closes the connection.
+        self.revocation_key = revocation_key
+        self.revoked = asyncio.Event()
         # While a catch-up runs, live events wait here so they follow the backlog in order.
         self.held: list[Outgoing] | None = None
 
@@ -90,9 +99,17 @@ class Hub:
     def publish(self, message: dict[str, Any]) -> None:
         if not self.subscribers:
             return
+        if message.get("event_type") in INTERNAL_EVENT_TYPES:
+            self._revoke(message["data"].get("key"))
+            return
         outgoing = encode(message)
         for subscriber in list(self.subscribers):
             subscriber.offer(outgoing)
+
+    def _revoke(self, key: str | None) -> None:
+        for subscriber in self.subscribers:
+            if key is not None and subscriber.revocation_key == key:
+                subscriber.revoked.set()
 
     def has_firehose(self) -> bool:
         return any(s.topic == ALL for s in self.subscribers)
@@ -141,7 +158,7 @@ class OutboxTailer:
                 await asyncio.sleep(1.0)
 
     async def deliver_new(self) -> int:
-        events = await events_since(self.last_id, BATCH)
+        events = await events_since(self.last_id, BATCH, internal=True)
         for event in events:
             self.hub.publish(event_message(event))
             self.last_id = event.id

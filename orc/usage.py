@@ -106,3 +106,29 @@ async def task_usage(number: int, prices: PriceList) -> dict[str, Any]:
         "by_phase_and_model": breakdown,
         "unpriced_models": sorted(unpriced),
     }
+
+
+async def usage_by_task(numbers: list[int], prices: PriceList) -> dict[int, tuple[int, float]]:
+    """(total tokens, cost) of each of these tasks, in one grouped query.
+
+    Reads usage_event by its task_number index: the rollups have no index that leads with the
+    task, and the events are kept, so this costs one index range per task on either database.
+    """
+    if not numbers:
+        return {}
+    rows = (
+        await UsageEvent.filter(task_number__in=numbers)
+        .group_by("task_number", "model")
+        .annotate(**{column: Sum(column) for column in TOKEN_COLUMNS})
+        .values("task_number", "model", *TOKEN_COLUMNS)
+    )
+    totals: dict[int, tuple[int, float]] = {}
+    for row in rows:
+        tokens = token_dict(row)
+        number = int(row["task_number"])
+        before_tokens, before_cost = totals.get(number, (0, 0.0))
+        totals[number] = (
+            before_tokens + sum(tokens.values()),
+            before_cost + prices.cost(row["model"], tokens),
+        )
+    return totals

@@ -88,3 +88,17 @@ def server_factory(tmp_path: Path) -> Iterator[type[OrcServer]]:
     yield TrackedServer
     for server in started:
         server.kill()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[object]:
+    """Debian's chromium driven by Playwright, one per test module (the sync API owns a loop)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS, EXPECT_MS
+
+    expect.set_options(timeout=EXPECT_MS)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

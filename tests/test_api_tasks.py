@@ -887,3 +887,26 @@ def test_a_non_canonical_task_id_means_the_same_task_everywhere(shared_api: Api)
         assert by_alias.json()["events"] == shared_api.events(task_id=task_id)
     else:
         assert_error(by_alias, 400)
+
+
+def test_task_list_items_carry_their_total_tokens_and_cost(shared_api: Api):
+    """The dashboard's table: each listed task's tokens and cost equal its own usage report."""
+    quiet = shared_api.create("no usage yet")["id"]
+    busy = shared_api.create("two models")["id"]
+    shared_api.record(
+        busy,
+        {"model": SONNET, "phase": "plan", "input_tokens": 1200, "output_tokens": 300},
+        {"model": HAIKU, "phase": "code", "input_tokens": 50, "cache_read_tokens": 7},
+        {"model": UNPRICED, "phase": "code", "output_tokens": 11},
+    )
+    listed = {
+        item["id"]: item for item in shared_api.ok(shared_api.http.get("/api/tasks"))["items"]
+    }
+    report = shared_api.usage(busy)
+    assert listed[busy]["total_tokens"] == sum(report["tokens"].values()) == 1568
+    assert listed[busy]["cost_usd"] == pytest.approx(report["cost_usd"], abs=1e-6)
+    assert listed[busy]["cost_usd"] > 0
+    assert (listed[quiet]["total_tokens"], listed[quiet]["cost_usd"]) == (0, 0)
+    # A filtered page reads the usage of its own tasks only and still gets them right.
+    created = shared_api.ok(shared_api.http.get("/api/tasks", params={"status": "created"}))
+    assert {i["id"]: i["total_tokens"] for i in created["items"]}[busy] == 1568

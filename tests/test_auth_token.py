@@ -32,13 +32,24 @@ async def test_probes_need_no_token(client):
 
 
 @pytest.mark.parametrize(
-    "path", ["/api/metrics", "/api/healthx", "/api/health/../metrics", "/api/health/", "/"]
+    "path", ["/api/metrics", "/api/healthx", "/api/health/../metrics", "/api/health/", "/nowhere"]
 )
 async def test_everything_else_needs_the_token(client, path):
     _, response = await client.get(path)
     assert response.status_code == 401
     assert response.json["error"] == "unauthorized"
     assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_the_dashboard_shell_is_public_and_its_data_is_not(client):
+    """The page, its files and which sign-in to offer hold no data; the API behind them does."""
+    for path in ("/", "/app/app.js", "/app/app.css"):
+        _, response = await client.get(path)
+        assert response.status_code == 200, path
+    _, config = await client.get("/auth/config")
+    assert config.json == {"auth": "token"}
+    _, tasks = await client.get("/api/tasks")
+    assert tasks.status_code == 401
 
 
 @pytest.mark.parametrize(

@@ -488,10 +488,32 @@ def test_a_secret_value_never_appears_in_an_error(load, tmp_path, work):
 
 # Start-up refusals (orc.auth.policy)
 
+OIDC = {
+    "ORC_AUTH_TYPE": "oidc",
+    "ORC_OIDC_ISSUER": "https://idp.example.com",
+    "ORC_OIDC_CLIENT_ID": "orc",
+    "ORC_OIDC_CLIENT_SECRET": SECRET,
+}
+
 
 def test_policy_accepts_the_defaults_and_a_long_token(load):
     check_auth_policy(load())
     check_auth_policy(load(ORC_AUTH_TOKEN=TOKEN, ORC_HOST="0.0.0.0"))
+
+
+def test_policy_accepts_complete_oidc_and_oidc_turns_auth_on(load):
+    settings = load(**OIDC, ORC_HOST="0.0.0.0", ORC_BASE_URL="https://orc.example.com")
+    assert settings.auth_enabled and settings.sources["auth_enabled"] == "env ORC_AUTH_TYPE"
+    check_auth_policy(settings)
+    # Plain http is fine for an issuer on this machine (development, tests).
+    check_auth_policy(load(**{**OIDC, "ORC_OIDC_ISSUER": "http://127.0.0.1:5556"}))
+
+
+def test_oidc_lists_read_from_env_and_yaml(load, work):
+    settings = load(ORC_OIDC_ALLOWED_DOMAINS=" Example.com, example.org ,")
+    assert settings.oidc_allowed_domains == ("example.com", "example.org")
+    _write(work / ".orc" / "config.yaml", "oidc_admin_emails: [Boss@Example.com, b@x.io]\n")
+    assert load().oidc_admin_emails == ("boss@example.com", "b@x.io")
 
 
 @pytest.mark.parametrize(
@@ -500,7 +522,12 @@ def test_policy_accepts_the_defaults_and_a_long_token(load):
         ({"ORC_HOST": "0.0.0.0"}, "set ORC_AUTH_TOKEN"),
         ({"ORC_AUTH_ENABLED": "true"}, "needs ORC_AUTH_TOKEN"),
         ({"ORC_AUTH_TOKEN": "short-token-abc"}, "shorter than 32"),
-        ({"ORC_AUTH_TYPE": "oidc", "ORC_AUTH_TOKEN": TOKEN}, "oidc"),
+        ({"ORC_AUTH_TYPE": "oidc", "ORC_AUTH_TOKEN": TOKEN}, "needs ORC_OIDC_ISSUER"),
+        ({**OIDC, "ORC_OIDC_CLIENT_ID": ""}, "needs ORC_OIDC_CLIENT_ID"),
+        ({**OIDC, "ORC_OIDC_CLIENT_SECRET": ""}, "needs ORC_OIDC_CLIENT_SECRET"),
+        ({**OIDC, "ORC_OIDC_ISSUER": "http://idp.example.com"}, "must use https://"),
+        ({**OIDC, "ORC_HOST": "0.0.0.0"}, "set it to the URL users open"),
+        ({"ORC_AUTH_TOKEN": TOKEN, "ORC_METRICS_TOKEN": "short-token-abc"}, "ORC_METRICS_TOKEN"),
     ],
 )
 def test_policy_refuses_unsafe_configurations_in_one_line(load, env, expected):

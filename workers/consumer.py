@@ -18,6 +18,7 @@ log = logging.getLogger("orc.worker")
 
 def run_consumer(settings: Settings) -> None:
     """Block running jobs until SIGINT/SIGTERM."""
+    import workers.auth
     import workers.events
     import workers.heartbeat
     import workers.usage  # noqa: F401 - importing registers the jobs

@@ -24,6 +24,7 @@ from sanic.response import json as json_response
 from websockets.exceptions import ConnectionClosed
 
 from orc.api.schemas import query_int
+from orc.auth.identity import identity_of
 from orc.cost import usage_today
 from orc.errors import ApiError
 from orc.events import event_message, events_since, latest_event_id, oldest_event_id
@@ -35,6 +36,8 @@ MAX_EVENTS_PAGE = 1000
 SEND_TIMEOUT_SECONDS = 10.0
 # 1013 "try again later": the client was too slow; reconnect with since=<last id seen>.
 CLOSE_TOO_SLOW = 1013
+# 4000-4999 are for applications; 4401 mirrors HTTP 401.
+CLOSE_REVOKED = 4401
 CLOSE_TIMEOUT_SECONDS = 2.0
 
 
@@ -196,6 +199,12 @@ async def _close_slow_client(ws: Any) -> None:
             transport.abort()
 
 
+async def _close_revoked(ws: Any) -> None:
+    with contextlib.suppress(TimeoutError, ConnectionClosed):
+        async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+            await ws.close(CLOSE_REVOKED, "signed out: the session or token was revoked")
+
+
 @bp.websocket("/api/ws")
 async def websocket(request: Request, ws: Any) -> None:
     """Live events; see the module docstring for the protocol."""
@@ -203,16 +212,17 @@ async def websocket(request: Request, ws: Any) -> None:
     if "since" in request.args:
         raw_since = request.args.get("since", "")
         since = int(raw_since) if raw_since.isdigit() else None
-    subscriber = Subscriber()
+    subscriber = Subscriber(revocation_key=identity_of(request).revocation_key)
     hub: Hub = request.app.ctx.hub
     hub.subscribers.add(subscriber)
     pump = asyncio.create_task(_pump(ws, subscriber))
     overflow = asyncio.create_task(subscriber.overflowed.wait())
+    revoked = asyncio.create_task(subscriber.revoked.wait())
     try:
         while True:
             receive = asyncio.create_task(ws.recv())
             done, _ = await asyncio.wait(
-                {receive, pump, overflow}, return_when=asyncio.FIRST_COMPLETED
+                {receive, pump, overflow, revoked}, return_when=asyncio.FIRST_COMPLETED
             )
             if receive not in done:
                 receive.cancel()
@@ -223,11 +233,13 @@ async def websocket(request: Request, ws: Any) -> None:
             since = await _handle(request, subscriber, raw, since)
         if overflow.done():
             await _close_slow_client(ws)
+        elif revoked.done():
+            await _close_revoked(ws)
     except (ConnectionClosed, asyncio.CancelledError, TimeoutError):
         pass
     finally:
         hub.subscribers.discard(subscriber)
-        for task in (pump, overflow):
+        for task in (pump, overflow, revoked):
             task.cancel()
         # Collect what they raised (a send that timed out or hit a closed socket): handled here.
-        await asyncio.gather(pump, overflow, return_exceptions=True)
+        await asyncio.gather(pump, overflow, revoked, return_exceptions=True)

@@ -22,6 +22,10 @@ async def ready(request: Request) -> HTTPResponse:
     """Readiness: 503 when the database or its schema is not usable."""
     settings = request.app.ctx.settings
     result = await check_readiness(settings.home, settings.disk_warn_mb)
+    auth = request.app.ctx.auth
+    if auth is not None and auth.oidc is not None:
+        # Information, not critical: API tokens keep working while the identity provider is away.
+        result.info["oidc"] = await auth.oidc.status()
     body = {
         "status": "ok" if result.ok else "degraded",
         "checks": result.checks,

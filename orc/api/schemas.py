@@ -148,3 +148,22 @@ def query_choice(request: Request, name: str, choices: tuple[str, ...]) -> str |
     if raw not in choices:
         raise ApiError(400, "bad_query", f"{name} must be one of {', '.join(choices)}")
     return raw
+
+
+class TokenLogin(StrictBody):
+    token: str = Field(min_length=1, max_length=512)
+
+
+class AccessTokenCreate(StrictBody):
+    name: str = Field(min_length=1, max_length=100)
+    role: Literal["viewer", "member", "admin", "owner"] | None = None
+    expires_in_days: int | None = Field(default=90, strict=True, ge=1, le=3650)
+
+
+class UserCreate(StrictBody):
+    email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    role: Literal["viewer", "member", "admin", "owner"] = "member"
+
+
+class UserPatch(StrictBody):
+    role: Literal["viewer", "member", "admin", "owner"]

@@ -9,7 +9,7 @@ from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
 from orc.api.schemas import UsageBatch, UsageIn, parse_usage, query_int
-from orc.api.tasks import not_found, task_number
+from orc.api.tasks import check_may_change, not_found, task_number
 from orc.cost import cost_summary, cost_timeseries
 from orc.tasks import TaskNotFound
 from orc.usage import UsageRecord, record_usage, task_usage
@@ -25,6 +25,7 @@ MAX_DAYS = 366
 async def usage_record(request: Request, task_id: str) -> HTTPResponse:
     """Record one model call, or a batch ``{"events": [...]}`` (all or nothing)."""
     number = task_number(task_id)
+    await check_may_change(request, number)
     now = datetime.now(UTC)
     records = [
         UsageRecord(

@@ -135,3 +135,67 @@ class Event(Model):
 
     class Meta:
         table = "event"
+
+
+class User(Model):
+    """A person who signs in with OIDC, and the role that decides what they may do."""
+
+    id = fields.IntField(primary_key=True)
+    email = fields.CharField(max_length=320, unique=True)
+    subject = fields.CharField(max_length=255, null=True, unique=True)
+    name = fields.CharField(max_length=200, default="")
+    role = fields.CharField(max_length=16)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    last_login_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "orc_user"
+
+
+class AuthSession(Model):
+    """A browser session. The cookie carries its id, signed, and this row can revoke it."""
+
+    id_hash = fields.CharField(max_length=64, primary_key=True)
+    user: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "orc.User", related_name="sessions", null=True, on_delete=fields.CASCADE
+    )
+    subject = fields.CharField(max_length=320)
+    role = fields.CharField(max_length=16)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    expires_at = fields.DatetimeField(db_index=True)
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "auth_session"
+
+
+class AccessToken(Model):
+    """A personal access token (orc_pat_...). Only its SHA-256 is stored."""
+
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=100)
+    token_hash = fields.CharField(max_length=64, unique=True)
+    user: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "orc.User", related_name="tokens", null=True, on_delete=fields.CASCADE
+    )
+    role = fields.CharField(max_length=16)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    expires_at = fields.DatetimeField(null=True)
+    last_used_at = fields.DatetimeField(null=True)
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "access_token"
+
+
+class OidcLogin(Model):
+    """A sign-in in progress: its state (hashed), nonce and PKCE verifier, used once."""
+
+    state_hash = fields.CharField(max_length=64, primary_key=True)
+    nonce = fields.CharField(max_length=128)
+    code_verifier = fields.CharField(max_length=128)
+    return_to = fields.CharField(max_length=512, default="/")
+    created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        table = "oidc_login"

@@ -1,0 +1,149 @@
+"""Personal access tokens (``orc_pat_…``): shown once, stored hashed, expiring, revocable."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from orc.auth.identity import Identity
+from orc.auth.roles import lower_of
+from orc.auth.sessions import REVOKED_EVENT
+from orc.auth.signing import sha256_hex
+from orc.db.models import AccessToken, User
+from orc.events import change_transaction, emit
+
+PREFIX = "orc_pat_"
+# Writing last_used_at on every request would turn reads into writes; once a minute is enough.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class TokenNotFound(LookupError):
+    """No token with that id or name."""
+
+
+@dataclass(frozen=True)
+class NewToken:
+    """A token just made: the secret is here once and never again."""
+
+    record: AccessToken
+    secret: str
+
+
+def looks_like_access_token(value: str) -> bool:
+    return value.startswith(PREFIX)
+
+
+def revocation_key(token_id: int) -> str:
+    return f"pat:{token_id}"
+
+
+async def create_access_token(
+    name: str, role: str, user: User | None, expires_in: timedelta | None
+) -> NewToken:
+    """Make a token; its role is capped by its user's role when it has one."""
+    secret = PREFIX + secrets.token_urlsafe(32)
+    record = await AccessToken.create(
+        name=name,
+        token_hash=sha256_hex(secret),
+        user=user,
+        role=lower_of(role, user.role) if user else role,
+        expires_at=datetime.now(UTC) + expires_in if expires_in else None,
+    )
+    return NewToken(record=record, secret=secret)
+
+
+def token_subject(token: AccessToken, user: User | None) -> str:
+    return user.email if user else f"token:{token.name}"
+
+
+async def access_token_identity(secret: str) -> Identity | None:
+    """The identity behind a presented token, if it is valid now."""
+    token = await AccessToken.get_or_none(token_hash=sha256_hex(secret)).select_related("user")
+    return await _identity(token)
+
+
+async def access_token_identity_by_id(token_id: int) -> Identity | None:
+    """As ``access_token_identity``, for a token named by its id (a ticket's credential)."""
+    return await _identity(await AccessToken.get_or_none(id=token_id).select_related("user"))
+
+
+async def _identity(token: AccessToken | None) -> Identity | None:
+    now = datetime.now(UTC)
+    if token is None or token.revoked_at is not None:
+        return None
+    if token.expires_at is not None and token.expires_at <= now:
+        return None
+    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
+        await AccessToken.filter(id=token.id).update(last_used_at=now)
+    user = token.user
+    return Identity(
+        kind="pat",
+        subject=token_subject(token, user),
+        # A user demoted after making the token takes the token down with them.
+        role=lower_of(token.role, user.role) if user else token.role,
+        user_id=user.id if user else None,
+        revocation_key=revocation_key(token.id),
+    )
+
+
+async def list_access_tokens(user_id: int | None = None) -> list[AccessToken]:
+    """All tokens, or one user's, newest first."""
+    query = AccessToken.all().select_related("user").order_by("-id")
+    if user_id is not None:
+        query = query.filter(user_id=user_id)
+    return await query
+
+
+async def find_access_token(reference: str) -> AccessToken:
+    """A token by id or by name (the newest with that name)."""
+    query = AccessToken.all().select_related("user")
+    token = await (
+        query.filter(id=int(reference)).first()
+        if reference.isdigit()
+        else query.filter(name=reference).order_by("-id").first()
+    )
+    if token is None:
+        raise TokenNotFound(reference)
+    return token
+
+
+async def revoke_access_token(token: AccessToken) -> bool:
+    """Revoke a token and close the WebSockets it opened; False if it was already revoked."""
+    async with change_transaction() as conn:
+        changed = (
+            await AccessToken.filter(id=token.id, revoked_at__isnull=True)
+            .using_db(conn)
+            .update(revoked_at=datetime.now(UTC))
+        )
+        if changed:
+            await emit(conn, REVOKED_EVENT, None, {"key": revocation_key(token.id)})
+    return bool(changed)
+
+
+def token_state(token: AccessToken, now: datetime) -> str:
+    """active, expired or revoked."""
+    if token.revoked_at is not None:
+        return "revoked"
+    if token.expires_at is not None and token.expires_at <= now:
+        return "expired"
+    return "active"
+
+
+def describe_access_token(token: AccessToken) -> dict[str, object]:
+    """The public view of a token (never its secret or hash)."""
+
+    def stamp(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "id": token.id,
+        "name": token.name,
+        "role": token.role,
+        "user": token.user.email if token.user else None,
+        "state": token_state(token, datetime.now(UTC)),
+        "created_at": stamp(token.created_at),
+        "expires_at": stamp(token.expires_at),
+        "last_used_at": stamp(token.last_used_at),
+        "revoked_at": stamp(token.revoked_at),
+    }

@@ -1,0 +1,37 @@
+"""Who a request comes from, as established by the auth middleware."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sanic import Request
+
+from orc.auth.roles import at_least
+
+
+@dataclass(frozen=True)
+class Identity:
+    """An authenticated caller.
+
+    ``kind`` says how it proved itself (local, token, session, pat, id_token, ticket);
+    ``subject`` is what its tasks are recorded as created by; ``revocation_key`` names the
+    credential so that revoking it can close this caller's WebSockets.
+    """
+
+    kind: str
+    subject: str
+    role: str
+    user_id: int | None = None
+    revocation_key: str | None = None
+
+    def can(self, minimum_role: str) -> bool:
+        return at_least(self.role, minimum_role)
+
+
+# Tier 1: no auth, loopback only. Whoever can reach the port owns the machine anyway.
+LOCAL_OWNER = Identity(kind="local", subject="local", role="owner")
+
+
+def identity_of(request: Request) -> Identity:
+    """The caller of ``request`` (the local owner when auth is off)."""
+    return getattr(request.ctx, "identity", None) or LOCAL_OWNER

@@ -1,0 +1,105 @@
+"""Users: who may sign in, which role they get, and who may change roles."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from orc.auth.roles import ROLES, at_least
+from orc.config import Settings
+from orc.db.models import User
+from orc.db.sql import locked_transaction
+
+USER_LOCK_KEY = 0x6F7263_04
+
+
+class SignInRefused(Exception):
+    """This person may not sign in; the message says why (shown to them)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class RoleChangeRefused(Exception):
+    """The role change is not allowed; the message says why."""
+
+
+def email_domain(email: str) -> str:
+    return email.rpartition("@")[2].lower()
+
+
+def check_email_allowed(email: str, settings: Settings) -> None:
+    """Raise SignInRefused when the email's domain is not in ORC_OIDC_ALLOWED_DOMAINS."""
+    allowed = settings.oidc_allowed_domains
+    if allowed and email_domain(email) not in allowed:
+        raise SignInRefused(
+            "domain_not_allowed", f"sign-in with an address at {email_domain(email)} is not allowed"
+        )
+
+
+async def sign_in_user(subject: str, email: str, name: str, settings: Settings) -> User:
+    """Find or create the user behind verified OIDC claims and apply the role rules."""
+    email = email.lower()
+    check_email_allowed(email, settings)
+    now = datetime.now(UTC)
+    # One at a time: of two people signing in first at the same moment, only one is owner.
+    async with locked_transaction(USER_LOCK_KEY) as conn:
+        user = await User.filter(subject=subject).using_db(conn).first()
+        if user is None:
+            user = await User.filter(email=email).using_db(conn).first()
+            if user is not None and user.subject not in (None, subject):
+                raise SignInRefused(
+                    "account_conflict", f"{email} is already linked to another account"
+                )
+        if user is None:
+            if not settings.oidc_create_users and await User.all().using_db(conn).exists():
+                raise SignInRefused(
+                    "not_registered", f"{email} has no orc account; ask an admin to add you"
+                )
+            first = not await User.all().using_db(conn).exists()
+            role = "owner" if first else "member"
+            user = await User.create(
+                email=email, subject=subject, name=name, role=role, using_db=conn
+            )
+        user.subject = subject
+        user.email = email
+        user.name = name or user.name
+        if email in settings.oidc_admin_emails and not at_least(user.role, "admin"):
+            user.role = "admin"
+        user.last_login_at = now
+        await user.save(using_db=conn)
+    return user
+
+
+async def list_users() -> list[User]:
+    return await User.all().order_by("id")
+
+
+async def set_role(user: User, role: str, changed_by_role: str) -> User:
+    """Change a user's role within what ``changed_by_role`` may grant."""
+    if role not in ROLES:
+        raise RoleChangeRefused(f"{role!r} is not a role; use one of {', '.join(ROLES)}")
+    # Admins manage members and viewers; only an owner changes who is admin or owner.
+    if changed_by_role != "owner" and (at_least(user.role, "admin") or at_least(role, "admin")):
+        raise RoleChangeRefused("only an owner can change the role of an admin or owner")
+    async with locked_transaction(USER_LOCK_KEY) as conn:
+        if user.role == "owner" and role != "owner":
+            owners = await User.filter(role="owner").using_db(conn).count()
+            if owners <= 1:
+                raise RoleChangeRefused(
+                    f"{user.email} is the last owner; make someone else owner first"
+                )
+        user.role = role
+        await user.save(using_db=conn, update_fields=["role"])
+    return user
+
+
+def describe_user(user: User) -> dict[str, object]:
+    return {
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "role": user.role,
+        "created_at": user.created_at.isoformat(),
+        "last_login_at": user.last_login_at.isoformat() if user.last_login_at else None,
+    }

@@ -1,0 +1,89 @@
+"""Auth state in the database, on SQLite and PostgreSQL: sessions, sign-ins, tokens, users."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from orc.auth.access_tokens import access_token_identity, create_access_token
+from orc.auth.cleanup import prune_auth_state
+from orc.auth.sessions import create_session, session_identity
+from orc.auth.signing import sha256_hex
+from orc.auth.users import SignInRefused, sign_in_user
+from orc.config import load_settings
+from orc.db import close_database, open_database
+from orc.db.models import AccessToken, AuthSession, OidcLogin, User
+from orc.db.schema import migrate_database
+
+
+@pytest.fixture
+async def store(database_url):
+    await migrate_database(database_url)
+    await open_database(database_url)
+    yield
+    await close_database()
+
+
+async def test_ended_sessions_and_abandoned_sign_ins_are_pruned(store):
+    now = datetime.now(UTC)
+    live = await create_session("a@example.com", "admin", None)
+    expired = await create_session("b@example.com", "admin", None)
+    revoked = await create_session("c@example.com", "admin", None)
+    await AuthSession.filter(id_hash=sha256_hex(expired)).update(
+        expires_at=now - timedelta(hours=1)
+    )
+    await AuthSession.filter(id_hash=sha256_hex(revoked)).update(revoked_at=now - timedelta(days=2))
+    await OidcLogin.create(state_hash="old", nonce="n", code_verifier="v")
+    await OidcLogin.filter(state_hash="old").update(created_at=now - timedelta(minutes=11))
+    await OidcLogin.create(state_hash="fresh", nonce="n", code_verifier="v")
+
+    assert await prune_auth_state(now) == {"sessions": 2, "logins": 1}
+    assert await session_identity(live) is not None
+    assert await AuthSession.all().count() == 1
+    assert [login.state_hash for login in await OidcLogin.all()] == ["fresh"]
+
+
+async def test_access_tokens_are_stored_hashed_and_expire(store):
+    made = await create_access_token("ci", "member", None, timedelta(days=1))
+    stored = await AccessToken.get(id=made.record.id)
+    assert made.secret.startswith("orc_pat_") and made.secret not in stored.token_hash
+    assert stored.token_hash == sha256_hex(made.secret)
+    identity = await access_token_identity(made.secret)
+    assert identity is not None and identity.role == "member"
+    assert (await AccessToken.get(id=stored.id)).last_used_at is not None
+    await AccessToken.filter(id=stored.id).update(expires_at=datetime.now(UTC) - timedelta(1))
+    assert await access_token_identity(made.secret) is None
+
+
+async def test_two_first_sign_ins_at_once_make_one_owner(store, tmp_path):
+    settings = load_settings(environ={"ORC_HOME": str(tmp_path)}, cwd=tmp_path)
+    users = await asyncio.gather(
+        *(sign_in_user(f"sub-{i}", f"u{i}@example.com", "", settings) for i in range(6))
+    )
+    assert sorted(u.role for u in users) == ["member"] * 5 + ["owner"]
+
+
+async def test_refused_sign_ins(store, tmp_path):
+    settings = load_settings(
+        environ={
+            "ORC_HOME": str(tmp_path),
+            "ORC_OIDC_CREATE_USERS": "false",
+            "ORC_OIDC_ALLOWED_DOMAINS": "example.com",
+        },
+        cwd=tmp_path,
+    )
+    await User.create(email="known@example.com", role="viewer")
+    with pytest.raises(SignInRefused) as unknown:
+        await sign_in_user("s1", "stranger@example.com", "", settings)
+    assert unknown.value.code == "not_registered"
+    with pytest.raises(SignInRefused) as domain:
+        await sign_in_user("s2", "known@elsewhere.test", "", settings)
+    assert domain.value.code == "domain_not_allowed"
+    known = await sign_in_user("s3", "Known@Example.com", "K", settings)
+    assert (known.email, known.role, known.subject) == ("known@example.com", "viewer", "s3")
+    # Someone else's subject cannot take over that account by presenting the same email.
+    with pytest.raises(SignInRefused) as conflict:
+        await sign_in_user("s4", "known@example.com", "", settings)
+    assert conflict.value.code == "account_conflict"
