@@ -78,6 +78,7 @@ async def _on_response(request: Request, response: HTTPResponse) -> None:
             "status": response.status,
             "duration_ms": round(seconds * 1000, 2),
             "remote": request.remote_addr or request.ip,
+            "scheme": request.scheme,
         },
     )
 
@@ -104,6 +105,10 @@ def create_app(settings: Settings) -> Sanic:
     # sanic-ext would load itself (and a CDN-backed /docs page); orc opts in explicitly.
     app.config.AUTO_EXTEND = False
     app.config.REQUEST_ID_HEADER = "X-Request-ID"
+    # The client's address and scheme from X-Forwarded-For/-Proto, only through trusted proxies
+    # (the rightmost PROXIES_COUNT entries); never from a header a client could set alone.
+    app.config.PROXIES_COUNT = settings.proxies_count
+    app.config.REAL_IP_HEADER = None
     app.ctx.settings = settings
     app.ctx.version = __version__
     app.ctx.stopping = False

@@ -70,9 +70,20 @@ def init() -> None:
 @click.option("--port", type=WholeNumber(1, 65535), help="Listen port (ORC_PORT).")
 @click.option("--workers", type=WholeNumber(min=1), help="API worker processes (ORC_WORKERS).")
 @click.option("--no-worker", is_flag=True, help="Do not run the job worker (run `orc worker`).")
+@click.option(
+    "--no-migrate",
+    is_flag=True,
+    help="Do not apply migrations first (something else runs `orc migrate` once, e.g. the "
+    "container's entry point).",
+)
 @click.pass_context
 def serve(
-    ctx: click.Context, host: str | None, port: int | None, workers: int | None, no_worker: bool
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    no_worker: bool,
+    no_migrate: bool,
 ) -> None:
     """Run the API (and the job worker) until SIGTERM or Ctrl-C."""
     from orc import launcher
@@ -94,24 +105,25 @@ def serve(
     load_prices(settings.home)  # a broken pricing.yaml stops start-up here, in one line
     setup_logging(settings.log_level, settings.log_format)
     launcher.check_port_free(settings.host, settings.port)
-    _migrate_in_child(settings)
+    _prepare_in_child(settings, migrate=not no_migrate)
     if stop.event.is_set():
         sys.exit(0)
     sys.exit(launcher.serve(settings, run_worker=not no_worker, stop=stop))
 
 
-def _migrate_in_child(settings: Settings) -> None:
-    """Apply migrations in a forked child, so the long-lived supervisor never loads the ORM.
-
-    (Tortoise, asyncpg and pydantic would stay in its memory for the life of the server.)
-    """
+def _prepare_in_child(settings: Settings, migrate: bool) -> None:
+    """Migrate and check auth in a forked child, so the long-lived supervisor never loads the
+    ORM or the OIDC client (they would stay in its memory for the life of the server)."""
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:  # the child: migrate, report, exit without running the parent's cleanup
         code = 0
         try:
-            _migrate_or_exit(settings)
+            if migrate:
+                _migrate_or_exit(settings)
+            if settings.auth_enabled:
+                _prepare_auth(settings)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
@@ -152,8 +164,6 @@ def _migrate_or_exit(settings: Settings) -> None:
         )
     if applied:
         log.info("applied %d migration(s): %s", len(applied), ", ".join(applied))
-    if settings.auth_enabled:
-        _prepare_auth(settings)
 
 
 def _prepare_auth(settings: Settings) -> None:
@@ -267,8 +277,9 @@ def config_show(as_json: bool) -> None:
 
 @cli.command()
 @click.option("--timeout", default=3.0, show_default=True, help="Seconds to wait for an answer.")
-def healthcheck(timeout: float) -> None:
-    """Exit 0 when /api/health answers on the configured host and port, else 1."""
+@click.option("--ready", is_flag=True, help="Ask /api/health/ready instead and print its checks.")
+def healthcheck(timeout: float, ready: bool) -> None:
+    """Exit 0 when /api/health (or /api/health/ready) says ok on the configured port, else 1."""
     import urllib.error
     import urllib.request
 
@@ -277,15 +288,24 @@ def healthcheck(timeout: float) -> None:
     settings = load_settings()
     host = probe_address(settings.host)
     host = f"[{host}]" if ":" in host else host
-    url = f"http://{host}:{settings.port}/api/health"
+    url = f"http://{host}:{settings.port}/api/health" + ("/ready" if ready else "")
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             body = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        # Readiness answers 503 with its checks when degraded: show them.
+        try:
+            body = json.loads(exc.read())
+        except ValueError:
+            fail(f"{url} answered HTTP {exc.code}", code=1)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         fail(f"{url} did not answer: {getattr(exc, 'reason', exc)}", code=1)
+    if ready:
+        click.echo(json.dumps(body, indent=2))
     if body.get("status") != "ok":
         fail(f"{url} answered {body!r}", code=1)
-    click.echo(f"ok {url} version {body.get('version')}")
+    if not ready:
+        click.echo(f"ok {url} version {body.get('version')}")
 
 
 def _register_task_commands() -> None:

@@ -387,6 +387,16 @@ SETTINGS: tuple[Setting, ...] = (
         "use a whole number of MiB",
     ),
     Setting(
+        "proxies_count",
+        "ORC_PROXIES_COUNT",
+        _non_negative_int,
+        0,
+        "Reverse proxies in front of orc whose X-Forwarded-For and X-Forwarded-Proto it trusts "
+        "for the client's address and scheme: 1 behind Caddy, 0 (default) ignores those headers, "
+        "which any client could forge.",
+        "use 0, or the number of proxies between clients and orc (1 behind Caddy)",
+    ),
+    Setting(
         "event_retention_days",
         "ORC_EVENT_RETENTION_DAYS",
         _positive_int,
@@ -514,6 +524,7 @@ class Settings:
     shutdown_timeout: float
     worker_threads: int
     disk_warn_mb: int
+    proxies_count: int
     event_retention_days: int
     backup_dir: Path
     backup_enabled: bool

@@ -8,6 +8,7 @@ during its start-up) is killed with its whole process group when the grace perio
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
@@ -36,6 +37,22 @@ RESTART_BACKOFF_MAX_SECONDS = 30.0
 STABLE_UPTIME_SECONDS = 60.0
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(sig: signal.Signals) -> None:
+    """In a new child: ask Linux to send ``sig`` when the launcher dies, even by SIGKILL.
+
+    Children run in their own sessions, so nothing else reaches them when the launcher is
+    killed; an orphaned API would keep the port and every restarted launcher would fail.
+    """
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    if os.getppid() != parent:  # the launcher died before prctl took effect
+        os.kill(os.getpid(), sig)
+
+
 @dataclass
 class Child:
     """One supervised process."""
@@ -44,13 +61,24 @@ class Child:
     argv: list[str]
     env: dict[str, str]
     stop_signal: signal.Signals
+    # Sent when the launcher dies: the API at once (the restarted launcher needs its port),
+    # the worker gracefully (its running job finishes).
+    orphan_signal: signal.Signals = signal.SIGKILL
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     failures: int = 0
     restart_at: float | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.argv, env=self.env, start_new_session=True)
+        orphan_signal = self.orphan_signal
+        self.process = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            start_new_session=True,
+            preexec_fn=(lambda: _die_with_parent(orphan_signal))
+            if sys.platform == "linux"
+            else None,
+        )
         self.started_at = time.monotonic()
         self.restart_at = None
 
@@ -169,7 +197,7 @@ def serve(settings: Settings, run_worker: bool, stop: StopRequest) -> int:
     children = [api]
     worker: Child | None = None
     if run_worker:
-        worker = Child("worker", [*python, "worker"], env, signal.SIGINT)
+        worker = Child("worker", [*python, "worker"], env, signal.SIGINT, signal.SIGINT)
         children.append(worker)
     listening = False
     try:

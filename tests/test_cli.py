@@ -272,3 +272,15 @@ def test_healthcheck_succeeds_against_a_running_server(server_factory, sqlite_en
     assert f":{server.port}/api/health" in result.stdout
     code, _ = server.terminate()
     assert code == 0, server.logs()
+
+
+def test_serve_no_migrate_leaves_the_schema_to_whoever_migrates(server_factory, sqlite_env):
+    server = server_factory(sqlite_env, "--no-worker", "--no-migrate").start()
+    ready = server.get("/api/health/ready")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["migrations"].startswith("pending")
+    # orc healthcheck --ready shows the failing checks and exits 1 (the troubleshooting command).
+    result = run_orc(["healthcheck", "--ready"], dict(sqlite_env, ORC_PORT=str(server.port)))
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["status"] == "degraded"
+    assert "pending" in result.stdout
