@@ -126,6 +126,22 @@ class Provider:
         return {**base, "iat": now, "exp": now + 300, **changes}
 
 
+def oidc_env(
+    env: dict[str, str], provider: Provider, port: int, client_id: str, **extra: str
+) -> dict[str, str]:
+    """``env`` plus what orc needs to sign in at ``provider`` (listening on ``port``)."""
+    return {
+        **env,
+        "ORC_AUTH_TYPE": "oidc",
+        "ORC_OIDC_ISSUER": provider.issuer,
+        "ORC_OIDC_CLIENT_ID": client_id,
+        "ORC_OIDC_CLIENT_SECRET": "client-secret-value",
+        "ORC_BASE_URL": f"http://127.0.0.1:{port}",
+        "ORC_OIDC_ALLOWED_DOMAINS": "example.com",
+        **extra,
+    }
+
+
 @contextmanager
 def run_provider(token_max_age: timedelta = timedelta(hours=1)) -> Iterator[Provider]:
     app = oidc_provider_mock.app(access_token_max_age=token_max_age)

@@ -18,6 +18,7 @@ import pytest
 import websockets
 
 from tests.oidc_provider import Provider, run_provider, s256
+from tests.oidc_provider import oidc_env as provider_env
 from tests.support import OrcServer, base_env, free_port, run_orc
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -32,19 +33,8 @@ def provider() -> Iterator[Provider]:
 
 
 def oidc_env(tmp_path: Path, provider: Provider, port: int, **extra: str) -> dict[str, str]:
-    env = base_env(tmp_path)
-    env.update(
-        ORC_AUTH_TYPE="oidc",
-        ORC_OIDC_ISSUER=provider.issuer,
-        ORC_OIDC_CLIENT_ID=CLIENT_ID,
-        ORC_OIDC_CLIENT_SECRET="client-secret-value",
-        ORC_BASE_URL=f"http://127.0.0.1:{port}",
-        ORC_OIDC_ALLOWED_DOMAINS="example.com",
-        ORC_OIDC_ADMIN_EMAILS="boss@example.com",
-        ORC_LOG_LEVEL="info",
-        **extra,
-    )
-    return env
+    extra = {"ORC_OIDC_ADMIN_EMAILS": "boss@example.com", "ORC_LOG_LEVEL": "info", **extra}
+    return provider_env(base_env(tmp_path), provider, port, CLIENT_ID, **extra)
 
 
 @pytest.fixture(scope="module")

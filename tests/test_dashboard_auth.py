@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser import PHONE, open_page, screenshot
-from tests.oidc_provider import Provider, run_provider
+from tests.oidc_provider import Provider, oidc_env, run_provider
 from tests.support import base_env, free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -110,15 +110,7 @@ def test_oidc_sign_in_shows_user_and_role_hides_what_the_role_may_not_do_and_sig
 ):
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    env = base_env(tmp_path)
-    env.update(
-        ORC_AUTH_TYPE="oidc",
-        ORC_OIDC_ISSUER=provider.issuer,
-        ORC_OIDC_CLIENT_ID=CLIENT_ID,
-        ORC_OIDC_CLIENT_SECRET="client-secret-value",
-        ORC_BASE_URL=base_url,
-        ORC_OIDC_ALLOWED_DOMAINS="example.com",
-    )
+    env = oidc_env(base_env(tmp_path), provider, port, CLIENT_ID)
     server = server_factory(env, "--no-worker", port=port).start()
     assert server.get("/auth/config").json() == {"auth": "oidc"}
     owner = oidc_sign_in_with_httpx(base_url, "first@example.com")
