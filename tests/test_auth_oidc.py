@@ -109,6 +109,15 @@ def test_sign_in_roles_api_websocket_and_logout(
     )
     assert with_csrf.status_code == 201
 
+    # A signed-in member makes access tokens up to their own role, not above.
+    above = member.post(
+        "/api/tokens", json={"name": "x", "role": "admin"}, headers={"Origin": base}
+    )
+    assert above.status_code == 403
+    own = member.post("/api/tokens", json={"name": "laptop"}, headers={"Origin": base})
+    assert own.status_code == 201 and own.json()["role"] == "member"
+    assert own.json()["user"] == "carol@example.com"
+
     cookie = member.cookies["orc_session"]
     ws_url = f"ws://127.0.0.1:{port}/api/ws"
 

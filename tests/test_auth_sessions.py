@@ -62,6 +62,26 @@ def test_the_token_buys_a_browser_session_that_logout_ends(server: OrcServer):
     assert replay.status_code == 401
 
 
+def test_a_session_bought_with_an_access_token_keeps_its_role_and_dies_with_it(
+    server: OrcServer,
+):
+    assert run_orc(["user", "add", "pa@example.com", "--role", "admin"], server.env).returncode == 0
+    made = run_orc(
+        ["token", "create", "--name", "dash", "--role", "viewer", "--user", "pa@example.com"],
+        server.env,
+    )
+    browser = client_from("127.0.0.7", server)
+    signed_in = browser.post("/auth/session", json={"token": made.stdout.strip()})
+    assert signed_in.status_code == 200 and signed_in.json()["role"] == "viewer"
+    assert browser.get("/auth/me").json()["role"] == "viewer"  # not the user's admin
+    assert browser.get("/api/users").status_code == 403
+    origin = {"Origin": server.base_url}
+    minted = browser.post("/api/tokens", json={"name": "more"}, headers=origin)
+    assert minted.status_code == 403
+    assert run_orc(["token", "revoke", "dash"], server.env).returncode == 0
+    assert browser.get("/auth/me").status_code == 401  # the session died with its token
+
+
 def test_a_wrong_token_buys_nothing(server: OrcServer):
     browser = client_from("127.0.0.3", server)
     response = browser.post("/auth/session", json={"token": TOKEN + "x"})

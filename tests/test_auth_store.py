@@ -9,7 +9,7 @@ import pytest
 
 from orc.auth.access_tokens import access_token_identity, create_access_token
 from orc.auth.cleanup import prune_auth_state
-from orc.auth.sessions import create_session, session_identity
+from orc.auth.sessions import create_session, server_token_credential, session_identity
 from orc.auth.signing import sha256_hex
 from orc.auth.users import SignInRefused, sign_in_user
 from orc.config import load_settings
@@ -40,9 +40,20 @@ async def test_ended_sessions_and_abandoned_sign_ins_are_pruned(store):
     await OidcLogin.create(state_hash="fresh", nonce="n", code_verifier="v")
 
     assert await prune_auth_state(now) == {"sessions": 2, "logins": 1}
-    assert await session_identity(live) is not None
+    assert await session_identity(live, None) is not None
     assert await AuthSession.all().count() == 1
     assert [login.state_hash for login in await OidcLogin.all()] == ["fresh"]
+
+
+async def test_sessions_bought_with_the_server_token_end_when_it_is_rotated(store):
+    old, new = "o" * 40, "n" * 40
+    session = await create_session("admin-token", "admin", None, server_token_credential(old))
+    identity = await session_identity(session, old)
+    assert identity is not None and identity.role == "admin"
+    assert await session_identity(session, new) is None
+    assert await session_identity(session, None) is None
+    stored = await AuthSession.get(id_hash=sha256_hex(session))
+    assert old not in (stored.credential or "")
 
 
 async def test_access_tokens_are_stored_hashed_and_expire(store):

@@ -10,7 +10,7 @@ import pytest
 from orc.backup.retention import Policy, backups_to_keep
 from orc.backup.schedule import parse_cron
 from orc.config import load_settings
-from tests.backup_support import orc_ok
+from tests.backup_support import orc_ok, synthetic_backup
 from tests.support import run_orc
 
 
@@ -101,3 +101,37 @@ def test_scheduled_backup_runs_once_per_firing_even_when_checked_twice(
         assert run_scheduled_backup(disabled, later + timedelta(days=1), run) is None
     finally:
         runtime.close()
+
+
+def test_prune_never_deletes_a_file_it_cannot_account_for(tmp_path: Path):
+    """Files with a manifest it cannot read (e.g. from a newer orc), or with a name it never
+    makes, stay; only a file of its own naming without any manifest is an unfinished backup."""
+    import json
+
+    from orc.backup.manifest import list_backups, manifest_path
+    from orc.backup.retention import prune_backups
+
+    kept = synthetic_backup(tmp_path, "2026-11-20", "scheduled")
+    newer = synthetic_backup(tmp_path, "2026-11-21", "scheduled")
+    data = json.loads(manifest_path(tmp_path, newer).read_text())
+    data["added_by_a_newer_orc"] = {"x": 1}
+    manifest_path(tmp_path, newer).write_text(json.dumps(data))
+    unreadable = synthetic_backup(tmp_path, "2026-11-22", "scheduled")
+    manifest_path(tmp_path, unreadable).write_text("{not json")
+    (tmp_path / "orc-keep.db").write_bytes(b"the user's own copy")
+    unfinished = "orc-2026-11-23T03-00-00.000Z-scheduled.db"
+    (tmp_path / unfinished).write_bytes(b"half")
+
+    prune_backups(tmp_path, Policy(daily=7, weekly=4, monthly=6, capped=3))
+
+    assert {m.name for m in list_backups(tmp_path)} == {kept, newer}  # unknown keys ignored
+    assert (tmp_path / unreadable).exists() and (tmp_path / "orc-keep.db").exists()
+    assert not (tmp_path / unfinished).exists()
+
+
+def test_restore_latest_skips_the_safety_copy_of_a_previous_restore(tmp_path: Path):
+    from orc.backup.manifest import find_backup
+
+    good = synthetic_backup(tmp_path, "2026-11-20", "scheduled")
+    synthetic_backup(tmp_path, "2026-11-21", "pre-restore")
+    assert find_backup(tmp_path, "latest", "sqlite").name == good

@@ -10,7 +10,6 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json, redirect
 
 from orc.api.schemas import TokenLogin, parse_body
-from orc.auth.access_tokens import access_token_identity, looks_like_access_token
 from orc.auth.cleanup import LOGIN_LIFETIME
 from orc.auth.identity import Identity, identity_of
 from orc.auth.middleware import Authenticator, client_address
@@ -26,7 +25,6 @@ from orc.auth.sessions import (
 )
 from orc.auth.signing import sha256_hex
 from orc.auth.tickets import TICKET_SECONDS, issue_ticket
-from orc.auth.token import token_matches
 from orc.auth.users import SignInRefused, sign_in_user
 from orc.db.models import OidcLogin, User
 from orc.errors import ApiError
@@ -163,18 +161,13 @@ async def session_create(request: Request) -> HTTPResponse:
         message = f"too many failed sign-ins; retry in {retry_after} s"
         raise ApiError(429, "too_many_attempts", message)
     presented = parse_body(request, TokenLogin).token
-    identity: Identity | None = None
-    user: User | None = None
-    if looks_like_access_token(presented):
-        identity = await access_token_identity(presented)
-        if identity is not None and identity.user_id is not None:
-            user = await User.get_or_none(id=identity.user_id)
-    elif auth.settings.auth_token and token_matches(presented, auth.settings.auth_token):
-        identity = Identity(kind="token", subject="admin-token", role="admin")
-    if identity is None:
+    found = await auth.identity_for_secret(presented)
+    if found is None:
         auth.limiter.record_failure(address)
         raise ApiError(401, "unauthorized", "that token is not valid here")
-    session_id = await create_session(identity.subject, identity.role, user)
+    identity, credential = found
+    user = await User.get_or_none(id=identity.user_id) if identity.user_id else None
+    session_id = await create_session(identity.subject, identity.role, user, credential)
     response = json(_describe(identity, csrf_token(session_id, auth.secret_key)))
     cookie = cookie_value(session_id, auth.secret_key)
     _set_cookie(request, response, COOKIE_NAME, cookie, SESSION_SECONDS)

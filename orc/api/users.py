@@ -7,6 +7,7 @@ from datetime import timedelta
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
+from tortoise.exceptions import IntegrityError
 
 from orc.api.schemas import AccessTokenCreate, UserCreate, UserPatch, parse_body
 from orc.auth.access_tokens import (
@@ -40,9 +41,10 @@ async def users_create(request: Request) -> HTTPResponse:
     if at_least(body.role, "admin") and caller.role != "owner":
         raise forbidden("only an owner can add admins or owners")
     email = body.email.lower()
-    if await User.filter(email=email).exists():
-        raise ApiError(409, "user_exists", f"{email} already has an account")
-    user = await User.create(email=email, role=body.role)
+    try:
+        user = await User.create(email=email, role=body.role)
+    except IntegrityError:
+        raise ApiError(409, "user_exists", f"{email} already has an account") from None
     return json(describe_user(user), status=201)
 
 
@@ -81,6 +83,10 @@ async def tokens_create(request: Request) -> HTTPResponse:
     role = body.role or identity.role
     if not at_least(identity.role, role):
         raise forbidden(f"a token cannot have more rights than you ({identity.role})")
+    if identity.via_access_token:
+        raise forbidden(
+            "an access token cannot make access tokens; sign in, or run orc token create"
+        )
     if identity.user_id is None and not identity.can("admin"):
         raise forbidden("only signed-in users and admins can make access tokens")
     user = await User.get_or_none(id=identity.user_id) if identity.user_id else None

@@ -84,6 +84,7 @@ async def _identity(token: AccessToken | None) -> Identity | None:
         role=lower_of(token.role, user.role) if user else token.role,
         user_id=user.id if user else None,
         revocation_key=revocation_key(token.id),
+        via_access_token=True,
     )
 
 

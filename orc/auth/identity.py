@@ -23,10 +23,16 @@ class Identity:
     role: str
     user_id: int | None = None
     revocation_key: str | None = None
+    # Made with an access token (directly or through a session bought with one): such a caller
+    # may not mint more tokens, or a leaked short-lived token could outlive its revocation.
+    via_access_token: bool = False
 
     def can(self, minimum_role: str) -> bool:
         return at_least(self.role, minimum_role)
 
+
+# Tier 2's server token acts as admin.
+SERVER_TOKEN_IDENTITY = Identity(kind="token", subject="admin-token", role="admin")
 
 # Tier 1: no auth, loopback only. Whoever can reach the port owns the machine anyway.
 LOCAL_OWNER = Identity(kind="local", subject="local", role="owner")

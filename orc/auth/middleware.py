@@ -11,11 +11,17 @@ from sanic import Request
 from sanic.response import HTTPResponse
 
 from orc.auth.access_tokens import access_token_identity, looks_like_access_token
-from orc.auth.identity import Identity
+from orc.auth.identity import SERVER_TOKEN_IDENTITY, Identity
 from orc.auth.oidc import OidcError, OidcProvider, claims_email
 from orc.auth.permissions import PUBLIC, required_role, route_key
 from orc.auth.ratelimit import FailureLimiter
-from orc.auth.sessions import COOKIE_NAME, csrf_token, session_id_from_cookie, session_identity
+from orc.auth.sessions import (
+    COOKIE_NAME,
+    csrf_token,
+    server_token_credential,
+    session_id_from_cookie,
+    session_identity,
+)
 from orc.auth.tickets import TicketBook, ticket_identity
 from orc.auth.token import EXEMPT_PATHS, bearer_token, token_matches
 from orc.auth.users import SignInRefused, sign_in_user
@@ -61,31 +67,43 @@ class Authenticator:
             return await self._from_header(request), None
         if route_key(request) == WEBSOCKET_ROUTE and "ticket" in request.args:
             claims = self.tickets.redeem(request.args.get("ticket", ""), self.secret_key)
-            identity = await ticket_identity(claims) if claims else None
+            server_token = self.settings.auth_token
+            identity = await ticket_identity(claims, server_token) if claims else None
             if identity is None:
                 raise Refused("the WebSocket ticket is invalid, expired or used")
             return identity, None
         cookie = request.cookies.get(COOKIE_NAME)
         if cookie:
             session_id = session_id_from_cookie(cookie, self.secret_key)
-            identity = await session_identity(session_id) if session_id else None
+            server_token = self.settings.auth_token
+            identity = await session_identity(session_id, server_token) if session_id else None
             if identity is None:
                 raise Refused("your session has ended; sign in again", counted=False)
             return identity, session_id
         return None, None
 
+    async def identity_for_secret(self, presented: str) -> tuple[Identity, str] | None:
+        """The server token or an access token: who it is, and the credential a session
+        bought with it records (so revoking or rotating the token ends that session)."""
+        if looks_like_access_token(presented):
+            identity = await access_token_identity(presented)
+            if identity is None or identity.revocation_key is None:
+                return None
+            return identity, identity.revocation_key
+        token = self.settings.auth_token
+        if token and token_matches(presented, token):
+            return SERVER_TOKEN_IDENTITY, server_token_credential(token)
+        return None
+
     async def _from_header(self, request: Request) -> Identity:
         presented = bearer_token(request)
         if presented is None:
             raise Refused("use Authorization: Bearer <token>")
+        found = await self.identity_for_secret(presented)
+        if found is not None:
+            return found[0]
         if looks_like_access_token(presented):
-            identity = await access_token_identity(presented)
-            if identity is None:
-                raise Refused("the access token is invalid, expired or revoked")
-            return identity
-        token = self.settings.auth_token
-        if token and token_matches(presented, token):
-            return Identity(kind="token", subject="admin-token", role="admin")
+            raise Refused("the access token is invalid, expired or revoked")
         if self.oidc is not None and presented.count(".") == 2:
             return await self._from_id_token(presented)
         raise Refused("missing or invalid bearer token")

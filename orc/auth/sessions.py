@@ -23,7 +23,14 @@ def revocation_key(id_hash: str) -> str:
     return "session:" + id_hash
 
 
-async def create_session(subject: str, role: str, user: User | None) -> str:
+def server_token_credential(token: str) -> str:
+    """How a session records that it was bought with the server token (not the token itself)."""
+    return "token:" + sha256_hex("orc-server-token:" + token)[:32]
+
+
+async def create_session(
+    subject: str, role: str, user: User | None, credential: str | None = None
+) -> str:
     """Store a new session; returns its id (to be signed into the cookie)."""
     session_id = secrets.token_urlsafe(32)
     await AuthSession.create(
@@ -31,6 +38,7 @@ async def create_session(subject: str, role: str, user: User | None) -> str:
         user=user,
         subject=subject,
         role=role,
+        credential=credential,
         expires_at=datetime.now(UTC) + timedelta(seconds=SESSION_SECONDS),
     )
     return session_id
@@ -53,25 +61,41 @@ def csrf_token(session_id: str, key: str) -> str:
     return hmac.new(key.encode(), b"csrf:" + session_id.encode(), "sha256").hexdigest()
 
 
-async def session_identity(session_id: str) -> Identity | None:
-    """The identity of a live session: not revoked, not expired, its user still there."""
-    return await session_identity_by_hash(sha256_hex(session_id))
+async def session_identity(session_id: str, server_token: str | None) -> Identity | None:
+    """The identity of a live session: not revoked, not expired, its user still there, and the
+    token it was bought with (if any) still valid (``server_token`` is the current one)."""
+    return await session_identity_by_hash(sha256_hex(session_id), server_token)
 
 
-async def session_identity_by_hash(id_hash: str) -> Identity | None:
+async def session_identity_by_hash(id_hash: str, server_token: str | None) -> Identity | None:
     """As ``session_identity``, for a session named by the hash of its id."""
+    from orc.auth.access_tokens import access_token_identity_by_id
+
     session = await AuthSession.get_or_none(id_hash=id_hash).select_related("user")
     if session is None or session.revoked_at is not None:
         return None
     if session.expires_at <= datetime.now(UTC):
         return None
     user = session.user
+    role = user.role if user else session.role
+    credential = session.credential or ""
+    if credential.startswith("pat:"):
+        token = credential.removeprefix("pat:")
+        behind = await access_token_identity_by_id(int(token)) if token.isdigit() else None
+        if behind is None:
+            return None  # the access token was revoked or expired: so is this session
+        role = behind.role
+    elif credential.startswith("token:") and (
+        server_token is None or credential != server_token_credential(server_token)
+    ):
+        return None  # ORC_AUTH_TOKEN was rotated: sessions bought with the old one end
     return Identity(
         kind="session",
         subject=user.email if user else session.subject,
-        role=user.role if user else session.role,
+        role=role,
         user_id=user.id if user else None,
         revocation_key=revocation_key(id_hash),
+        via_access_token=credential.startswith("pat:"),
     )
 
 

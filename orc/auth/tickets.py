@@ -52,11 +52,11 @@ class TicketBook:
         return claims
 
 
-async def ticket_identity(claims: dict[str, object]) -> Identity | None:
+async def ticket_identity(claims: dict[str, object], server_token: str | None) -> Identity | None:
     """The identity a redeemed ticket stands for, re-checked against its credential."""
     credential = claims.get("cred")
     if isinstance(credential, str) and credential.startswith("session:"):
-        return await session_identity_by_hash(credential.removeprefix("session:"))
+        return await session_identity_by_hash(credential.removeprefix("session:"), server_token)
     if isinstance(credential, str) and credential.startswith("pat:"):
         token_id = credential.removeprefix("pat:")
         return await access_token_identity_by_id(int(token_id)) if token_id.isdigit() else None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from tortoise.exceptions import IntegrityError
+
 from orc.auth.roles import ROLES, at_least
 from orc.config import Settings
 from orc.db.models import User
@@ -67,7 +69,13 @@ async def sign_in_user(subject: str, email: str, name: str, settings: Settings) 
         if email in settings.oidc_admin_emails and not at_least(user.role, "admin"):
             user.role = "admin"
         user.last_login_at = now
-        await user.save(using_db=conn)
+        try:
+            await user.save(using_db=conn)
+        except IntegrityError:
+            # The new email from the provider belongs to another account (added beforehand).
+            raise SignInRefused(
+                "account_conflict", f"{email} is already linked to another account"
+            ) from None
     return user
 
 
@@ -79,10 +87,12 @@ async def set_role(user: User, role: str, changed_by_role: str) -> User:
     """Change a user's role within what ``changed_by_role`` may grant."""
     if role not in ROLES:
         raise RoleChangeRefused(f"{role!r} is not a role; use one of {', '.join(ROLES)}")
-    # Admins manage members and viewers; only an owner changes who is admin or owner.
-    if changed_by_role != "owner" and (at_least(user.role, "admin") or at_least(role, "admin")):
-        raise RoleChangeRefused("only an owner can change the role of an admin or owner")
     async with locked_transaction(USER_LOCK_KEY) as conn:
+        # Read the role again under the lock: a concurrent change must not slip past the rules.
+        await user.refresh_from_db(using_db=conn)
+        # Admins manage members and viewers; only an owner changes who is admin or owner.
+        if changed_by_role != "owner" and (at_least(user.role, "admin") or at_least(role, "admin")):
+            raise RoleChangeRefused("only an owner can change the role of an admin or owner")
         if user.role == "owner" and role != "owner":
             owners = await User.filter(role="owner").using_db(conn).count()
             if owners <= 1:

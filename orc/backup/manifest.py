@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+import re
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,10 @@ class Manifest:
         return asdict(self)
 
 
+# What backup_name makes; prune deletes a manifest-less file only when its name is one of these.
+BACKUP_NAME = re.compile(r"^orc-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.\d{3}Z-[a-z-]+\.(db|dump)(\.gz)?$")
+
+
 def backup_name(kind: str, reason: str, started: datetime, gzip: bool) -> str:
     """A file name that sorts by time: ``orc-2026-11-27T03-00-00.123Z-scheduled.db``."""
     stamp = started.astimezone(UTC).strftime("%Y-%m-%dT%H-%M-%S")
@@ -77,7 +82,9 @@ def read_manifest(path: Path) -> Manifest | None:
     """The manifest at ``path``, or None when it is unreadable or not one of ours."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        manifest = Manifest(**data)
+        # Fields added by a newer orc are ignored, so it never loses sight of those backups.
+        known = {f.name for f in fields(Manifest)}
+        manifest = Manifest(**{k: v for k, v in data.items() if k in known})
     except (OSError, ValueError, TypeError):
         return None
     if manifest.kind not in KINDS or manifest.name + MANIFEST_SUFFIX != path.name:
@@ -106,7 +113,10 @@ def find_backup(backup_dir: Path, name: str, kind: str | None = None) -> Manifes
         what = f"{kind} backups" if kind and name == "latest" else "backups"
         raise BackupError(f"no {what} in {backup_dir}; take one with: orc backup now")
     if name == "latest":
-        return backups[-1]
+        # A restore's own safety copy is not what "latest" means: restoring latest twice
+        # would otherwise undo the first restore.
+        usable = [m for m in backups if m.reason != "pre-restore"] or backups
+        return usable[-1]
     name = name.removesuffix(MANIFEST_SUFFIX)
     name = os.path.basename(name)
     for manifest in backups:

@@ -145,36 +145,47 @@ def restore_postgres(database_url: str, path: Path) -> None:
     pg_restore = find_tool("pg_restore")
     psql = find_tool("psql")
     env = libpq_env(database_url)
-    restore_args = [
-        pg_restore,
-        "--clean",
-        "--if-exists",
-        "--no-owner",
-        "--no-privileges",
-        "--file=-",
-        str(path),
-    ]
-    psql_args = [
-        psql,
-        "--no-psqlrc",
-        "--quiet",
-        "--single-transaction",
-        "--set=ON_ERROR_STOP=1",
-        "--no-password",
-        f"--command={DROP_ALL_TABLES}",
-        "--file=-",
-    ]
-    with subprocess.Popen(
-        restore_args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    ) as producer:
-        consumer = subprocess.run(
-            psql_args, env=env, stdin=producer.stdout, capture_output=True, text=True, check=False
+    # The SQL goes to a file first: were pg_restore to die half-way while piping into psql,
+    # psql would see a short input, COMMIT it, and leave the tables dropped and half filled.
+    script = path.with_name(f".restore-{os.getpid()}.sql")
+    try:
+        produced = subprocess.run(
+            [
+                pg_restore,
+                "--clean",
+                "--if-exists",
+                "--no-owner",
+                "--no-privileges",
+                f"--file={script}",
+                str(path),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
-        producer_err = producer.stderr.read().decode(errors="replace") if producer.stderr else ""
-        producer.wait()
-    if producer.returncode != 0:
-        lines = [line for line in producer_err.strip().splitlines() if line.strip()]
-        raise BackupError(f"pg_restore failed: {lines[0] if lines else producer.returncode}")
+        if produced.returncode != 0:
+            lines = [line for line in produced.stderr.strip().splitlines() if line.strip()]
+            detail = lines[0] if lines else f"exit code {produced.returncode}"
+            raise BackupError(f"pg_restore failed (nothing was changed): {detail}")
+        consumer = subprocess.run(
+            [
+                psql,
+                "--no-psqlrc",
+                "--quiet",
+                "--single-transaction",
+                "--set=ON_ERROR_STOP=1",
+                "--no-password",
+                f"--command={DROP_ALL_TABLES}",
+                f"--file={script}",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        script.unlink(missing_ok=True)
     if consumer.returncode != 0:
         lines = [line for line in consumer.stderr.strip().splitlines() if line.strip()]
         detail = lines[0] if lines else f"exit code {consumer.returncode}"

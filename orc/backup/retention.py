@@ -13,7 +13,14 @@ from datetime import datetime
 from pathlib import Path
 
 from orc.backup.files import remove_quietly
-from orc.backup.manifest import MANIFEST_SUFFIX, PREFIX, Manifest, list_backups, manifest_path
+from orc.backup.manifest import (
+    BACKUP_NAME,
+    MANIFEST_SUFFIX,
+    PREFIX,
+    Manifest,
+    list_backups,
+    manifest_path,
+)
 
 CAPPED_REASONS = ("pre-migration", "pre-restore")
 
@@ -79,6 +86,12 @@ def prune_backups(backup_dir: Path, policy: Policy) -> list[Manifest]:
         if path.suffix == MANIFEST_SUFFIX:
             if not (backup_dir / path.name.removesuffix(MANIFEST_SUFFIX)).exists():
                 remove_quietly(path)  # a manifest whose backup file is gone
-        elif path.name not in listed:
-            remove_quietly(path)  # a backup file whose manifest was never written
+        elif (
+            path.name not in listed
+            and BACKUP_NAME.match(path.name)
+            and not manifest_path(backup_dir, path.name).exists()
+        ):
+            # A backup file whose manifest was never written (a crash before the rename of the
+            # manifest). A file with a manifest we cannot read is left alone: never guess.
+            remove_quietly(path)
     return removed

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from orc.backup import postgres, sqlite
 from orc.backup.files import remove_quietly, sha256_file
-from orc.backup.manifest import BackupError, Manifest, now_utc, temp_path, write_manifest
+from orc.backup.manifest import BackupError, Manifest, now_utc, write_manifest
 
 
 def check_backup(backup_dir: Path, manifest: Manifest, contents: bool = True) -> None:
@@ -34,7 +35,8 @@ def check_backup(backup_dir: Path, manifest: Manifest, contents: bool = True) ->
         return
     plain = path
     if manifest.gzip:
-        plain = temp_path(backup_dir, manifest.name + ".verify")
+        # Not a TEMP_PREFIX name: a backup starting meanwhile removes those as stale.
+        plain = backup_dir / f".verify-{manifest.name}-{os.getpid()}"
         sqlite.gunzip_file(path, plain)
     try:
         problem = sqlite.integrity_problem(plain)

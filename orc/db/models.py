@@ -161,6 +161,9 @@ class AuthSession(Model):
     )
     subject = fields.CharField(max_length=320)
     role = fields.CharField(max_length=16)
+    # The token a browser signed in with ("pat:ID" or "token:FINGERPRINT"), checked on every
+    # use: revoking, expiring or rotating that token ends the session too.
+    credential = fields.CharField(max_length=80, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     expires_at = fields.DatetimeField(db_index=True)
     revoked_at = fields.DatetimeField(null=True)

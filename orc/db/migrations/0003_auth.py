@@ -58,6 +58,7 @@ class Migration(migrations.Migration):
                 ('user', fields.ForeignKeyField('orc.User', source_field='user_id', null=True, db_constraint=True, to_field='id', related_name='sessions', on_delete=OnDelete.CASCADE)),
                 ('subject', fields.CharField(max_length=320)),
                 ('role', fields.CharField(max_length=16)),
+                ('credential', fields.CharField(null=True, max_length=80)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
                 ('expires_at', fields.DatetimeField(db_index=True, auto_now=False, auto_now_add=False)),
                 ('revoked_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
