@@ -150,20 +150,15 @@ def user_list(as_json: bool) -> None:
 @click.option("--role", type=click.Choice(ROLES), default="member", show_default=True)
 def user_add(email: str, role: str) -> None:
     """Add someone before their first sign-in (for ORC_OIDC_CREATE_USERS=false)."""
-    from orc.db.models import User
+    from orc.auth.users import UserExists, add_user
 
     email = email.strip().lower()
     if "@" not in email or len(email) > 320:
         raise click.UsageError(f"{email!r} is not an email address")
-
-    async def add() -> bool:
-        if await User.filter(email=email).exists():
-            return False
-        await User.create(email=email, role=role)
-        return True
-
-    if not run_on_store(add):
-        raise click.UsageError(f"{email} already has an account; use orc user role")
+    try:
+        run_on_store(lambda: add_user(email, role))
+    except UserExists:
+        raise click.UsageError(f"{email} already has an account; use orc user role") from None
     click.echo(f"added {email} as {role}")
 
 

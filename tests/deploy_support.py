@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import psutil
 
-from tests.support import free_port
+from tests.support import descendants, free_port, signal_and_wait
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
@@ -244,21 +244,15 @@ class Container:
             return []
         try:
             main = psutil.Process(self.process.pid)
-            found = [main, *main.children(recursive=True)]
         except psutil.NoSuchProcess:
             return []
-        return [p for p in found if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        alive = main.is_running() and main.status() != psutil.STATUS_ZOMBIE
+        return [main, *descendants(main.pid)] if alive else descendants(main.pid)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> tuple[int, float]:
         """Send ``sig`` to the container's main process; (exit code, seconds to exit)."""
         assert self.process is not None
-        started = time.monotonic()
-        self.process.send_signal(sig)
-        try:
-            code = self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"still running {timeout}s after {sig}:\n{self.logs()}")
-        seconds = time.monotonic() - started
+        code, seconds = signal_and_wait(self.process, sig, timeout, self.logs)
         self._drain()
         return code, seconds
 

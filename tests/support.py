@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,19 @@ def descendants(pid: int) -> list[psutil.Process]:
     except psutil.NoSuchProcess:
         return []
     return [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def signal_and_wait(
+    process: subprocess.Popen[bytes], sig: int, timeout: float, logs: Callable[[], str]
+) -> tuple[int, float]:
+    """Send ``sig``; return (exit code, seconds it took). Fails, with the logs, if too slow."""
+    started = time.monotonic()
+    process.send_signal(sig)
+    try:
+        code = process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"still running {timeout}s after signal {sig}:\n{logs()}") from None
+    return code, time.monotonic() - started
 
 
 class OrcServer:
@@ -126,13 +140,7 @@ class OrcServer:
     def terminate(self, sig: int = signal.SIGTERM, timeout: float = 10) -> tuple[int, float]:
         """Send ``sig``; return (exit code, seconds it took). Fails if it does not exit in time."""
         assert self.process is not None
-        started = time.monotonic()
-        self.process.send_signal(sig)
-        try:
-            code = self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"orc serve did not exit within {timeout}s:\n{self.logs()}")
-        return code, time.monotonic() - started
+        return signal_and_wait(self.process, sig, timeout, self.logs)
 
     def kill(self) -> None:
         """Kill everything this server started (cleanup; never fails)."""

@@ -60,11 +60,6 @@ def _set_cookie(
     )
 
 
-def _clear_cookie(request: Request, response: HTTPResponse, name: str) -> None:
-    secure = _auth(request).settings.base_url.startswith("https://")
-    response.add_cookie(name, "", path="/", httponly=True, samesite="Lax", secure=secure, max_age=0)
-
-
 def _local_path(value: str | None) -> str:
     """Only paths on this server may be redirected to after sign-in (no open redirect)."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
@@ -147,7 +142,7 @@ async def callback(request: Request) -> HTTPResponse:
         cookie_value(session_id, _auth(request).secret_key),
         SESSION_SECONDS,
     )
-    _clear_cookie(request, response, LOGIN_COOKIE)
+    _set_cookie(request, response, LOGIN_COOKIE, "", 0)  # removes it
     return response
 
 
@@ -186,7 +181,7 @@ async def logout(request: Request) -> HTTPResponse:
     if auth.oidc is not None and auth.oidc.metadata and auth.oidc.metadata.end_session_endpoint:
         body["end_session_url"] = auth.oidc.metadata.end_session_endpoint
     response = json(body)
-    _clear_cookie(request, response, COOKIE_NAME)
+    _set_cookie(request, response, COOKIE_NAME, "", 0)  # removes it
     return response
 
 

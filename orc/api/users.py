@@ -7,7 +7,6 @@ from datetime import timedelta
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
-from tortoise.exceptions import IntegrityError
 
 from orc.api.schemas import AccessTokenCreate, UserCreate, UserPatch, parse_body
 from orc.auth.access_tokens import (
@@ -19,7 +18,14 @@ from orc.auth.access_tokens import (
 from orc.auth.identity import identity_of
 from orc.auth.permissions import forbidden
 from orc.auth.roles import at_least
-from orc.auth.users import RoleChangeRefused, describe_user, list_users, set_role
+from orc.auth.users import (
+    RoleChangeRefused,
+    UserExists,
+    add_user,
+    describe_user,
+    list_users,
+    set_role,
+)
 from orc.db.models import AccessToken, User
 from orc.errors import ApiError
 
@@ -40,11 +46,10 @@ async def users_create(request: Request) -> HTTPResponse:
     caller = identity_of(request)
     if at_least(body.role, "admin") and caller.role != "owner":
         raise forbidden("only an owner can add admins or owners")
-    email = body.email.lower()
     try:
-        user = await User.create(email=email, role=body.role)
-    except IntegrityError:
-        raise ApiError(409, "user_exists", f"{email} already has an account") from None
+        user = await add_user(body.email, body.role)
+    except UserExists:
+        raise ApiError(409, "user_exists", f"{body.email} already has an account") from None
     return json(describe_user(user), status=201)
 
 

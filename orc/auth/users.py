@@ -79,6 +79,18 @@ async def sign_in_user(subject: str, email: str, name: str, settings: Settings) 
     return user
 
 
+class UserExists(Exception):
+    """Someone with that email already has an account."""
+
+
+async def add_user(email: str, role: str) -> User:
+    """Add someone before their first sign-in; UserExists if the email is taken."""
+    try:
+        return await User.create(email=email.strip().lower(), role=role)
+    except IntegrityError:
+        raise UserExists(email) from None
+
+
 async def list_users() -> list[User]:
     return await User.all().order_by("id")
 
