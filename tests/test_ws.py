@@ -337,7 +337,9 @@ async def test_reconnecting_with_since_receives_exactly_the_missed_events(server
         async with connect(ws_url(server)) as ws:
             await subscribe(ws, "*", since=missed[-1]["id"])
             assert (await receive(ws))["type"] == "session_update"
-            await assert_quiet(ws)
+            # No event is replayed; a session update the tailer deferred (at most one a second)
+            # after the changes above may still arrive on this firehose subscription.
+            await assert_quiet_or_session_updates(ws)
 
 
 async def run_in_cli(env: dict[str, str], title: str) -> None:
