@@ -7,7 +7,7 @@ stores are migrated and filled directly in SQL:
   models; about 80,000 rollup rows);
 - "small": the first 100,000 of the same events.
 
-Timed, in this process through orc's own ``orc.aggregation.fold_usage`` (as the worker job
+Timed, in this process through orc's own ``orc.usage.rollups.fold_usage`` (as the worker job
 calls it, ``CHUNK_EVENTS`` ids per transaction): the first fold of each store (every event
 is new), then ``--rounds`` incremental rounds: 1,000 new events (one minute of usage, now)
 are inserted and folded, alternating the two stores. Target: the incremental fold does not
@@ -61,8 +61,8 @@ async def bulk_load(
 
 async def timed_fold(store: orcbench.Store) -> tuple[float, int, int]:
     """(seconds, events folded, rollup rows) of one fold_usage() on the store."""
-    from orc.aggregation import fold_usage
     from orc.db.sql import fetch
+    from orc.usage.rollups import fold_usage
 
     async with orcbench.orc_database(store) as conn:
         began = time.perf_counter()
@@ -111,7 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     if orcbench.per_database(args.db):
         return
-    from orc.aggregation import CHUNK_EVENTS
+    from orc.usage.rollups import CHUNK_EVENTS
 
     print(
         f"fold_usage(): first fold of {args.events} and {args.small} events, then "

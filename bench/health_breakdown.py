@@ -1,11 +1,11 @@
 """Where orc's per-request cost goes: orc's app with one piece of middleware work removed.
 
 A diagnostic for bench/health_rps.py, not a benchmark with a target. Each variant runs
-``orc.app.create_app`` single-process the way ``python -m orc _api`` does (same settings,
-same PROMETHEUS_MULTIPROC_DIR set-up, ORC_LOG_LEVEL=warning), with orc.app patched in the
+``orc.api.app.create_app`` single-process the way ``python -m orc _api`` does (same settings,
+same PROMETHEUS_MULTIPROC_DIR set-up, ORC_LOG_LEVEL=warning), with orc.api.app patched in the
 variant's own process only; orc's code is not changed. The variants:
 
-  orc           orc.app as it is
+  orc           orc.api.app as it is
   lazy-log      the access-log call and its ``extra`` dict only when INFO is enabled
                 (orc builds the dict, with str(request.id) and request.remote_addr, even when
                 the log line is then dropped)
@@ -14,14 +14,14 @@ variant's own process only; orc's code is not changed. The variants:
   lazy-log-1reg lazy-log, with prometheus_client in single-process mode (no mmap files)
   empty-mw      orc's two middleware registered, but they do nothing
   no-mw         no middleware at all (orc's routes, error handler, blueprints only)
-  gc-freeze     orc.app as it is, plus gc.freeze() once the server has started
+  gc-freeze     orc.api.app as it is, plus gc.freeze() once the server has started
   bare          bench/bare_sanic.py
 
 Servers run on the last CPU and wrk on the others (--no-pin: anywhere). It reports
 requests/s and the server's CPU time per request, which is much less sensitive than
 requests/s to other load on the machine. The difference in CPU us/req between two variants
 is the cost of what separates them. The patched ``_on_response`` functions below
-mirror orc/app.py as written when this script was; update them if that changes.
+mirror orc/api/app.py as written when this script was; update them if that changes.
 
 Run: .venv/bin/python bench/health_breakdown.py [--rounds 3] [--duration 6] [--variants a,b]
 """
@@ -65,9 +65,9 @@ def serve_variant(variant: str, port: int) -> None:
     from sanic import Request, Sanic
     from sanic.response import HTTPResponse
 
-    import orc.app as orc_app
+    import orc.api.app as orc_app
     from orc.config import load_settings
-    from orc.logging import setup_logging
+    from orc.runtime.logs import setup_logging
 
     def lazy_on_response(
         request_id: bool, metrics: bool

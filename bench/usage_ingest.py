@@ -10,7 +10,7 @@ requests/s over the wall time of the run, request latency p50/p99, and the CPU t
 orc processes per 1,000 events (the database server's own CPU is not counted).
 
 Baselines, same run, the same number of events in the same batch sizes, one caller in this
-process: orc's own ``orc.usage.record_usage`` (no HTTP, no JSON, no validation: the ratio
+process: orc's own ``orc.usage.recording.record_usage`` (no HTTP, no JSON, no validation: the ratio
 API/in-process shows what those cost), and a plain ``INSERT`` of the same rows through the
 same driver, one transaction per batch (no ORM objects, no task check, no outbox event: the
 ratio shows what orc's write path costs on top of the database). Every event written is
@@ -107,11 +107,11 @@ def run_api(
 async def run_in_process(
     store: orcbench.Store, task_number: int, batch: int, total_events: int
 ) -> dict[str, float]:
-    """Events/s of orc.usage.record_usage and of a plain INSERT, one caller, same batches."""
+    """Events/s of record_usage (orc.usage.recording) and of a plain INSERT, same batches."""
     from tortoise.transactions import in_transaction
 
     from orc.db.sql import placeholders
-    from orc.usage import UsageRecord, record_usage
+    from orc.usage.recording import UsageRecord, record_usage
 
     events = make_events(batch, 0)
     records = [

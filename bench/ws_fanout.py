@@ -152,7 +152,7 @@ TRACE_ENV = "ORC_BENCH_TRACE_FILE"
 
 
 def run_traced_api() -> None:
-    """orc's API process (``python -m orc _api``) with orc.live and /api/ws timed (--trace).
+    """orc's API process (``python -m orc _api``) with orc.outbox.live and /api/ws timed (--trace).
 
     The patches live in this process only and only add time stamps (time.perf_counter, the
     same clock as the client's): when the tailer's query that returned events began, when
@@ -161,9 +161,9 @@ def run_traced_api() -> None:
     """
     import threading
 
-    import orc.api.events as api_events
-    import orc.live as live
-    from orc.cli import cli
+    import orc.api.event_routes as api_events
+    import orc.outbox.live as live
+    from orc.cli.main import cli
 
     out = open(os.environ[TRACE_ENV], "a")  # noqa: SIM115 - open for the process's life
     lock = threading.Lock()
@@ -520,7 +520,7 @@ def main() -> None:
     parser.add_argument(
         "--trace",
         action="store_true",
-        help="run orc's API process with time stamps in orc.live and /api/ws (diagnostic)",
+        help="run orc's API process with time stamps in orc.outbox.live and /api/ws (diagnostic)",
     )
     parser.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--traced-api", action="store_true", help=argparse.SUPPRESS)

@@ -1,5 +1,5 @@
 """``python -m orc`` runs the CLI (the launcher uses it to start its children)."""
 
-from orc.cli import main
+from orc.cli.main import main
 
 main()

@@ -1,60 +1,21 @@
-"""One JSON error shape for every API error: ``{"error": code, "message": text}``."""
+"""The root of orc's own errors: a status, a stable code and a message a person can act on.
+
+The HTTP side turns an ``OrcError`` into ``{"error": code, "message": message}`` with its status
+(``orc/api/error_handler.py``); the CLI prints its message on one line.
+"""
 
 from __future__ import annotations
 
-import logging
-from http import HTTPStatus
 
-from sanic import Request, Sanic
-from sanic.exceptions import SanicException
-from sanic.handlers import ErrorHandler
-from sanic.response import HTTPResponse, json
-
-log = logging.getLogger("orc.errors")
-
-
-class ApiError(SanicException):
-    """An error a client caused, with a stable machine-readable code."""
-
-    quiet = True
+class OrcError(Exception):
+    """An error with a stable machine-readable ``code`` and the HTTP ``status`` it maps to."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message, status_code=status)
+        super().__init__(message)
+        self.status = status
         self.code = code
+        self.message = message
 
 
-def error_response(status: int, code: str, message: str) -> HTTPResponse:
-    """The JSON body every error uses."""
-    return json({"error": code, "message": message}, status=status)
-
-
-def _code_for(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
-    except ValueError:
-        return "error"
-
-
-class JsonErrorHandler(ErrorHandler):
-    """Turns every exception into the JSON error shape; never leaks a traceback."""
-
-    def default(self, request: Request, exception: Exception) -> HTTPResponse:
-        if isinstance(exception, ApiError):
-            return error_response(exception.status_code, exception.code, str(exception))
-        if isinstance(exception, SanicException) and exception.status_code < 500:
-            status = exception.status_code
-            return error_response(status, _code_for(status), str(exception) or _code_for(status))
-        request_id = getattr(request, "id", None) if request is not None else None
-        log.error(
-            "unhandled error",
-            exc_info=exception,
-            extra={"request_id": str(request_id) if request_id else None},
-        )
-        return error_response(
-            500, "internal_error", f"internal error; quote request id {request_id} when reporting"
-        )
-
-
-def install_error_handler(app: Sanic) -> None:
-    """Make ``app`` answer every error with the JSON shape."""
-    app.error_handler = JsonErrorHandler()
+class ApiError(OrcError):
+    """An error a client caused, raised by the HTTP layer."""

@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
-from orc.aggregation import CHUNK_EVENTS, fold_usage, read_watermark
-from orc.cost import cost_summary, cost_timeseries, usage_totals
 from orc.db import close_database, default_connection, open_database
 from orc.db.schema import migrate_database
 from orc.db.sql import fetch, is_postgres
-from orc.pricing import DEFAULT_PRICES, TOKEN_TYPES, PriceList
-from orc.tasks import create_task, transition
-from orc.usage import UsageRecord, record_usage
+from orc.tasks.lifecycle import create_task, transition
+from orc.usage.cost import cost_summary, cost_timeseries, usage_totals
+from orc.usage.pricing import DEFAULT_PRICES, TOKEN_TYPES, PriceList
+from orc.usage.recording import UsageRecord, record_usage
+from orc.usage.rollups import CHUNK_EVENTS, fold_usage, read_watermark
 from tests.support import ORC, base_env, run_orc
 
 PRICES = PriceList(dict(DEFAULT_PRICES))

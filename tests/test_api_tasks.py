@@ -16,8 +16,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from orc.pricing import DEFAULT_PRICES, TOKEN_TYPES, PriceList
-from orc.tasks import ACTIONS, STATUSES, WEIGHTS
+from orc.tasks.lifecycle import ACTIONS, STATUSES, WEIGHTS
+from orc.usage.pricing import DEFAULT_PRICES, TOKEN_TYPES, PriceList
 from tests.support import OrcServer, run_orc
 
 JSON = dict[str, Any]
@@ -873,7 +873,7 @@ def test_nul_characters_in_text_fields_are_a_4xx_not_a_500(shared_api: Api):
 
 
 def test_a_non_canonical_task_id_means_the_same_task_everywhere(shared_api: Api):
-    """Regression (found by this suite): orc/api/events.py events_index (and the WebSocket
+    """Regression (found by this suite): orc/api/event_routes.py events_index (and the WebSocket
     subscribe): TASK-1 and TASK-0001 are accepted as ids of TASK-001 by the task routes, but the
     event filter compares the raw string, so ?task_id=TASK-1 silently matches nothing.
     """

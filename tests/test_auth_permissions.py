@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orc.app import create_app
-from orc.auth.permissions import PUBLIC, ROUTE_ROLES
+from orc.api.app import create_app
+from orc.api.route_roles import PUBLIC, ROUTE_ROLES
 from orc.config import load_settings
 from tests.support import OrcServer, base_env, run_orc
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import websockets
 
-from orc.app import create_app
+from orc.api.app import create_app
 from orc.auth import token as token_module
 from orc.auth.ratelimit import FailureLimiter
 from orc.config import load_settings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orc.app import create_app
+from orc.api.app import create_app
 from orc.config import load_settings
 
 TOKEN = "t" * 20 + "0123456789abcdef"

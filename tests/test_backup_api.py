@@ -6,7 +6,7 @@ import fcntl
 import time
 from datetime import UTC, datetime, timedelta
 
-from orc.backup.metrics import backup_check
+from orc.backup.reporting import backup_check
 from tests.backup_support import backup_dir, orc_ok
 from tests.support import run_orc
 
@@ -97,7 +97,7 @@ def test_servers_sharing_a_postgres_database_never_back_up_together(postgres_dat
 
     import asyncpg
 
-    from orc.backup.lock import PG_BACKUP_LOCK_KEY
+    from orc.backup.exclusive import PG_BACKUP_LOCK_KEY
     from orc.db.url import asyncpg_connect_args
     from tests.support import base_env
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from orc.backup.retention import Policy, backups_to_keep
-from orc.backup.schedule import parse_cron
 from orc.config import load_settings
+from orc.config.cron import parse_cron
 from tests.backup_support import orc_ok, synthetic_backup
 from tests.support import run_orc
 
@@ -71,7 +71,7 @@ def test_scheduled_backup_runs_once_per_firing_even_when_checked_twice(
     """Huey may run a periodic check twice after a restart; each firing gets one backup."""
     from orc.backup.manifest import list_backups
     from orc.backup.scheduled import run_scheduled_backup
-    from workers.runtime import AsyncRuntime
+    from workers.job_runtime import AsyncRuntime
 
     orc_ok(["new", "x"], orc_env)
     settings = load_settings(orc_env, cwd=tmp_path)

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from orc.auth.policy import check_auth_policy
-from orc.cli import cli
+from orc.cli.main import cli
 from orc.config import (
     POSTGRES_URL_OPTIONS,
     SETTINGS,
@@ -19,7 +19,7 @@ from orc.config import (
     Settings,
     load_settings,
 )
-from orc.project import config_template
+from orc.config.project_file import config_template
 
 SECRET = "s3cr3t-Pa55word-never-shown"
 TOKEN = "tok-" + "x" * 40

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from orc.pricing import DEFAULT_PRICES, PriceList
+from orc.usage.pricing import DEFAULT_PRICES, PriceList
 from tests.browser import DESKTOP, PHONE, money, open_page, screenshot
 from tests.support import OrcServer, run_orc
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from orc.app import create_app
+from orc.api.app import create_app
 from orc.config import load_settings
 from orc.db.schema import migrate_database
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from orc.db import close_database, open_database
 from orc.db.models import Event
 from orc.db.schema import migrate_database
-from orc.events import events_since, oldest_event_id, prune_events
-from orc.tasks import create_task
+from orc.outbox.events import events_since, oldest_event_id, prune_events
+from orc.tasks.lifecycle import create_task
 
 
 async def test_old_events_are_pruned_and_recent_ones_kept(database_url):

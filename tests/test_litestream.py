@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orc.replication import litestream_binary, litestream_env
+from orc.replication.litestream import litestream_binary, litestream_env
 from tests.backup_support import orc_ok
 from tests.support import base_env, free_port, run_orc
 
@@ -264,7 +264,7 @@ def test_stalled_replication_shows_in_status_metrics_readiness_and_an_event(
 
 
 def test_the_shipped_litestream_config_is_valid_and_replicates_orc_db():
-    from orc.replication import load_litestream_db
+    from orc.replication.litestream import load_litestream_db
 
     config = Path(__file__).resolve().parent.parent / "deploy" / "litestream.yml"
     db = load_litestream_db(config, Path("/home/orc/.orc/orc.db"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orc.config import ConfigError
-from orc.pricing import DEFAULT_PRICES, load_prices
+from orc.usage.pricing import DEFAULT_PRICES, load_prices
 from tests.support import base_env, run_orc
 
 

@@ -7,7 +7,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from orc.supervise import handle_events
+from orc.runtime.supervise import handle_events
 
 
 def _event(name: str, payload: str) -> str:

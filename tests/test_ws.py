@@ -21,9 +21,9 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from orc.api import events as events_api
-from orc.api.events import CLOSE_TOO_SLOW, SEND_TIMEOUT_SECONDS
-from orc.live import QUEUE_LIMIT, Hub, Subscriber
+from orc.api import event_routes as events_api
+from orc.api.event_routes import CLOSE_TOO_SLOW, SEND_TIMEOUT_SECONDS
+from orc.outbox.live import QUEUE_LIMIT, Hub, Subscriber
 from tests.support import OrcServer, base_env, descendants, run_orc
 
 JSON = dict[str, Any]
@@ -408,7 +408,7 @@ async def produce_outbox_events(database_url: str) -> list[int]:
     from tortoise.backends.base.executor import EXECUTOR_CACHE
 
     from orc.db import close_database, open_database
-    from orc.events import change_transaction, emit
+    from orc.outbox.events import change_transaction, emit
 
     EXECUTOR_CACHE.clear()  # Tortoise caches insert SQL per connection name, not per dialect
     await open_database(database_url)
@@ -495,7 +495,7 @@ def _server_side_peers(server: OrcServer) -> set[int]:
 async def test_a_client_that_stops_reading_is_disconnected_by_the_server(
     server_factory, sqlite_env
 ):
-    """Regression (found by this suite): orc/api/events.py websocket(): after the queue
+    """Regression (found by this suite): orc/api/event_routes.py websocket(): after the queue
     overflows, `await ws.close(1013)` waits for Sanic's conn_mutex and then for the socket to
     become writable, without a timeout; a client that stopped reading is never disconnected, and
     its handler, queue and buffers stay until the peer goes away.
@@ -527,7 +527,7 @@ async def local_outbox(tmp_path) -> Any:
 
     from orc.db import close_database, open_database
     from orc.db.schema import migrate_database
-    from orc.tasks import create_task, update_task
+    from orc.tasks.lifecycle import create_task, update_task
 
     EXECUTOR_CACHE.clear()  # Tortoise caches insert SQL per connection name, not per dialect
     url = f"sqlite://{tmp_path / 'orc.db'}"
@@ -577,13 +577,13 @@ async def subscribe_while_the_tailer_delivers(
 async def test_a_live_event_during_subscribe_does_not_swallow_the_catch_up(
     local_outbox, monkeypatch
 ):
-    """Regression (found by this suite): orc/api/events.py _handle(): the topic is set before
+    """Regression (found by this suite): orc/api/event_routes.py _handle(): the topic is set before
     the catch-up starts holding live events; a live event delivered while
     latest_event_id()/oldest_event_id() run is queued before the backlog, and _pump then drops
     the whole backlog as duplicates.
     """
-    from orc.events import event_message, events_since
-    from orc.tasks import update_task
+    from orc.outbox.events import event_message, events_since
+    from orc.tasks.lifecycle import update_task
 
     async def a_new_event(hub: Hub) -> None:
         await update_task(1, {"title": "live"})  # event 5
@@ -600,11 +600,11 @@ async def test_a_live_event_during_subscribe_does_not_swallow_the_catch_up(
 async def test_a_subscription_without_since_starts_with_subscribed_and_only_newer_events(
     local_outbox, monkeypatch
 ):
-    """Regression (found by this suite): orc/api/events.py _handle(): without `since`, an event
+    """Regression (found by this suite): event_routes._handle() (orc/api): without `since`, an event
     older than the subscription that the tailer publishes during the subscribe step is sent
     before the 'subscribed' reply, although its id is <= the last_id that reply announces.
     """
-    from orc.events import event_message, events_since
+    from orc.outbox.events import event_message, events_since
 
     async def an_old_event(hub: Hub) -> None:
         # Event 4 was written before the subscription; the tailer is only now publishing it.
@@ -622,7 +622,7 @@ async def test_a_subscription_without_since_starts_with_subscribed_and_only_newe
 async def test_the_last_session_update_after_a_burst_shows_the_final_state(
     server_factory, sqlite_env
 ):
-    """Regression (found by this suite): orc/live.py OutboxTailer._publish_session_update:
+    """Regression (found by this suite): orc/outbox/live.py OutboxTailer._publish_session_update:
     updates within 1 s of the previous one are dropped, not deferred, so after a burst of
     changes the last session_update a '*' client got is stale (here: running_tasks 0 while a
     task runs) until some later event.

@@ -18,14 +18,14 @@ log = logging.getLogger("orc.worker")
 
 def run_consumer(settings: Settings) -> None:
     """Block running jobs until SIGINT/SIGTERM."""
-    import workers.auth
-    import workers.backups
-    import workers.events
-    import workers.heartbeat
-    import workers.replication
-    import workers.usage  # noqa: F401 - importing registers the jobs
-    from workers.app import huey
-    from workers.runtime import close_runtime
+    import workers.auth_jobs
+    import workers.backup_jobs
+    import workers.event_jobs
+    import workers.heartbeat_jobs
+    import workers.replication_jobs
+    import workers.usage_jobs  # noqa: F401 - importing registers the jobs
+    from workers.job_runtime import close_runtime
+    from workers.queue import huey
 
     consumer = huey.create_consumer(
         workers=settings.worker_threads,

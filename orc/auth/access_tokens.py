@@ -8,10 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from orc.auth.identity import Identity
 from orc.auth.roles import lower_of
-from orc.auth.sessions import REVOKED_EVENT
 from orc.auth.signing import sha256_hex
 from orc.db.models import AccessToken, User
-from orc.events import change_transaction, emit
+from orc.outbox.events import AUTH_REVOKED_EVENT, change_transaction, emit
 
 PREFIX = "orc_pat_"
 # Writing last_used_at on every request would turn reads into writes; once a minute is enough.
@@ -118,7 +117,7 @@ async def revoke_access_token(token: AccessToken) -> bool:
             .update(revoked_at=datetime.now(UTC))
         )
         if changed:
-            await emit(conn, REVOKED_EVENT, None, {"key": revocation_key(token.id)})
+            await emit(conn, AUTH_REVOKED_EVENT, None, {"key": revocation_key(token.id)})
     return bool(changed)
 
 

@@ -1,10 +1,8 @@
-"""Who a request comes from, as established by the auth middleware."""
+"""Who a caller is: a user, a token, or the local owner, with a role."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from sanic import Request
 
 from orc.auth.roles import at_least
 
@@ -36,8 +34,3 @@ SERVER_TOKEN_IDENTITY = Identity(kind="token", subject="admin-token", role="admi
 
 # Tier 1: no auth, loopback only. Whoever can reach the port owns the machine anyway.
 LOCAL_OWNER = Identity(kind="local", subject="local", role="owner")
-
-
-def identity_of(request: Request) -> Identity:
-    """The caller of ``request`` (the local owner when auth is off)."""
-    return getattr(request.ctx, "identity", None) or LOCAL_OWNER

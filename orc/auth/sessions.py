@@ -6,16 +6,16 @@ import hmac
 import secrets
 from datetime import UTC, datetime, timedelta
 
+from orc.auth.access_tokens import access_token_identity_by_id
 from orc.auth.identity import Identity
 from orc.auth.signing import sha256_hex, sign, verify
 from orc.db.models import AuthSession, User
-from orc.events import change_transaction, emit
+from orc.outbox.events import AUTH_REVOKED_EVENT, change_transaction, emit
 
 COOKIE_NAME = "orc_session"
 SESSION_HOURS = 24
 SESSION_SECONDS = SESSION_HOURS * 3600
 PURPOSE = "session"
-REVOKED_EVENT = "auth_revoked"
 
 
 def revocation_key(id_hash: str) -> str:
@@ -69,8 +69,6 @@ async def session_identity(session_id: str, server_token: str | None) -> Identit
 
 async def session_identity_by_hash(id_hash: str, server_token: str | None) -> Identity | None:
     """As ``session_identity``, for a session named by the hash of its id."""
-    from orc.auth.access_tokens import access_token_identity_by_id
-
     session = await AuthSession.get_or_none(id_hash=id_hash).select_related("user")
     if session is None or session.revoked_at is not None:
         return None
@@ -109,7 +107,7 @@ async def revoke_session(session_id: str) -> bool:
             .update(revoked_at=datetime.now(UTC))
         )
         if changed:
-            await emit(conn, REVOKED_EVENT, None, {"key": revocation_key(id_hash)})
+            await emit(conn, AUTH_REVOKED_EVENT, None, {"key": revocation_key(id_hash)})
     return bool(changed)
 
 

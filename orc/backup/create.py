@@ -9,8 +9,8 @@ from pathlib import Path
 
 from orc import __version__
 from orc.backup import postgres, sqlite
+from orc.backup.exclusive import backup_lock
 from orc.backup.files import publish, remove_quietly, sha256_file
-from orc.backup.lock import backup_lock
 from orc.backup.manifest import (
     REASONS,
     TEMP_PREFIX,

@@ -13,8 +13,8 @@ from typing import Any
 
 import asyncpg
 
+from orc.backup.exclusive import LOCK_APPLICATION_NAME
 from orc.backup.files import watch_size
-from orc.backup.lock import LOCK_APPLICATION_NAME
 from orc.backup.manifest import BackupError
 from orc.db.url import asyncpg_connect_args, connection_config
 

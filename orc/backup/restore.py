@@ -12,8 +12,8 @@ from pathlib import Path
 
 from orc.backup import postgres, sqlite
 from orc.backup.create import take_backup_locked
+from orc.backup.exclusive import backup_lock
 from orc.backup.files import fsync_dir, fsync_file, remove_quietly
-from orc.backup.lock import backup_lock
 from orc.backup.manifest import BackupError, Manifest
 from orc.backup.progress import QuietReporter, Reporter
 from orc.backup.verify import check_backup

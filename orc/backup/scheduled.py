@@ -14,12 +14,12 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any, TypeVar
 
-from orc.backup.lock import BackupBusy, backup_lock
+from orc.backup.exclusive import BackupBusy, backup_lock
 from orc.backup.manifest import BackupError, Manifest
-from orc.backup.schedule import parse_cron
 from orc.backup.service import backup_and_record
 from orc.backup.state import SCHEDULED_SLOT, read_state, set_scheduled_slot
 from orc.config import Settings
+from orc.config.cron import parse_cron
 
 T = TypeVar("T")
 Runner = Callable[[Coroutine[Any, Any, T]], T]

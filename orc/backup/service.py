@@ -6,7 +6,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from orc.backup.create import take_backup, take_backup_locked
-from orc.backup.lock import BackupBusy, backup_lock
+from orc.backup.exclusive import BackupBusy, backup_lock
 from orc.backup.manifest import BackupError, Manifest, now_utc
 from orc.backup.progress import Reporter
 from orc.backup.retention import Policy, prune_backups

@@ -10,7 +10,7 @@ from typing import Any
 
 from orc.backup.manifest import Manifest
 from orc.db.models import ServerState
-from orc.events import change_transaction, emit
+from orc.outbox.events import change_transaction, emit
 
 log = logging.getLogger("orc.backup")
 

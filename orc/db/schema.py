@@ -9,7 +9,7 @@ from tortoise.migrations.executor import MigrationExecutor
 
 from orc.db import close_database, default_connection, open_database
 from orc.db import migrations as migrations_package
-from orc.db.lock import migration_lock
+from orc.db.migration_lock import migration_lock
 from orc.db.url import tortoise_config
 
 APP_LABEL = "orc"

@@ -1,0 +1,154 @@
+"""The application factory: ``create_app(settings) -> Sanic``."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from typing import Any
+
+from sanic import Request, Sanic
+from sanic.response import HTTPResponse
+
+from orc import __version__
+from orc.api import (
+    auth_routes,
+    backup_routes,
+    dashboard_routes,
+    event_routes,
+    health_routes,
+    metrics_routes,
+    task_routes,
+    usage_routes,
+    user_routes,
+)
+from orc.api.auth_gate import Authenticator, gate
+from orc.api.docs_routes import install_docs
+from orc.api.error_handler import install_error_handler
+from orc.auth.oidc import OidcProvider
+from orc.auth.secret_key import load_secret_key
+from orc.config import Settings, load_settings
+from orc.db import close_database, open_database
+from orc.health.prometheus import UNMATCHED_ROUTE, observe_request
+from orc.usage.pricing import load_prices
+
+access_log = logging.getLogger("orc.access")
+MAX_REQUEST_BYTES = 1024 * 1024
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+# Request ids: a random prefix per process and a counter; unique without a syscall per request.
+_ID_PREFIX = os.urandom(4).hex()
+_id_counter = itertools.count(1)
+
+
+class OrcRequest(Request):
+    """Sanic's request with a cheaper id than a uuid4 per request."""
+
+    @classmethod
+    def generate_id(cls, *_: Any) -> str:
+        return f"{_ID_PREFIX}-{next(_id_counter):x}"
+
+
+def _route_template(request: Request) -> str:
+    route = request.route
+    return "/" + route.path if route is not None else UNMATCHED_ROUTE
+
+
+async def _on_response(request: Request, response: HTTPResponse) -> None:
+    if request.app.ctx.stopping and hasattr(request.stream, "keep_alive"):
+        # Sanic closes idle keep-alive connections at shutdown but not one that was busy when
+        # the signal came; without this it would hold the drain open until the timeout.
+        request.stream.keep_alive = False  # type: ignore[union-attr]
+    # Sanic's HTTP/1 handler stamps each request when it starts reading it.
+    started = getattr(request.stream, "perft0", None)
+    seconds = time.perf_counter() - started if started is not None else 0.0
+    route = _route_template(request)
+    observe_request(request.method, route, response.status, seconds)
+    if request.method not in SAFE_METHODS and response.status < 400:
+        # This process just wrote events: deliver them now rather than at the next poll.
+        tailer = getattr(request.app.ctx, "tailer", None)
+        if tailer is not None:
+            tailer.wake.set()
+    request_id = str(request.id)
+    response.headers["X-Request-ID"] = request_id
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    access_log.info(
+        "%s %s %s",
+        request.method,
+        request.path,
+        response.status,
+        extra={
+            "request_id": request_id,
+            "method": request.method,
+            "path": request.path,
+            "route": route,
+            "status": response.status,
+            "duration_ms": round(seconds * 1000, 2),
+            "remote": request.remote_addr or request.ip,
+            "scheme": request.scheme,
+        },
+    )
+
+
+async def _open_database(app: Sanic) -> None:
+    await open_database(app.ctx.settings.database_url)
+
+
+async def _mark_stopping(app: Sanic) -> None:
+    app.ctx.stopping = True
+
+
+async def _close_database(app: Sanic) -> None:
+    await close_database()
+
+
+def create_app(settings: Settings) -> Sanic:
+    """Wire settings, database, error shape, metrics and blueprints into one Sanic app."""
+    app = Sanic("orc", configure_logging=False, request_class=OrcRequest)
+    app.config.REQUEST_MAX_SIZE = MAX_REQUEST_BYTES
+    app.config.GRACEFUL_SHUTDOWN_TIMEOUT = settings.shutdown_timeout
+    app.config.ACCESS_LOG = False
+    app.config.MOTD = False
+    # sanic-ext would load itself (and a CDN-backed /docs page); orc opts in explicitly.
+    app.config.AUTO_EXTEND = False
+    app.config.REQUEST_ID_HEADER = "X-Request-ID"
+    # The client's address and scheme from X-Forwarded-For/-Proto, only through trusted proxies
+    # (the rightmost PROXIES_COUNT entries); never from a header a client could set alone.
+    app.config.PROXIES_COUNT = settings.proxies_count
+    app.config.REAL_IP_HEADER = None
+    app.ctx.settings = settings
+    app.ctx.version = __version__
+    app.ctx.stopping = False
+    app.ctx.prices = load_prices(settings.home)
+    install_error_handler(app)
+    app.before_server_start(_open_database)
+    app.after_server_start(event_routes.start_tailer)
+    app.before_server_stop(_mark_stopping)
+    app.before_server_stop(event_routes.stop_tailer)
+    app.after_server_stop(_close_database)
+    app.ctx.auth = None
+    if settings.auth_enabled:
+        oidc = OidcProvider(settings) if settings.auth_type == "oidc" else None
+        app.ctx.auth = Authenticator(settings, load_secret_key(settings), oidc)
+        # Without auth there is nothing to do before a request: no middleware, less per request.
+        app.on_request(gate)
+    app.on_response(_on_response)
+    app.blueprint(health_routes.bp)
+    app.blueprint(metrics_routes.bp)
+    app.blueprint(task_routes.bp)
+    app.blueprint(usage_routes.bp)
+    app.blueprint(event_routes.bp)
+    app.blueprint(auth_routes.bp)
+    app.blueprint(user_routes.bp)
+    app.blueprint(dashboard_routes.bp)
+    app.blueprint(backup_routes.bp)
+    install_docs(app)
+    return app
+
+
+def create_app_from_env() -> Sanic:
+    """Factory for Sanic's worker processes: settings come from the inherited environment."""
+    return create_app(load_settings())

@@ -1,0 +1,52 @@
+"""One JSON error shape for every API error: ``{"error": code, "message": text}``."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+from sanic import Request, Sanic
+from sanic.exceptions import SanicException
+from sanic.handlers import ErrorHandler
+from sanic.response import HTTPResponse, json
+
+from orc.errors import OrcError
+
+log = logging.getLogger("orc.errors")  # the logger's name is part of the log format
+
+
+def error_response(status: int, code: str, message: str) -> HTTPResponse:
+    """The JSON body every error uses."""
+    return json({"error": code, "message": message}, status=status)
+
+
+def _code_for(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "error"
+
+
+class JsonErrorHandler(ErrorHandler):
+    """Turns every exception into the JSON error shape; never leaks a traceback."""
+
+    def default(self, request: Request, exception: Exception) -> HTTPResponse:
+        if isinstance(exception, OrcError):
+            return error_response(exception.status, exception.code, exception.message)
+        if isinstance(exception, SanicException) and exception.status_code < 500:
+            status = exception.status_code
+            return error_response(status, _code_for(status), str(exception) or _code_for(status))
+        request_id = getattr(request, "id", None) if request is not None else None
+        log.error(
+            "unhandled error",
+            exc_info=exception,
+            extra={"request_id": str(request_id) if request_id else None},
+        )
+        return error_response(
+            500, "internal_error", f"internal error; quote request id {request_id} when reporting"
+        )
+
+
+def install_error_handler(app: Sanic) -> None:
+    """Make ``app`` answer every error with the JSON shape."""
+    app.error_handler = JsonErrorHandler()

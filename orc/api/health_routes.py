@@ -1,0 +1,35 @@
+"""Liveness and readiness probes; never behind auth, never expensive."""
+
+from __future__ import annotations
+
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, json
+
+from orc import __version__
+from orc.health.readiness import check_readiness
+
+bp = Blueprint("health")
+
+
+@bp.get("/api/health")
+async def health(request: Request) -> HTTPResponse:
+    """Liveness: the process answers. Touches nothing else."""
+    return json({"status": "ok", "version": __version__})
+
+
+@bp.get("/api/health/ready")
+async def ready(request: Request) -> HTTPResponse:
+    """Readiness: 503 when the database or its schema is not usable."""
+    settings = request.app.ctx.settings
+    result = await check_readiness(settings.home, settings.disk_warn_mb, settings)
+    auth = request.app.ctx.auth
+    if auth is not None and auth.oidc is not None:
+        # Information, not critical: API tokens keep working while the identity provider is away.
+        result.info["oidc"] = await auth.oidc.status()
+    body = {
+        "status": "ok" if result.ok else "degraded",
+        "checks": result.checks,
+        "info": result.info,
+        "version": __version__,
+    }
+    return json(body, status=200 if result.ok else 503)

@@ -1,0 +1,136 @@
+"""/api/tasks: list, create, read, change, delete, and the state actions."""
+
+from __future__ import annotations
+
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, empty, json
+from sanic_ext import openapi
+
+from orc.api.route_roles import identity_of, require_owner_or_admin
+from orc.api.schemas import TaskCreate, TaskPatch, parse_body, query_choice, query_int
+from orc.auth.identity import LOCAL_OWNER
+from orc.db.models import Task
+from orc.errors import ApiError
+from orc.tasks.lifecycle import (
+    ACTIONS,
+    STATUSES,
+    WEIGHTS,
+    TaskNotFound,
+    TransitionNotAllowed,
+    create_task,
+    delete_task,
+    format_task_id,
+    get_task,
+    list_tasks,
+    parse_task_id,
+    transition,
+    update_task,
+)
+from orc.usage.recording import usage_by_task
+
+bp = Blueprint("tasks")
+MAX_PAGE_SIZE = 100
+
+
+def task_number(task_id: str) -> int:
+    """The number of a TASK-001 id from the path, or 404."""
+    number = parse_task_id(task_id)
+    if number is None:
+        raise ApiError(404, "task_not_found", f"no task {task_id!r}; ids look like TASK-001")
+    return number
+
+
+def not_found(exc: TaskNotFound) -> ApiError:
+    return ApiError(404, "task_not_found", f"no task {exc}")
+
+
+async def check_may_change(request: Request, number: int) -> None:
+    """Admins change any task; members only those they created (403 otherwise)."""
+    if identity_of(request).can("admin"):
+        return
+    owner = await Task.filter(number=number).first().values_list("created_by", flat=True)
+    if owner is None:
+        raise not_found(TaskNotFound(format_task_id(number)))
+    require_owner_or_admin(request, str(owner), "a task")
+
+
+@bp.get("/api/tasks")
+async def tasks_index(request: Request) -> HTTPResponse:
+    """Tasks, newest first, with tokens and cost; ``page``, ``limit``, ``status``, ``weight``."""
+    page = query_int(request, "page", 1, 1, 1_000_000)
+    limit = query_int(request, "limit", 20, 1, MAX_PAGE_SIZE)
+    status = query_choice(request, "status", STATUSES)
+    weight = query_choice(request, "weight", WEIGHTS)
+    items, total = await list_tasks(page, limit, status, weight)
+    numbers = [parse_task_id(item["id"]) or 0 for item in items]
+    usage = await usage_by_task(numbers, request.app.ctx.prices)
+    for item, number in zip(items, numbers, strict=True):
+        tokens, cost = usage.get(number, (0, 0.0))
+        item["total_tokens"] = tokens
+        item["cost_usd"] = round(cost, 6)
+    return json({"items": items, "page": page, "limit": limit, "total": total})
+
+
+@bp.post("/api/tasks")
+@openapi.body({"application/json": TaskCreate.model_json_schema()})
+async def tasks_create(request: Request) -> HTTPResponse:
+    """Create a task."""
+    body = parse_body(request, TaskCreate)
+    identity = identity_of(request)
+    # With auth on, a task is created by whoever is signed in (ownership depends on it).
+    created_by = body.created_by if identity is LOCAL_OWNER else identity.subject
+    task = await create_task(body.title, body.description, body.weight, created_by)
+    return json(task, status=201, headers={"Location": f"/api/tasks/{task['id']}"})
+
+
+@bp.get("/api/tasks/<task_id>")
+async def tasks_show(request: Request, task_id: str) -> HTTPResponse:
+    """One task with its phases."""
+    try:
+        return json(await get_task(task_number(task_id)))
+    except TaskNotFound as exc:
+        raise not_found(exc) from None
+
+
+@bp.patch("/api/tasks/<task_id>")
+@openapi.body({"application/json": TaskPatch.model_json_schema()})
+async def tasks_update(request: Request, task_id: str) -> HTTPResponse:
+    """Change title, description, weight, current_phase, or status (planned/blocked)."""
+    number = task_number(task_id)
+    body = parse_body(request, TaskPatch)
+    await check_may_change(request, number)
+    try:
+        return json(await update_task(number, body.changes()))
+    except TaskNotFound as exc:
+        raise not_found(exc) from None
+    except TransitionNotAllowed as exc:
+        raise ApiError(409, "transition_not_allowed", str(exc)) from None
+
+
+@bp.delete("/api/tasks/<task_id>")
+async def tasks_delete(request: Request, task_id: str) -> HTTPResponse:
+    """Delete a task (its usage stays in the cost history)."""
+    number = task_number(task_id)
+    await check_may_change(request, number)
+    try:
+        await delete_task(number)
+    except TaskNotFound as exc:
+        raise not_found(exc) from None
+    return empty()
+
+
+@bp.post("/api/tasks/<task_id>/<action>")
+async def tasks_action(request: Request, task_id: str, action: str) -> HTTPResponse:
+    """run, pause, resume, complete or fail; 409 when the task's status does not allow it."""
+    if action not in ACTIONS:
+        raise ApiError(404, "not_found", f"unknown action {action!r}; use {', '.join(ACTIONS)}")
+    number = task_number(task_id)
+    if request.body and request.body.strip() not in (b"", b"{}"):
+        raise ApiError(422, "validation_error", f"{action} takes no body")
+    await check_may_change(request, number)
+    try:
+        return json(await transition(number, action))
+    except TaskNotFound as exc:
+        raise not_found(exc) from None
+    except TransitionNotAllowed as exc:
+        raise ApiError(409, "transition_not_allowed", str(exc)) from None

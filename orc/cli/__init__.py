@@ -1,0 +1,1 @@
+"""The command line: the root group (`main`), one module per command group, shared helpers."""

@@ -1,0 +1,211 @@
+"""Backups: orc backup now|list|verify|restore|prune."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from orc.config import Settings, load_settings
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    click.echo(f"orc: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _recorder(settings: Settings) -> Any:
+    """Record outcomes through the ORM, but never create an SQLite file that is not there."""
+    import asyncio
+
+    from orc.db import close_database, open_database
+    from orc.db.url import is_sqlite_url, sqlite_path
+
+    def record(coro: Coroutine[Any, Any, None]) -> None:
+        if (
+            is_sqlite_url(settings.database_url)
+            and not Path(sqlite_path(settings.database_url)).is_file()
+        ):
+            coro.close()
+            return
+
+        async def run() -> None:
+            await open_database(settings.database_url)
+            try:
+                await coro
+            finally:
+                await close_database()
+
+        asyncio.run(run())
+
+    return record
+
+
+def _kind(settings: Settings) -> str:
+    from orc.db.url import is_sqlite_url
+
+    return "sqlite" if is_sqlite_url(settings.database_url) else "postgres"
+
+
+@click.group()
+def backup() -> None:
+    """Take, list, verify, restore and prune backups of orc's database."""
+
+
+@backup.command("now")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the backup's name.")
+def backup_now(quiet: bool) -> None:
+    """Take a backup now (online: the server keeps serving and writing)."""
+    from orc.backup.manifest import BackupError
+    from orc.backup.progress import QuietReporter, human_size
+    from orc.backup.service import backup_and_record
+    from orc.cli.progress_bar import reporter_for
+
+    settings = load_settings()
+    reporter = QuietReporter() if quiet else reporter_for(sys.stderr)
+    try:
+        manifest = backup_and_record(settings, "manual", _recorder(settings), reporter)
+    except BackupError as exc:
+        reporter.close()
+        _fail(str(exc))
+    reporter.close()
+    if quiet:
+        click.echo(manifest.name)
+        return
+    click.echo(
+        f"backup {manifest.name}: {human_size(manifest.size)}, integrity ok, "
+        f"sha256 {manifest.sha256[:16]}…, {manifest.duration_seconds:.1f}s "
+        f"in {settings.backup_dir}"
+    )
+
+
+def _verified(manifest: Any) -> str:
+    if manifest.verified_ok is None:
+        return "-"
+    mark = "yes" if manifest.verified_ok else "FAILED"
+    return f"{mark} {(manifest.verified_at or '')[:16].replace('T', ' ')}"
+
+
+@backup.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the manifests).")
+def backup_list(as_json: bool) -> None:
+    """List backups, oldest first, with time, size, kind, verified and reason."""
+    from orc.backup.manifest import list_backups
+    from orc.backup.progress import human_size
+
+    settings = load_settings()
+    backups = list_backups(settings.backup_dir)
+    if as_json:
+        click.echo(json.dumps([m.to_json() for m in backups], indent=2))
+        return
+    if not backups:
+        click.echo(f"no backups in {settings.backup_dir}")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "time (UTC)", "size", "kind", "verified", "reason", "schema", box=None)
+    for m in backups:
+        table.add_row(
+            m.name,
+            m.started_at[:19].replace("T", " "),
+            human_size(m.size),
+            m.kind + (" (gzip)" if m.gzip else ""),
+            _verified(m),
+            m.reason,
+            m.schema_version or "-",
+        )
+    Console(width=200).print(table)
+
+
+@backup.command("verify")
+@click.argument("name", required=False)
+@click.option("--all", "verify_all", is_flag=True, help="Verify every backup.")
+def backup_verify(name: str | None, verify_all: bool) -> None:
+    """Check a backup's checksum, integrity and that it restores (default: the latest)."""
+    from orc.backup.manifest import BackupError, find_backup, list_backups
+    from orc.backup.verify import verify_backup
+
+    settings = load_settings()
+    if name and verify_all:
+        raise click.UsageError("give a NAME or --all, not both")
+    try:
+        targets = (
+            list_backups(settings.backup_dir)
+            if verify_all
+            else [find_backup(settings.backup_dir, name or "latest", _kind(settings))]
+        )
+    except BackupError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    failed = []
+    for manifest in targets:
+        problem = verify_backup(settings.backup_dir, manifest)
+        if problem is None:
+            click.echo(f"ok {manifest.name}")
+        else:
+            failed.append(manifest.name)
+            click.echo(f"FAILED {problem}")
+    if failed:
+        _fail(f"{len(failed)} of {len(targets)} backup(s) failed verification: {', '.join(failed)}")
+
+
+@backup.command("restore")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Restore even though a server uses the database.")
+def backup_restore(name: str, force: bool) -> None:
+    """Restore the backup NAME (or `latest`); takes a safety backup of the current database."""
+    from orc.backup.manifest import BackupError, find_backup
+    from orc.backup.restore import restore_backup
+    from orc.cli.progress_bar import reporter_for
+
+    settings = load_settings()
+    try:
+        manifest = find_backup(settings.backup_dir, name, _kind(settings))
+    except BackupError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    reporter = reporter_for(sys.stderr, "restore")
+    try:
+        safety = restore_backup(settings, manifest, force=force, reporter=reporter)
+    except BackupError as exc:
+        reporter.close()
+        _fail(f"restore refused: {exc}" if "newer orc" in str(exc) else str(exc))
+    reporter.close()
+    if safety is not None:
+        click.echo(f"safety backup of the previous database: {safety.name}")
+    click.echo(f"restored {manifest.name}; start orc again (orc serve) to use it")
+
+
+@backup.command("prune")
+@click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
+def backup_prune(dry_run: bool) -> None:
+    """Delete backups beyond ORC_BACKUP_KEEP_DAILY/WEEKLY/MONTHLY (and the pre-* caps)."""
+    from orc.backup.manifest import BackupError, list_backups
+    from orc.backup.retention import backups_to_keep
+    from orc.backup.service import policy_of, prune_locked_or_not
+
+    settings = load_settings()
+    if dry_run:
+        backups = list_backups(settings.backup_dir)
+        keep = backups_to_keep(
+            [(m.name, m.reason, m.started) for m in backups], policy_of(settings)
+        )
+        for m in backups:
+            click.echo(f"{'keep  ' if m.name in keep else 'delete'} {m.name}")
+        return
+    try:
+        removed = prune_locked_or_not(settings, locked=False)
+    except BackupError as exc:
+        _fail(str(exc))
+    for m in removed:
+        click.echo(f"deleted {m.name}")
+    click.echo(f"pruned {len(removed)} backup(s)")
+
+
+COMMANDS = (backup,)

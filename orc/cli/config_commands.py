@@ -1,0 +1,59 @@
+"""Configuration: orc init (a project's config file) and orc config show."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from orc.config import load_settings
+
+
+@click.command()
+def init() -> None:
+    """Create .orc/config.yaml in this project (never overwrites your edits)."""
+    from orc.config.project_file import init_project
+
+    settings = load_settings()
+    path, created = init_project(Path.cwd(), settings.home)
+    if created:
+        click.echo(f"created {path}")
+    else:
+        click.echo(f"{path} already exists; left unchanged")
+    click.echo("next: orc serve")
+
+
+@click.group()
+def config() -> None:
+    """Inspect the configuration."""
+
+
+@config.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def config_show(as_json: bool) -> None:
+    """Print the effective settings, where each came from, secrets redacted."""
+    from orc.config import SETTINGS
+
+    settings = load_settings()
+    rows = [
+        (s.name, s.env, settings.display_value(s.name), settings.sources.get(s.name, "default"))
+        for s in SETTINGS
+    ]
+    if as_json:
+        payload = {
+            name: {"env": env, "value": value, "source": source}
+            for name, env, value, source in rows
+        }
+        click.echo(json.dumps(payload, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("setting", "variable", "value", "source", box=None)
+    for row in rows:
+        table.add_row(*row)
+    Console(width=200).print(table)
+
+
+COMMANDS = (init, config)

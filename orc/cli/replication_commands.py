@@ -1,0 +1,87 @@
+"""Litestream replication: orc replication status|restore."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from orc.cli.console import EXIT_FAILED, EXIT_USAGE, fail
+from orc.config import Settings, load_settings
+
+
+@click.group()
+def replication() -> None:
+    """Litestream replication of orc.db: status, and restore on boot."""
+
+
+def _litestream_db(settings: Settings) -> Any:
+    from orc.db.url import is_sqlite_url, sqlite_path
+    from orc.replication.litestream import ReplicationError, load_litestream_db
+
+    if not is_sqlite_url(settings.database_url):
+        fail("Litestream replicates SQLite; DATABASE_URL is PostgreSQL", EXIT_USAGE)
+    try:
+        return load_litestream_db(
+            settings.litestream_config, Path(sqlite_path(settings.database_url))
+        )
+    except ReplicationError as exc:
+        fail(str(exc), EXIT_USAGE)
+
+
+@replication.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def replication_status(as_json: bool) -> None:
+    """Is Litestream running and how far is the replica behind (exit 1 when not ok)."""
+    from orc.replication.litestream import ReplicationError, check_replication
+
+    settings = load_settings()
+    db = _litestream_db(settings)
+    try:
+        status = check_replication(db)
+    except ReplicationError as exc:
+        fail(str(exc), EXIT_FAILED)
+    if as_json:
+        click.echo(json.dumps(status.to_json(), indent=2))
+    else:
+        click.echo(f"replication: {status.status}")
+        click.echo(f"database:    {db.path} (config {db.config})")
+        click.echo(f"replicas:    {', '.join(status.replicas)}")
+        click.echo(f"litestream:  {'running' if status.up else 'not running'}")
+        click.echo(f"lag:         {status.lag_seconds:g}s")
+        click.echo(f"local txid:  {status.local_txid or '-'}")
+        click.echo(f"replica:     txid {status.replica_txid or '-'} at {status.replica_at or '-'}")
+    if not status.ok:
+        sys.exit(EXIT_FAILED)
+
+
+@replication.command("restore")
+@click.option(
+    "--if-missing",
+    is_flag=True,
+    required=True,
+    help="Only when the database file is missing (the only mode: never overwrites).",
+)
+def replication_restore(if_missing: bool) -> None:
+    """Restore orc.db from its Litestream replica when the file is missing (container boot)."""
+    from orc.db.url import is_sqlite_url, sqlite_path
+    from orc.replication.litestream import ReplicationError, restore_if_missing
+
+    settings = load_settings()
+    if not settings.litestream_enabled:
+        click.echo("replication is off (ORC_LITESTREAM_ENABLED is not true); nothing to restore")
+        return
+    if is_sqlite_url(settings.database_url) and Path(sqlite_path(settings.database_url)).exists():
+        click.echo(f"{sqlite_path(settings.database_url)} exists; nothing to restore")
+        return
+    db = _litestream_db(settings)
+    try:
+        click.echo(restore_if_missing(db))
+    except ReplicationError as exc:
+        fail(str(exc), EXIT_FAILED)
+
+
+COMMANDS = (replication,)

@@ -1,0 +1,226 @@
+"""Running orc: orc serve, orc worker, orc migrate, orc healthcheck (and the internal _api)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from orc.cli.console import WholeNumber, fail, run_coroutine, settings_from
+from orc.config import ConfigError, Settings, load_settings
+
+
+@click.command()
+@click.option("--host", help="Listen address (ORC_HOST).")
+@click.option("--port", type=WholeNumber(1, 65535), help="Listen port (ORC_PORT).")
+@click.option("--workers", type=WholeNumber(min=1), help="API worker processes (ORC_WORKERS).")
+@click.option("--no-worker", is_flag=True, help="Do not run the job worker (run `orc worker`).")
+@click.option(
+    "--no-migrate",
+    is_flag=True,
+    help="Do not apply migrations first (something else runs `orc migrate` once, e.g. the "
+    "container's entry point).",
+)
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    no_worker: bool,
+    no_migrate: bool,
+) -> None:
+    """Run the API (and the job worker) until SIGTERM or Ctrl-C."""
+    from orc.auth.policy import check_auth_policy
+    from orc.config import parse_host
+    from orc.runtime import launcher
+    from orc.runtime.logs import setup_logging
+    from orc.usage.pricing import load_prices
+
+    if host is not None:
+        try:
+            host = parse_host(host)
+        except ValueError as exc:
+            fail(f"--host {host!r} is invalid: {exc}")
+    # Signals are handled from here on, so a SIGTERM during migrations still ends cleanly.
+    stop = launcher.StopRequest()
+    stop.install()
+    settings = settings_from(ctx, host=host, port=port, workers=workers)
+    check_auth_policy(settings)
+    load_prices(settings.home)  # a broken pricing.yaml stops start-up here, in one line
+    setup_logging(settings.log_level, settings.log_format)
+    launcher.check_port_free(settings.host, settings.port)
+    _prepare_in_child(settings, migrate=not no_migrate)
+    if stop.event.is_set():
+        sys.exit(0)
+    sys.exit(launcher.serve(settings, run_worker=not no_worker, stop=stop))
+
+
+def _prepare_in_child(settings: Settings, migrate: bool) -> None:
+    """Migrate and check auth in a forked child, so the long-lived supervisor never loads the
+    ORM or the OIDC client (they would stay in its memory for the life of the server)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: migrate, report, exit without running the parent's cleanup
+        code = 0
+        try:
+            if migrate:
+                _migrate_or_exit(settings)
+            if settings.auth_enabled:
+                _prepare_auth(settings)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            code = 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        sys.exit(code if code > 0 else 1)
+
+
+def _migrate_or_exit(settings: Settings) -> None:
+    import logging
+
+    from orc.backup.premigrate import PreMigrationBackupFailed, pre_migration_hook
+    from orc.db import describe_error
+    from orc.db.schema import MigrationFailed, migrate_database
+
+    log = logging.getLogger("orc.migrate")
+    try:
+        applied = run_coroutine(
+            migrate_database(
+                settings.database_url,
+                lambda name: log.info("applying %s", name),
+                before_migrating=pre_migration_hook(settings, log.info),
+            )
+        )
+    except (MigrationFailed, PreMigrationBackupFailed) as exc:
+        fail(str(exc), code=1)
+    except Exception as exc:
+        fail(
+            f"cannot open the database ({describe_error(exc)}); check DATABASE_URL "
+            "and that the database server is running",
+            code=1,
+        )
+    if applied:
+        log.info("applied %d migration(s): %s", len(applied), ", ".join(applied))
+
+
+def _prepare_auth(settings: Settings) -> None:
+    """Make the session key once (before several API processes race for it) and check OIDC."""
+    import logging
+
+    from orc.auth.secret_key import load_secret_key
+
+    try:
+        load_secret_key(settings)
+    except ConfigError as exc:
+        fail(str(exc))
+    if settings.auth_type != "oidc":
+        return
+    from orc.auth.oidc import OidcError, OidcProvider
+
+    try:
+        run_coroutine(OidcProvider(settings).discover())
+    except OidcError as exc:
+        if exc.code != "oidc_unreachable":
+            fail(f"ORC_OIDC_ISSUER={settings.oidc_issuer}: {exc}")
+        # The provider may be down for a moment; tokens keep working, sign-in retries.
+        logging.getLogger("orc.auth").warning("%s; sign-in will retry it", exc)
+
+
+@click.command("_api", hidden=True)
+def api_process() -> None:
+    """The API process that `orc serve` starts (internal)."""
+    from orc.runtime.api_process import run_api
+    from orc.runtime.logs import setup_logging
+
+    settings = load_settings()
+    setup_logging(settings.log_level, settings.log_format)
+    run_api(settings)
+
+
+@click.command()
+def worker() -> None:
+    """Run the job worker. SIGINT stops gracefully; SIGTERM stops at once."""
+    from orc.runtime.logs import setup_logging
+    from workers.consumer import run_consumer
+
+    settings = load_settings()
+    setup_logging(settings.log_level, settings.log_format)
+    run_consumer(settings)
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="List pending migrations; change nothing.")
+@click.option("--no-backup", is_flag=True, help="Skip the pre-migration backup.")
+def migrate(dry_run: bool, no_backup: bool) -> None:
+    """Apply pending database migrations (run once before starting servers).
+
+    A database that holds data is backed up first (reason pre-migration).
+    """
+    from orc.backup.premigrate import PreMigrationBackupFailed, pre_migration_hook
+    from orc.db import describe_error
+    from orc.db.schema import MigrationFailed, migrate_database
+
+    settings = load_settings()
+    try:
+        names = run_coroutine(
+            migrate_database(
+                settings.database_url,
+                lambda name: click.echo(f"applying {name}"),
+                dry_run=dry_run,
+                before_migrating=None if no_backup else pre_migration_hook(settings, click.echo),
+            )
+        )
+    except (MigrationFailed, PreMigrationBackupFailed) as exc:
+        fail(str(exc), code=1)
+    except Exception as exc:
+        fail(f"cannot open the database ({describe_error(exc)}); check DATABASE_URL", code=1)
+    if dry_run:
+        click.echo("\n".join(f"pending {name}" for name in names) or "no pending migrations")
+    else:
+        click.echo(f"applied {len(names)} migration(s)" if names else "database is up to date")
+
+
+@click.command()
+@click.option("--timeout", default=3.0, show_default=True, help="Seconds to wait for an answer.")
+@click.option("--ready", is_flag=True, help="Ask /api/health/ready instead and print its checks.")
+def healthcheck(timeout: float, ready: bool) -> None:
+    """Exit 0 when /api/health (or /api/health/ready) says ok on the configured port, else 1."""
+    import urllib.error
+    import urllib.request
+
+    from orc.runtime.launcher import probe_address
+
+    settings = load_settings()
+    host = probe_address(settings.host)
+    host = f"[{host}]" if ":" in host else host
+    url = f"http://{host}:{settings.port}/api/health" + ("/ready" if ready else "")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        # Readiness answers 503 with its checks when degraded: show them.
+        try:
+            body = json.loads(exc.read())
+        except ValueError:
+            fail(f"{url} answered HTTP {exc.code}", code=1)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        fail(f"{url} did not answer: {getattr(exc, 'reason', exc)}", code=1)
+    if ready:
+        click.echo(json.dumps(body, indent=2))
+    if body.get("status") != "ok":
+        fail(f"{url} answered {body!r}", code=1)
+    if not ready:
+        click.echo(f"ok {url} version {body.get('version')}")
+
+
+COMMANDS = (serve, api_process, worker, migrate, healthcheck)

@@ -1,0 +1,218 @@
+"""CLI commands on the local store: orc new, list, show, cost, and fold-usage."""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+
+from orc.config import load_settings
+
+T = TypeVar("T")
+
+
+def run_on_store(work: Callable[[], Awaitable[T]]) -> T:
+    """Open the configured database, run ``work``, close it."""
+    import asyncio
+
+    from orc.db import close_database, open_database
+    from orc.db.schema import migrate_database
+
+    settings = load_settings()
+
+    async def main() -> T:
+        from orc.backup.premigrate import PreMigrationBackupFailed, pre_migration_hook
+
+        try:
+            await migrate_database(
+                settings.database_url, before_migrating=pre_migration_hook(settings, _note)
+            )
+        except PreMigrationBackupFailed as exc:
+            raise click.ClickException(str(exc)) from None
+        await open_database(settings.database_url)
+        try:
+            return await work()
+        finally:
+            await close_database()
+
+    return asyncio.run(main())
+
+
+def _note(text: str) -> None:
+    click.echo(text, err=True)
+
+
+def _task_number(task_id: str) -> int:
+    from orc.tasks.lifecycle import parse_task_id
+
+    number = parse_task_id(task_id.upper())
+    if number is None:
+        raise click.UsageError(f"{task_id!r} is not a task id; ids look like TASK-001")
+    return number
+
+
+def _money(value: float) -> str:
+    return f"${value:,.4f}"
+
+
+@click.command("new")
+@click.argument("title")
+@click.option(
+    "--weight",
+    type=click.Choice(["trivial", "small", "medium", "large"]),
+    default="medium",
+    show_default=True,
+)
+@click.option("--description", default="", help="Longer description.")
+def new_task(title: str, weight: str, description: str) -> None:
+    """Create a task."""
+    from orc.tasks.lifecycle import create_task
+
+    title = title.strip()
+    if not title or len(title) > 200:
+        raise click.UsageError("the title must have 1 to 200 characters")
+    task = run_on_store(lambda: create_task(title, description, weight, getpass.getuser()))
+    click.echo(f"{task['id']} created: {task['title']} ({task['weight']})")
+
+
+@click.command("list")
+@click.option(
+    "--status",
+    type=click.Choice(
+        ["created", "planned", "running", "paused", "blocked", "completed", "failed"]
+    ),
+)
+@click.option("--limit", type=click.IntRange(1, 100), default=50, show_default=True)
+def list_tasks_command(status: str | None, limit: int) -> None:
+    """List tasks, newest first."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from orc.tasks.lifecycle import list_tasks
+
+    items, total = run_on_store(lambda: list_tasks(1, limit, status, None))
+    table = Table("id", "title", "weight", "status", "phase", "updated", box=None)
+    for task in items:
+        table.add_row(
+            task["id"],
+            task["title"],
+            task["weight"],
+            task["status"],
+            task["current_phase"] or "-",
+            task["updated_at"][:19],
+        )
+    Console(width=160).print(table)
+    click.echo(f"{len(items)} of {total} task(s)")
+
+
+@click.command("show")
+@click.argument("task_id")
+def show_task(task_id: str) -> None:
+    """A task with its phases, tokens and cost."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from orc.tasks.lifecycle import TaskNotFound, get_task
+    from orc.usage.pricing import load_prices
+    from orc.usage.recording import task_usage
+
+    number = _task_number(task_id)
+    prices = load_prices(load_settings().home)
+
+    async def both() -> tuple[dict[str, Any], dict[str, Any]]:
+        return await get_task(number), await task_usage(number, prices)
+
+    try:
+        task, usage = run_on_store(both)
+    except TaskNotFound:
+        raise click.ClickException(f"no task {task_id.upper()}") from None
+    console = Console(width=160)
+    console.print(
+        f"[bold]{task['id']}[/bold] {task['title']}  ({task['weight']}, {task['status']})"
+    )
+    if task["description"]:
+        console.print(task["description"])
+    phases = Table("phase", "status", "iterations", "started", "finished", box=None)
+    for phase in task["phases"]:
+        phases.add_row(
+            phase["name"],
+            phase["status"],
+            str(phase["iterations"]),
+            (phase["started_at"] or "-")[:19],
+            (phase["finished_at"] or "-")[:19],
+        )
+    console.print(phases)
+    tokens = Table(
+        "phase", "model", "input", "output", "cache read", "cache write", "cost", box=None
+    )
+    for row in usage["by_phase_and_model"]:
+        t = row["tokens"]
+        tokens.add_row(
+            row["phase"] or "-",
+            row["model"],
+            f"{t['input']:,}",
+            f"{t['output']:,}",
+            f"{t['cache_read']:,}",
+            f"{t['cache_write']:,}",
+            _money(row["cost_usd"]),
+        )
+    console.print(tokens)
+    console.print(
+        f"total cost {_money(usage['cost_usd'])}"
+        + (
+            f" (unpriced: {', '.join(usage['unpriced_models'])})"
+            if usage["unpriced_models"]
+            else ""
+        )
+    )
+
+
+@click.command("cost")
+def cost_command() -> None:
+    """Tokens and cost today, this week, this month; by model; top tasks."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from orc.usage.cost import cost_summary
+    from orc.usage.pricing import load_prices
+
+    prices = load_prices(load_settings().home)
+    summary = run_on_store(lambda: cost_summary(prices))
+    console = Console(width=160)
+    periods = Table("period", "tokens", "cost", box=None)
+    for name in ("today", "week", "month"):
+        periods.add_row(
+            name, f"{summary[name]['total_tokens']:,}", _money(summary[name]["cost_usd"])
+        )
+    console.print(periods)
+    models = Table("model (this month)", "tokens", "cost", box=None)
+    for row in summary["by_model"]:
+        models.add_row(
+            row["model"] + ("" if row["priced"] else " (unpriced)"),
+            f"{row['total_tokens']:,}",
+            _money(row["cost_usd"]),
+        )
+    console.print(models)
+    top = Table("top task", "title", "tokens", "cost", box=None)
+    for row in summary["top_tasks"]:
+        top.add_row(
+            row["task_id"],
+            row["title"] or "(deleted)",
+            f"{row['total_tokens']:,}",
+            _money(row["cost_usd"]),
+        )
+    console.print(top)
+
+
+@click.command("fold-usage")
+def fold_usage_command() -> None:
+    """Fold new usage events into rollups now (the worker also does it every minute)."""
+    from orc.usage.rollups import fold_usage
+
+    result = run_on_store(fold_usage)
+    click.echo(f"folded {result.events} event(s); watermark {result.watermark}")
+
+
+COMMANDS = (new_task, list_tasks_command, show_task, cost_command, fold_usage_command)

@@ -1,0 +1,1 @@
+"""Health of a running orc: readiness checks and the Prometheus exposition."""

@@ -1,0 +1,217 @@
+"""Live events in one API process: tail the outbox, fan out to WebSocket subscribers.
+
+Every API process runs one ``OutboxTailer``. It polls the outbox by id (SQLite) or wakes on
+PostgreSQL NOTIFY (with a slow poll as a safety net), so events written by any process (other
+API workers, the CLI, the job worker, other servers on the same PostgreSQL) reach this
+process's clients. Each subscriber has a bounded queue: a client that cannot keep up is
+disconnected (it reconnects with ``since`` and misses nothing) instead of slowing the others
+or growing memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from orc.db.url import asyncpg_connect_args, is_sqlite_url
+from orc.outbox.events import (
+    EVENT_CHANNEL,
+    INTERNAL_EVENT_TYPES,
+    event_message,
+    events_since,
+    latest_event_id,
+)
+
+log = logging.getLogger("orc.live")
+
+QUEUE_LIMIT = 1000
+BATCH = 500
+SQLITE_POLL_SECONDS = 0.1
+POSTGRES_SAFETY_POLL_SECONDS = 1.0
+SESSION_UPDATE_MIN_INTERVAL = 1.0
+SESSION_EVENT_TYPES = {"state", "tokens", "task_created", "task_deleted"}
+ALL = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message for clients, encoded once however many clients receive it."""
+
+    kind: str
+    text: str
+    event_id: int | None = None
+    task_id: str | None = None
+
+
+def encode(message: dict[str, Any]) -> Outgoing:
+    event_id = message.get("id") if message["type"] == "event" else None
+    return Outgoing(message["type"], json.dumps(message), event_id, message.get("task_id"))
+
+
+class Subscriber:
+    """One WebSocket client: what it subscribed to and its bounded outgoing queue."""
+
+    def __init__(self, limit: int = QUEUE_LIMIT, revocation_key: str | None = None) -> None:
+        self.queue: asyncio.Queue[Outgoing] = asyncio.Queue(limit)
+        self.topic: str | None = None
+        self.overflowed = asyncio.Event()
+        # The credential the client connected with; revoking it closes the connection.
+        self.revocation_key = revocation_key
+        self.revoked = asyncio.Event()
+        # While a catch-up runs, live events wait here so they follow the backlog in order.
+        self.held: list[Outgoing] | None = None
+
+    def wants(self, message: Outgoing) -> bool:
+        if self.topic is None:
+            return False
+        if message.kind == "session_update":
+            return self.topic == ALL
+        return self.topic == ALL or message.task_id == self.topic
+
+    def offer(self, message: Outgoing) -> None:
+        if not self.wants(message) or self.overflowed.is_set():
+            return
+        if self.held is not None:
+            if len(self.held) >= self.queue.maxsize:
+                self.overflowed.set()
+            else:
+                self.held.append(message)
+            return
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self.overflowed.set()
+
+
+class Hub:
+    """The subscribers of this process."""
+
+    def __init__(self) -> None:
+        self.subscribers: set[Subscriber] = set()
+
+    def publish(self, message: dict[str, Any]) -> None:
+        if not self.subscribers:
+            return
+        if message.get("event_type") in INTERNAL_EVENT_TYPES:
+            self._revoke(message["data"].get("key"))
+            return
+        outgoing = encode(message)
+        for subscriber in list(self.subscribers):
+            subscriber.offer(outgoing)
+
+    def _revoke(self, key: str | None) -> None:
+        for subscriber in self.subscribers:
+            if key is not None and subscriber.revocation_key == key:
+                subscriber.revoked.set()
+
+    def has_firehose(self) -> bool:
+        return any(s.topic == ALL for s in self.subscribers)
+
+
+class OutboxTailer:
+    """Delivers new outbox rows to the hub; one per API process."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        database_url: str,
+        session_update: Callable[[], Awaitable[dict[str, Any]]],
+    ) -> None:
+        self.hub = hub
+        self.database_url = database_url
+        self.session_update = session_update
+        self.last_id = 0
+        self.wake = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
+        self._last_session_update = 0.0
+        self._session_pending: asyncio.Task[None] | None = None
+
+    @property
+    def is_postgres(self) -> bool:
+        return not is_sqlite_url(self.database_url)
+
+    async def run(self) -> None:
+        started = False
+        while True:
+            try:
+                if not started:
+                    # Clients catch up with since=; the tailer only delivers what is new.
+                    self.last_id = await latest_event_id()
+                    started = True
+                if self.is_postgres and self._listener is None:
+                    await self._listen()
+                delivered = await self.deliver_new()
+                if delivered < BATCH:
+                    await self._wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database may be away; keep trying
+                log.warning("outbox tail failed: %s", exc)
+                await self._drop_listener()
+                await asyncio.sleep(1.0)
+
+    async def deliver_new(self) -> int:
+        events = await events_since(self.last_id, BATCH, internal=True)
+        for event in events:
+            self.hub.publish(event_message(event))
+            self.last_id = event.id
+        if any(e.event_type in SESSION_EVENT_TYPES for e in events):
+            await self._publish_session_update()
+        return len(events)
+
+    async def _publish_session_update(self) -> None:
+        """At most one session_update a second; one that is due later is sent later, not lost."""
+        if not self.hub.has_firehose() or self._session_pending is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._last_session_update + SESSION_UPDATE_MIN_INTERVAL - loop.time()
+        if wait > 0:
+            self._session_pending = asyncio.create_task(self._session_update_later(wait))
+            return
+        self._last_session_update = loop.time()
+        self.hub.publish(await self.session_update())
+
+    async def _session_update_later(self, delay: float) -> None:
+        try:
+            await asyncio.sleep(delay)
+            self._last_session_update = asyncio.get_running_loop().time()
+            self.hub.publish(await self.session_update())
+        except Exception as exc:
+            log.warning("session update failed: %s", exc)
+        finally:
+            self._session_pending = None
+
+    async def _wait(self) -> None:
+        timeout = POSTGRES_SAFETY_POLL_SECONDS if self.is_postgres else SQLITE_POLL_SECONDS
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout)
+        self.wake.clear()
+
+    async def _listen(self) -> None:
+        conn = await asyncpg.connect(**asyncpg_connect_args(self.database_url))
+        await conn.add_listener(EVENT_CHANNEL, lambda *_: self.wake.set())
+        conn.add_termination_listener(self._on_listener_lost)
+        self._listener = conn
+
+    def _on_listener_lost(self, conn: asyncpg.Connection) -> None:
+        if self._listener is conn:
+            self._listener = None
+            self.wake.set()
+
+    async def _drop_listener(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close(timeout=2)
+            self._listener = None
+
+    async def close(self) -> None:
+        if self._session_pending is not None:
+            self._session_pending.cancel()
+        await self._drop_listener()

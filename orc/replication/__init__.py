@@ -1,0 +1,1 @@
+"""Litestream replication of orc.db: configuration, checks, restore on boot, recorded status."""

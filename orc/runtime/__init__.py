@@ -1,0 +1,1 @@
+"""The processes of a running orc: the `orc serve` launcher, the API process, supervisord glue."""

@@ -1,0 +1,1 @@
+"""Token usage and money: recording model calls, hourly rollups, prices and cost reports."""

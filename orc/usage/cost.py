@@ -1,0 +1,187 @@
+"""Cost reports: today / week / month, by model, top tasks, daily series, all-time totals.
+
+Everything reads the rollups plus the tail of usage events not folded yet, in one snapshot,
+so the numbers are exact whether or not the aggregation job has run.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+from orc.db.models import Task
+from orc.db.sql import fetch, hour_bucket, snapshot_transaction
+from orc.tasks.lifecycle import ACTIVE_STATUS, format_task_id
+from orc.usage.pricing import TOKEN_TYPES, PriceList
+from orc.usage.rollups import read_watermark
+
+_SUMS = (
+    "SUM(input_tokens) AS input, SUM(output_tokens) AS output, "
+    "SUM(cache_read_tokens) AS cache_read, SUM(cache_write_tokens) AS cache_write"
+)
+TOP_TASKS = 10
+
+Tokens = dict[str, int]
+
+
+def _tokens(row: Any) -> Tokens:
+    return {kind: int(row[kind] or 0) for kind in TOKEN_TYPES}
+
+
+def _as_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value))
+
+
+def _add(into: Tokens, tokens: Tokens) -> None:
+    for kind in TOKEN_TYPES:
+        into[kind] = into.get(kind, 0) + tokens[kind]
+
+
+async def _usage_by(
+    conn: BaseDBAsyncClient, key: str, since: datetime | None
+) -> list[tuple[Any, str, Tokens]]:
+    """(key value, model, tokens) rows from rollups and the unfolded tail; key: hour or task."""
+    watermark = await read_watermark(conn)
+    rollup_key = "hour" if key == "hour" else "task_number"
+    event_key = hour_bucket(conn, "occurred_at") if key == "hour" else "task_number"
+    where_rollup, where_tail, args = "", "", []
+    if since is not None:
+        where_rollup, where_tail, args = " WHERE hour >= ?", " AND occurred_at >= ?", [since]
+    rows = await fetch(
+        conn,
+        f"SELECT {rollup_key} AS k, model, {_SUMS} FROM usage_rollup{where_rollup} "  # noqa: S608
+        f"GROUP BY {rollup_key}, model",
+        args,
+    )
+    tail = await fetch(
+        conn,
+        f"SELECT {event_key} AS k, model, {_SUMS} FROM usage_event "  # noqa: S608
+        f"WHERE id > ?{where_tail} GROUP BY k, model",
+        [watermark, *args],
+    )
+    return [(row["k"], row["model"], _tokens(row)) for row in [*rows, *tail]]
+
+
+async def _running_tasks(conn: BaseDBAsyncClient) -> int:
+    rows = await fetch(conn, "SELECT COUNT(*) AS n FROM task WHERE status = ?", [ACTIVE_STATUS])
+    return int(rows[0]["n"])
+
+
+def _cost_block(by_model: dict[str, Tokens], prices: PriceList) -> dict[str, Any]:
+    tokens: Tokens = dict.fromkeys(TOKEN_TYPES, 0)
+    cost = 0.0
+    for model, model_tokens in by_model.items():
+        _add(tokens, model_tokens)
+        cost += prices.cost(model, model_tokens)
+    return {"tokens": tokens, "total_tokens": sum(tokens.values()), "cost_usd": round(cost, 6)}
+
+
+def period_starts(now: datetime) -> dict[str, datetime]:
+    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return {
+        "today": today,
+        "week": today - timedelta(days=today.weekday()),
+        "month": today.replace(day=1),
+    }
+
+
+async def cost_summary(prices: PriceList, now: datetime | None = None) -> dict[str, Any]:
+    """Tokens and cost for today, this week and this month; by model; top tasks this month."""
+    now = now or datetime.now(UTC)
+    starts = period_starts(now)
+    since = min(starts.values())
+    async with snapshot_transaction() as conn:
+        hourly = await _usage_by(conn, "hour", since)
+        per_task = await _usage_by(conn, "task", starts["month"])
+    periods: dict[str, dict[str, Tokens]] = {name: defaultdict(dict) for name in starts}
+    for hour, model, tokens in hourly:
+        at = _as_datetime(hour)
+        for name, start in starts.items():
+            if at >= start:
+                _add(periods[name][model], tokens)
+    month = periods["month"]
+    by_model = [
+        {
+            "model": model,
+            **_cost_block({model: tokens}, prices),
+            "priced": prices.price_for(model) is not None,
+        }
+        for model, tokens in sorted(month.items())
+    ]
+    task_costs: dict[int, float] = defaultdict(float)
+    task_tokens: dict[int, int] = defaultdict(int)
+    for number, model, tokens in per_task:
+        task_costs[int(number)] += prices.cost(model, tokens)
+        task_tokens[int(number)] += sum(tokens.values())
+    top = sorted(task_costs.items(), key=lambda item: (-item[1], item[0]))[:TOP_TASKS]
+    titles = dict(await Task.filter(number__in=[n for n, _ in top]).values_list("number", "title"))
+    return {
+        "generated_at": now.isoformat(),
+        **{name: _cost_block(periods[name], prices) for name in starts},
+        "by_model": by_model,
+        "top_tasks": [
+            {
+                "task_id": format_task_id(number),
+                "title": titles.get(number),
+                "total_tokens": task_tokens[number],
+                "cost_usd": round(cost, 6),
+            }
+            for number, cost in top
+        ],
+        "unpriced_models": sorted(m for m in month if prices.price_for(m) is None),
+    }
+
+
+async def cost_timeseries(
+    prices: PriceList, days: int, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """One bucket per UTC day for the last ``days`` days, today included, oldest first."""
+    now = now or datetime.now(UTC)
+    first_day = period_starts(now)["today"] - timedelta(days=days - 1)
+    async with snapshot_transaction() as conn:
+        hourly = await _usage_by(conn, "hour", first_day)
+    by_day: dict[date, dict[str, Tokens]] = defaultdict(lambda: defaultdict(dict))
+    for hour, model, tokens in hourly:
+        _add(by_day[_as_datetime(hour).date()][model], tokens)
+    return [
+        {"date": day.isoformat(), **_cost_block(by_day.get(day, {}), prices)}
+        for day in (first_day.date() + timedelta(days=i) for i in range(days))
+    ]
+
+
+async def usage_today(now: datetime | None = None) -> tuple[dict[str, Tokens], int]:
+    """Today's tokens per model and the number of running tasks."""
+    today = period_starts(now or datetime.now(UTC))["today"]
+    async with snapshot_transaction() as conn:
+        hourly = await _usage_by(conn, "hour", today)
+        running = await _running_tasks(conn)
+    by_model: dict[str, Tokens] = defaultdict(dict)
+    for _, model, tokens in hourly:
+        _add(by_model[model], tokens)
+    return dict(by_model), running
+
+
+async def usage_totals() -> tuple[dict[str, Tokens], int]:
+    """All-time tokens per model (totals plus tail) and the number of running tasks."""
+    async with snapshot_transaction() as conn:
+        watermark = await read_watermark(conn)
+        totals = await fetch(
+            conn,
+            "SELECT model, input_tokens AS input, output_tokens AS output, "
+            "cache_read_tokens AS cache_read, cache_write_tokens AS cache_write FROM usage_total",
+        )
+        tail = await fetch(
+            conn,
+            f"SELECT model, {_SUMS} FROM usage_event WHERE id > ? GROUP BY model",  # noqa: S608
+            [watermark],
+        )
+        running = await _running_tasks(conn)
+    by_model: dict[str, Tokens] = defaultdict(dict)
+    for row in [*totals, *tail]:
+        _add(by_model[row["model"]], _tokens(row))
+    return dict(by_model), running
