@@ -37,6 +37,18 @@ class ServerState(Model):
         table = "server_state"
 
 
+class Project(Model):
+    """A git repository on the server's disk that tasks work on."""
+
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=100, unique=True)
+    path = fields.CharField(max_length=1024, unique=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "project"
+
+
 class Task(Model):
     """A unit of work orc runs. Its public id is ``TASK-001``, derived from ``number``."""
 
@@ -49,6 +61,15 @@ class Task(Model):
     created_by = fields.CharField(max_length=255, default="")
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True, db_index=True)
+    project: fields.ForeignKeyNullableRelation[Project] = fields.ForeignKeyField(
+        "orc.Project", related_name="tasks", null=True, on_delete=fields.SET_NULL
+    )
+    # The branch or commit asked for, and the commit the task's branch started from.
+    base_ref = fields.CharField(max_length=255, null=True)
+    base_commit = fields.CharField(max_length=64, null=True)
+    budget_usd = fields.FloatField(null=True)
+    # Why the task is paused, blocked or failed, in words a person can act on.
+    reason = fields.TextField(null=True)
 
     class Meta:
         table = "task"
@@ -66,10 +87,61 @@ class TaskPhase(Model):
     iterations = fields.IntField(default=0)
     started_at = fields.DatetimeField(null=True)
     finished_at = fields.DatetimeField(null=True)
+    summary = fields.TextField(null=True)
+    # What the phase produced for later phases (the spec, the breakdown, review findings).
+    artifact = fields.TextField(null=True)
+    commit = fields.CharField(max_length=64, null=True)
 
     class Meta:
         table = "task_phase"
         unique_together = (("task", "name"),)
+
+
+class Run(Model):
+    """One execution of a task by the job worker, claimed with a lease that its worker renews."""
+
+    id = fields.IntField(primary_key=True)
+    task: fields.ForeignKeyRelation[Task] = fields.ForeignKeyField(
+        "orc.Task", related_name="runs", on_delete=fields.CASCADE
+    )
+    status = fields.CharField(max_length=16, db_index=True)
+    requested_by = fields.CharField(max_length=255, default="")
+    queued_at = fields.DatetimeField(db_index=True)
+    started_at = fields.DatetimeField(null=True)
+    ended_at = fields.DatetimeField(null=True)
+    lease_owner = fields.CharField(max_length=128, null=True)
+    lease_expires_at = fields.DatetimeField(null=True)
+    phase = fields.CharField(max_length=64, null=True)
+    iteration = fields.IntField(default=0)
+    session_id = fields.CharField(max_length=128, null=True)
+    review_rounds = fields.IntField(default=0)
+    cost_usd = fields.FloatField(default=0)
+    # A person's request to the running worker (pause or cancel), and the note for a resume.
+    control = fields.CharField(max_length=16, null=True)
+    note = fields.TextField(null=True)
+    reason = fields.TextField(null=True)
+
+    class Meta:
+        table = "run"
+
+
+class TranscriptEntry(Model):
+    """One agent message of a run (text, a tool call, a tool result, the result), redacted."""
+
+    id = fields.BigIntField(primary_key=True)
+    task_number = fields.IntField()
+    run: fields.ForeignKeyRelation[Run] = fields.ForeignKeyField(
+        "orc.Run", related_name="transcript", on_delete=fields.CASCADE
+    )
+    phase = fields.CharField(max_length=64)
+    iteration = fields.IntField()
+    kind = fields.CharField(max_length=32)
+    content: Any = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "transcript_entry"
+        indexes = (("task_number", "id"),)
 
 
 class UsageEvent(Model):
