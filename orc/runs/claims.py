@@ -1,0 +1,132 @@
+"""Which worker runs which task: runs are claimed in the database with a lease.
+
+A worker claims the oldest queued run (or one whose lease ran out: its worker died) and renews
+the lease while the agent works. Claims, renewals and endings happen in change transactions,
+which are serialised (SQLite's one writer; a PostgreSQL advisory lock), so two workers, in one
+container or on replicas sharing a PostgreSQL, never hold the same run, and the limit on
+concurrent runs holds across all of them. A worker that finds its lease gone stops its agent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.expressions import Q
+
+from orc.db.models import Run, Task
+from orc.errors import OrcError
+from orc.outbox.events import change_transaction, emit
+
+LEASE_SECONDS = 60.0
+# Run statuses; a run's task mirrors them (cancelled leaves the task failed, reason cancelled).
+QUEUED, RUNNING, PAUSED, BLOCKED = "queued", "running", "paused", "blocked"
+COMPLETED, FAILED, CANCELLED = "completed", "failed", "cancelled"
+ENDED = (COMPLETED, FAILED, CANCELLED)
+TASK_STATUS_OF_RUN = {
+    QUEUED: "queued",
+    RUNNING: "running",
+    PAUSED: "paused",
+    BLOCKED: "blocked",
+    COMPLETED: "completed",
+    FAILED: "failed",
+    CANCELLED: "failed",
+}
+
+
+class LeaseLost(OrcError):
+    """This worker no longer holds the run (its lease ran out and another worker took it)."""
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__(409, "lease_lost", f"run {run_id} is no longer held by this worker")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A run this worker now holds."""
+
+    run_id: int
+    task_number: int
+    owner: str
+    # The run was started before (by a worker that died, or before a pause): resume it.
+    resumed: bool
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or datetime.now(UTC)
+
+
+async def _set_task_status(
+    conn: BaseDBAsyncClient, number: int, status: str, reason: str | None, action: str
+) -> None:
+    task = await Task.get(number=number).using_db(conn)
+    previous = task.status
+    task.status = status
+    task.reason = reason
+    await task.save(using_db=conn, update_fields=["status", "reason", "updated_at"])
+    task_id = f"TASK-{number:03d}"
+    data = {"from": previous, "to": status, "action": action}
+    if reason:
+        data["reason"] = reason
+    await emit(conn, "state", task_id, data)
+
+
+async def claim_next_run(owner: str, max_running: int, now: datetime | None = None) -> Claim | None:
+    """Take the oldest claimable run if fewer than ``max_running`` runs are held anywhere."""
+    now = _now(now)
+    async with change_transaction() as conn:
+        live = await Run.filter(status=RUNNING, lease_expires_at__gte=now).using_db(conn).count()
+        if live >= max_running:
+            return None
+        run = (
+            await Run.filter(Q(status=QUEUED) | Q(status=RUNNING, lease_expires_at__lt=now))
+            .using_db(conn)
+            .order_by("queued_at", "id")
+            .first()
+        )
+        if run is None:
+            return None
+        resumed = run.started_at is not None
+        run.status = RUNNING
+        run.lease_owner = owner
+        run.lease_expires_at = now + timedelta(seconds=LEASE_SECONDS)
+        run.started_at = run.started_at or now
+        await run.save(using_db=conn)
+        await _set_task_status(conn, run.task_id, "running", None, "claimed")  # type: ignore[attr-defined]
+        return Claim(run.id, run.task_id, owner, resumed)  # type: ignore[attr-defined]
+
+
+async def renew_lease(claim: Claim, now: datetime | None = None) -> str | None:
+    """Extend the lease; returns a person's pending request (``pause``/``cancel``) if any.
+
+    Raises ``LeaseLost`` when another worker holds the run now or it ended meanwhile.
+    """
+    now = _now(now)
+    async with change_transaction() as conn:
+        run = await Run.get_or_none(id=claim.run_id).using_db(conn)
+        if run is None or run.status != RUNNING or run.lease_owner != claim.owner:
+            raise LeaseLost(claim.run_id)
+        run.lease_expires_at = now + timedelta(seconds=LEASE_SECONDS)
+        await run.save(using_db=conn, update_fields=["lease_expires_at"])
+        return run.control
+
+
+async def end_run(
+    claim: Claim, status: str, reason: str | None = None, now: datetime | None = None
+) -> None:
+    """Give the run up with ``status`` (paused, blocked or an ending), the task following it."""
+    now = _now(now)
+    async with change_transaction() as conn:
+        run = await Run.get_or_none(id=claim.run_id).using_db(conn)
+        if run is None or run.status != RUNNING or run.lease_owner != claim.owner:
+            raise LeaseLost(claim.run_id)
+        run.status = status
+        run.reason = reason
+        run.control = None
+        run.lease_owner = None
+        run.lease_expires_at = None
+        if status in ENDED:
+            run.ended_at = now
+        await run.save(using_db=conn)
+        await _set_task_status(conn, claim.task_number, TASK_STATUS_OF_RUN[status], reason, status)
