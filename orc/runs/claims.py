@@ -60,7 +60,7 @@ def _now(now: datetime | None) -> datetime:
 async def _set_task_status(
     conn: BaseDBAsyncClient, number: int, status: str, reason: str | None, action: str
 ) -> None:
-    task = await Task.get(number=number).using_db(conn)
+    task = await Task.get(number=number, using_db=conn)
     previous = task.status
     task.status = status
     task.reason = reason
@@ -104,7 +104,7 @@ async def renew_lease(claim: Claim, now: datetime | None = None) -> str | None:
     """
     now = _now(now)
     async with change_transaction() as conn:
-        run = await Run.get_or_none(id=claim.run_id).using_db(conn)
+        run = await Run.get_or_none(id=claim.run_id, using_db=conn)
         if run is None or run.status != RUNNING or run.lease_owner != claim.owner:
             raise LeaseLost(claim.run_id)
         run.lease_expires_at = now + timedelta(seconds=LEASE_SECONDS)
@@ -118,7 +118,7 @@ async def end_run(
     """Give the run up with ``status`` (paused, blocked or an ending), the task following it."""
     now = _now(now)
     async with change_transaction() as conn:
-        run = await Run.get_or_none(id=claim.run_id).using_db(conn)
+        run = await Run.get_or_none(id=claim.run_id, using_db=conn)
         if run is None or run.status != RUNNING or run.lease_owner != claim.owner:
             raise LeaseLost(claim.run_id)
         run.status = status
