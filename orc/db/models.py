@@ -69,7 +69,7 @@ class Task(Model):
     base_commit = fields.CharField(max_length=64, null=True)
     budget_usd = fields.FloatField(null=True)
     # Why the task is paused, blocked or failed, in words a person can act on.
-    reason = fields.TextField(null=True)
+    reason: str | None = fields.TextField(null=True)
 
     class Meta:
         table = "task"
@@ -119,7 +119,7 @@ class Run(Model):
     # A person's request to the running worker (pause or cancel), and the note for a resume.
     control = fields.CharField(max_length=16, null=True)
     note = fields.TextField(null=True)
-    reason = fields.TextField(null=True)
+    reason: str | None = fields.TextField(null=True)
 
     class Meta:
         table = "run"
