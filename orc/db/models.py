@@ -87,9 +87,9 @@ class TaskPhase(Model):
     iterations = fields.IntField(default=0)
     started_at = fields.DatetimeField(null=True)
     finished_at = fields.DatetimeField(null=True)
-    summary = fields.TextField(null=True)
+    summary: str | None = fields.TextField(null=True)
     # What the phase produced for later phases (the spec, the breakdown, review findings).
-    artifact = fields.TextField(null=True)
+    artifact: str | None = fields.TextField(null=True)
     commit = fields.CharField(max_length=64, null=True)
 
     class Meta:
@@ -118,7 +118,7 @@ class Run(Model):
     cost_usd = fields.FloatField(default=0)
     # A person's request to the running worker (pause or cancel), and the note for a resume.
     control = fields.CharField(max_length=16, null=True)
-    note = fields.TextField(null=True)
+    note: str | None = fields.TextField(null=True)
     reason: str | None = fields.TextField(null=True)
 
     class Meta:

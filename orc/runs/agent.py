@@ -2,10 +2,10 @@
 
 A turn sends one prompt (starting a session, or resuming the phase's session so context
 carries over) and reads the agent's messages until its result. Each message becomes a
-transcript item as it arrives; each assistant API message's usage is counted once (the CLI
-repeats a message's usage on every content block it streams). The CLI runs under
-``orc-agent-exec``, which gives it only the environment orc chose and kills its whole process
-group when the turn ends or is cancelled.
+transcript item as it arrives. A turn's tokens come from its result's exact per-model totals
+(streamed messages carry the usage of their start, before output is counted); only a turn cut
+short falls back to those. The CLI runs under ``orc-agent-exec``, which gives it only the
+environment orc chose and kills its whole process group when the turn ends or is cancelled.
 """
 
 from __future__ import annotations
@@ -36,14 +36,15 @@ class AgentConfig:
 
 @dataclass(frozen=True)
 class MessageUsage:
-    """Tokens of one model call, as the API reported them."""
+    """Tokens a model used in a turn (or in one message of a turn cut short), and the agent's
+    own cost figure for them when it reported one."""
 
-    message_id: str
     model: str
     input_tokens: int
     output_tokens: int
     cache_read_tokens: int
     cache_write_tokens: int
+    cost_usd: float | None = None
 
 
 @dataclass
@@ -73,9 +74,8 @@ def launcher_path() -> str:
     return str(beside) if beside.exists() else (shutil.which("orc-agent-exec") or str(beside))
 
 
-def _usage(message_id: str, model: str, usage: Mapping[str, Any]) -> MessageUsage:
+def _usage(model: str, usage: Mapping[str, Any]) -> MessageUsage:
     return MessageUsage(
-        message_id=message_id,
         model=model,
         input_tokens=int(usage.get("input_tokens") or 0),
         output_tokens=int(usage.get("output_tokens") or 0),
@@ -143,10 +143,9 @@ async def run_turn(
                 if message.session_id:
                     result.session_id = message.session_id
                 if message.usage and message.message_id:
-                    # Later blocks of one API message carry its final usage: keep the last.
-                    seen[message.message_id] = _usage(
-                        message.message_id, message.model, message.usage
-                    )
+                    # Only a fallback for a turn cut short: streamed messages carry the
+                    # usage of their start (output tokens not counted yet).
+                    seen[message.message_id] = _usage(message.model, message.usage)
                 texts = []
                 for block in message.content:
                     if isinstance(block, TextBlock):
@@ -181,6 +180,11 @@ async def run_turn(
                 result.cost_usd = message.total_cost_usd
                 result.is_error = message.is_error
                 result.api_error_status = message.api_error_status
+                if message.model_usage:
+                    result.usage = [
+                        _model_usage(model, figures)
+                        for model, figures in message.model_usage.items()
+                    ]
                 if message.is_error:
                     result.error = (
                         message.result or ", ".join(message.errors or []) or (message.subtype)
@@ -205,5 +209,19 @@ async def run_turn(
         status = getattr(exc, "api_error_status", None)
         result.api_error_status = result.api_error_status or status
     result.final_text = "\n".join(last_text)
-    result.usage = list(seen.values())
+    if not result.usage:
+        result.usage = list(seen.values())
     return result
+
+
+def _model_usage(model: str, figures: Mapping[str, Any]) -> MessageUsage:
+    """A turn's usage of one model, from the result's exact per-model totals."""
+    cost = figures.get("costUSD")
+    return MessageUsage(
+        model=model,
+        input_tokens=int(figures.get("inputTokens") or 0),
+        output_tokens=int(figures.get("outputTokens") or 0),
+        cache_read_tokens=int(figures.get("cacheReadInputTokens") or 0),
+        cache_write_tokens=int(figures.get("cacheCreationInputTokens") or 0),
+        cost_usd=float(cost) if isinstance(cost, int | float) else None,
+    )

@@ -130,3 +130,16 @@ async def end_run(
             run.ended_at = now
         await run.save(using_db=conn)
         await _set_task_status(conn, claim.task_number, TASK_STATUS_OF_RUN[status], reason, status)
+
+
+async def requeue_run(claim: Claim, reason: str) -> None:
+    """Hand a run back to the queue (this worker is stopping); the next worker resumes it."""
+    async with change_transaction() as conn:
+        run = await Run.get_or_none(id=claim.run_id, using_db=conn)
+        if run is None or run.status != RUNNING or run.lease_owner != claim.owner:
+            return
+        run.status = QUEUED
+        run.lease_owner = None
+        run.lease_expires_at = None
+        await run.save(using_db=conn)
+        await _set_task_status(conn, claim.task_number, "queued", reason, "requeued")

@@ -1,0 +1,71 @@
+"""The job worker's run loop: claim queued runs up to the limit and execute them.
+
+Runs are long (minutes to hours), so they do not occupy Huey's job threads: this loop runs on
+the worker's event loop beside them. When the worker stops, runs in flight are interrupted
+(the agent's process group is killed) and handed back to the queue; the next worker resumes
+their phase's session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from orc.runs.claims import Claim, claim_next_run, requeue_run
+from orc.runs.engine import RunExecution, RunPolicy
+
+log = logging.getLogger("orc.runs")
+POLL_SECONDS = 1.0
+
+
+class Dispatcher:
+    """Claims and executes runs until ``stop()``."""
+
+    def __init__(self, policy: RunPolicy, owner: str, max_running: int) -> None:
+        self.policy = policy
+        self.owner = owner
+        self.max_running = max_running
+        self.running: dict[asyncio.Task[str], Claim] = {}
+        self._stopping = asyncio.Event()
+
+    async def run_forever(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self._claim_what_fits()
+            except Exception:
+                log.warning("could not claim runs", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLL_SECONDS):
+                    await self._stopping.wait()
+        await self._interrupt_all()
+
+    async def _claim_what_fits(self) -> None:
+        for done in [task for task in self.running if task.done()]:
+            self.running.pop(done)
+        while len(self.running) < self.max_running:
+            claim = await claim_next_run(self.owner, self.max_running)
+            if claim is None:
+                return
+            log.info(
+                "run %s of TASK-%03d claimed%s",
+                claim.run_id,
+                claim.task_number,
+                " (resuming)" if claim.resumed else "",
+            )
+            task = asyncio.create_task(RunExecution(claim, self.policy).execute())
+            self.running[task] = claim
+
+    async def _interrupt_all(self) -> None:
+        for task, claim in list(self.running.items()):
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                await requeue_run(
+                    claim, "the job worker stopped; the run continues when it is back"
+                )
+        self.running.clear()
+
+    def stop(self) -> None:
+        self._stopping.set()

@@ -1,0 +1,153 @@
+"""A run end to end: the real Claude Code CLI (through claude-agent-sdk and orc-agent-exec)
+against the fake Anthropic API, in a real git worktree, on SQLite and PostgreSQL.
+
+The fake (tests/fake_anthropic.py) stands in for Anthropic's API, the one thing that cannot
+run here; everything else is real.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from orc.db.models import Event, Project, Run, Task, TaskPhase, TranscriptEntry, UsageEvent
+from orc.runs.agent import AgentConfig, bundled_cli, launcher_path
+from orc.runs.claims import claim_next_run
+from orc.runs.engine import RunExecution, RunPolicy
+from orc.usage.pricing import load_prices
+from tests.fake_anthropic import CWD, FakeAnthropic, Usage, bash, text, tool_calls, write
+from tests.test_run_claims import store  # noqa: F401 - the fixture
+
+TOOLS = ("Write", "Edit", "Bash", "Read")
+DONE = '{"status": "complete", "summary": "%s"}'
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic() as server:
+        yield server
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    repo = tmp_path / "project"
+    repo.mkdir()
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Dev",
+        "GIT_AUTHOR_EMAIL": "d@example.com",
+        "GIT_COMMITTER_NAME": "Dev",
+        "GIT_COMMITTER_EMAIL": "d@example.com",
+    }
+    for args in (["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "start"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, env=env)
+    return repo
+
+
+def policy(tmp_path: Path, fake: FakeAnthropic, **changes: object) -> RunPolicy:
+    agent_env = fake.agent_env(str(tmp_path / "unused-home"))
+    environ = {
+        key: agent_env[key]
+        for key in ("ANTHROPIC_BASE_URL", "NO_PROXY", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC")
+    }
+    environ["PATH"] = os.environ["PATH"]
+    values: dict[str, object] = {
+        "home": tmp_path / "home",
+        "agent": AgentConfig(bundled_cli(), launcher_path(), None, "acceptEdits", TOOLS),
+        "credentials": {"ANTHROPIC_API_KEY": agent_env["ANTHROPIC_API_KEY"]},
+        "environ": environ,
+        "prices": load_prices(tmp_path),
+        "secrets": ("sk-ant-fake-key",),
+        "author_email": "orc@example.com",
+    }
+    values.update(changes)
+    return RunPolicy(**values)  # type: ignore[arg-type]
+
+
+async def queued_task(project: Path, weight: str = "trivial", **fields: object) -> Task:
+    record = await Project.create(name=project.name, path=str(project))
+    task = await Task.create(
+        title="Say hello", weight=weight, status="queued", project=record, **fields
+    )
+    await Run.create(task=task, status="queued", queued_at=datetime.now(UTC))
+    return task
+
+
+async def run_once(tmp_path: Path, fake: FakeAnthropic, **changes: object) -> str:
+    claim = await claim_next_run("worker-test", max_running=2)
+    assert claim is not None
+    return await RunExecution(claim, policy(tmp_path, fake, **changes)).execute()
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout
+
+
+async def test_a_trivial_task_runs_to_a_commit_on_its_branch(store, fake, project, tmp_path):  # noqa: F811
+    task = await queued_task(project)
+    fake.script(
+        [
+            tool_calls(write(CWD + "/hello.py", "print('hello')\n"), usage=Usage(100, 20)),
+            text("Added hello.py.\n" + DONE % "added hello.py", usage=Usage(150, 30, 50, 0)),
+        ]
+    )
+    assert await run_once(tmp_path, fake) == "completed"
+
+    await task.refresh_from_db()
+    assert (task.status, task.reason) == ("completed", None)
+    branch = f"orc/TASK-{task.number:03d}"
+    assert git(project, "show", f"{branch}:hello.py") == "print('hello')\n"
+    subject = git(project, "log", "-1", "--format=%s|%ae", branch).strip()
+    assert subject == f"TASK-{task.number:03d} implement: added hello.py|orc@example.com"
+    assert git(project, "status", "--porcelain") == ""  # the user's checkout: untouched
+
+    phase = await TaskPhase.get(task_id=task.number, name="implement")
+    assert (phase.status, phase.iterations, phase.summary) == ("completed", 1, "added hello.py")
+    assert phase.commit == git(project, "rev-parse", branch).strip()
+
+    kinds = [e.kind for e in await TranscriptEntry.filter(task_number=task.number).order_by("id")]
+    assert kinds[0] == "prompt" and kinds[-1] == "result"
+    assert {"tool_use", "tool_result", "text"} <= set(kinds)
+    assert "sk-ant-fake-key" not in str(
+        [e.content for e in await TranscriptEntry.filter(task_number=task.number)]
+    )
+    usage = await UsageEvent.filter(task_number=task.number).order_by("id")
+    # The turn's two API calls, counted exactly (the result's per-model totals).
+    assert [(u.input_tokens, u.output_tokens, u.cache_read_tokens) for u in usage] == [
+        (250, 50, 50)
+    ]
+    assert {u.phase for u in usage} == {"implement"} and all(u.model for u in usage)
+    events = {e.event_type for e in await Event.filter(task_id=f"TASK-{task.number:03d}")}
+    assert {"state", "phase", "transcript", "tokens"} <= events
+
+
+async def test_a_phase_without_its_json_goes_on_in_the_same_session(store, fake, project, tmp_path):  # noqa: F811
+    task = await queued_task(project)
+    fake.script(
+        [
+            text("I looked around; more to do."),
+            tool_calls(bash("echo done > " + CWD + "/out.txt")),
+            text(DONE % "wrote out.txt"),
+        ]
+    )
+    assert await run_once(tmp_path, fake) == "completed"
+    phase = await TaskPhase.get(task_id=task.number, name="implement")
+    assert phase.iterations == 2
+    second = fake.message_requests[1]
+    assert "Continue with the implement phase" in "\n".join(second.user_texts())
+    assert "I looked around" in "\n".join(second.texts(("assistant",)))  # context carried over
+
+
+async def test_a_blocked_agent_pauses_the_task_with_its_question(store, fake, project, tmp_path):  # noqa: F811
+    task = await queued_task(project)
+    fake.script([text('{"status": "blocked", "summary": "Which greeting?"}')])
+    assert await run_once(tmp_path, fake) == "blocked"
+    await task.refresh_from_db()
+    assert (task.status, task.reason) == ("blocked", "Which greeting?")
