@@ -279,12 +279,13 @@ async def test_rate_limits_and_overload_are_retried_with_backoff(
     assert [(r["attempt"], r["error_status"]) for r in retries] == [(1, 429), (2, 529), (3, 529)]
     assert [r["error"] for r in retries] == ["rate_limit", "overloaded", "overloaded"]
     assert {r["max_retries"] for r in retries} == {10}
+    # The CLI's own figures (load-independent): retry-after for the 429, then backoff + jitter.
+    delays = [r["retry_delay_ms"] / 1000 for r in retries]
+    assert 2.0 <= delays[0] < 2.6 and 1.0 <= delays[1] < 1.3 and 2.0 <= delays[2] < 2.6
+    # And it really waited them (the upper bound leaves room for a loaded machine).
     arrivals = [r.at for r in fake.message_requests]
-    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
-    assert 2.0 <= gaps[0] < 3.5  # retry-after: 2
-    assert 0.9 <= gaps[1] < 2.0 and 1.9 <= gaps[2] < 3.5  # backoff of attempts 2 and 3
-    for retry, gap in zip(retries, gaps, strict=True):
-        assert abs(retry["retry_delay_ms"] / 1000 - gap) < 0.5
+    for delay, (earlier, later) in zip(delays, itertools.pairwise(arrivals), strict=True):
+        assert delay - 0.05 <= later - earlier < delay + 2
 
 
 async def test_overload_past_the_retry_budget_raises_result_error(
