@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -102,3 +102,22 @@ def chromium() -> Iterator[object]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[str]:
+    """A migrated database on the parametrised backend, open in this process; yields its URL."""
+    from tortoise.backends.base.executor import EXECUTOR_CACHE
+
+    from orc.db import close_database, open_database
+    from orc.db.schema import migrate_database
+
+    # Tortoise caches SQL per connection name, not per dialect: start and end clean.
+    EXECUTOR_CACHE.clear()
+    await migrate_database(database_url)
+    await open_database(database_url)
+    try:
+        yield database_url
+    finally:
+        await close_database()
+        EXECUTOR_CACHE.clear()

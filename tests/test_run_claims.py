@@ -7,14 +7,11 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orc.db import close_database, open_database
 from orc.db.models import Event, Run, Task
-from orc.db.schema import migrate_database
 from orc.runs.claims import (
     LEASE_SECONDS,
     LeaseLost,
@@ -22,21 +19,8 @@ from orc.runs.claims import (
     end_run,
     renew_lease,
 )
-from tests.test_aggregation import forget_cached_sql
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[str]:
-    forget_cached_sql()
-    await migrate_database(database_url)
-    await open_database(database_url)
-    try:
-        yield database_url
-    finally:
-        await close_database()
-        forget_cached_sql()
 
 
 async def queue_runs(count: int, start: datetime = T0) -> list[int]:

@@ -20,8 +20,17 @@ from orc.runs.agent import AgentConfig, bundled_cli, launcher_path
 from orc.runs.claims import claim_next_run
 from orc.runs.engine import RunExecution, RunPolicy
 from orc.usage.pricing import load_prices
-from tests.fake_anthropic import CWD, FakeAnthropic, Usage, bash, text, tool_calls, write
-from tests.test_run_claims import store  # noqa: F401 - the fixture
+from tests.fake_anthropic import (
+    CWD,
+    FakeAnthropic,
+    Usage,
+    bash,
+    overloaded,
+    text,
+    tool_calls,
+    unauthorized,
+    write,
+)
 
 TOOLS = ("Write", "Edit", "Bash", "Read")
 DONE = '{"status": "complete", "summary": "%s"}'
@@ -90,7 +99,7 @@ def git(repo: Path, *args: str) -> str:
     ).stdout
 
 
-async def test_a_trivial_task_runs_to_a_commit_on_its_branch(store, fake, project, tmp_path):  # noqa: F811
+async def test_a_trivial_task_runs_to_a_commit_on_its_branch(store, fake, project, tmp_path):
     task = await queued_task(project)
     fake.script(
         [
@@ -128,7 +137,7 @@ async def test_a_trivial_task_runs_to_a_commit_on_its_branch(store, fake, projec
     assert {"state", "phase", "transcript", "tokens"} <= events
 
 
-async def test_a_phase_without_its_json_goes_on_in_the_same_session(store, fake, project, tmp_path):  # noqa: F811
+async def test_a_phase_without_its_json_goes_on_in_the_same_session(store, fake, project, tmp_path):
     task = await queued_task(project)
     fake.script(
         [
@@ -145,9 +154,28 @@ async def test_a_phase_without_its_json_goes_on_in_the_same_session(store, fake,
     assert "I looked around" in "\n".join(second.texts(("assistant",)))  # context carried over
 
 
-async def test_a_blocked_agent_pauses_the_task_with_its_question(store, fake, project, tmp_path):  # noqa: F811
+async def test_a_blocked_agent_pauses_the_task_with_its_question(store, fake, project, tmp_path):
     task = await queued_task(project)
     fake.script([text('{"status": "blocked", "summary": "Which greeting?"}')])
     assert await run_once(tmp_path, fake) == "blocked"
     await task.refresh_from_db()
     assert (task.status, task.reason) == ("blocked", "Which greeting?")
+
+
+async def test_a_refused_api_key_fails_the_run_at_once_naming_the_setting(
+    store, fake, project, tmp_path
+):
+    task = await queued_task(project)
+    fake.script([unauthorized()] * 3)
+    assert await run_once(tmp_path, fake) == "failed"
+    await task.refresh_from_db()
+    assert task.status == "failed" and "ANTHROPIC_API_KEY" in (task.reason or "")
+    assert len(fake.message_requests) <= 2  # not the CLI's ten retries with backoff
+
+
+async def test_an_overloaded_api_is_retried_and_the_run_goes_on(store, fake, project, tmp_path):
+    task = await queued_task(project)
+    fake.script([overloaded(), text(DONE % "nothing to change")])
+    assert await run_once(tmp_path, fake) == "completed"
+    notes = await TranscriptEntry.filter(task_number=task.number, kind="note")
+    assert any("529" in note.content["text"] for note in notes)

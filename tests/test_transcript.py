@@ -13,12 +13,11 @@ from orc.runs.transcript import (
     prune_transcripts,
     transcript_page,
 )
-from tests.test_run_claims import store  # noqa: F401 - the fixture
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
-async def test_entries_are_redacted_bounded_emitted_and_paged(store):  # noqa: F811
+async def test_entries_are_redacted_bounded_emitted_and_paged(store):
     task = await Task.create(title="t", weight="trivial", status="running")
     run = await Run.create(task=task, status="running", queued_at=T0)
     redactor = Redactor(["server-token-0123456789"])

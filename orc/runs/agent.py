@@ -10,12 +10,13 @@ environment orc chose and kills its whole process group when the turn ends or is
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from orc.runs.agent_exec import CLI, ENV_KEYS, PIDFILE
 from orc.runs.transcript import TranscriptItem
@@ -93,6 +94,122 @@ def _tool_result_text(content: Any) -> str:
     return "\n".join(part for part in parts if part)
 
 
+# API answers that no retry can fix: stop the turn at the first one instead of waiting out
+# the CLI's ten retries with backoff (minutes).
+FATAL_API_STATUSES = (401, 403)
+
+
+class _TurnReader:
+    """Turns the SDK's messages into transcript items and the turn's result."""
+
+    def __init__(self, session_id: str | None, on_item: OnItem) -> None:
+        self.result = TurnResult(session_id=session_id)
+        self.on_item = on_item
+        self.per_message: dict[str, MessageUsage] = {}
+        self.last_text: list[str] = []
+
+    async def handle(self, message: Any) -> bool:
+        """Take one message; False when the turn must stop now."""
+        from claude_agent_sdk import (
+            AssistantMessage,
+            ResultMessage,
+            SystemMessage,
+            UserMessage,
+        )
+
+        if isinstance(message, AssistantMessage):
+            await self._assistant(message)
+        elif isinstance(message, UserMessage) and isinstance(message.content, list):
+            await self._tool_results(message.content)
+        elif isinstance(message, SystemMessage) and message.subtype == "api_retry":
+            return await self._retry(message.data)
+        elif isinstance(message, ResultMessage):
+            await self._end(message)
+        return True
+
+    async def _assistant(self, message: Any) -> None:
+        from claude_agent_sdk import TextBlock, ThinkingBlock, ToolUseBlock
+
+        self.result.session_id = message.session_id or self.result.session_id
+        if message.usage and message.message_id:
+            # Only a fallback for a turn cut short: streamed messages carry the usage of
+            # their start (output tokens not counted yet).
+            self.per_message[message.message_id] = _usage(message.model, message.usage)
+        texts = []
+        for block in message.content:
+            if isinstance(block, TextBlock):
+                texts.append(block.text)
+                await self.on_item(TranscriptItem("text", {"text": block.text}))
+            elif isinstance(block, ThinkingBlock):
+                await self.on_item(TranscriptItem("thinking", {"text": block.thinking}))
+            elif isinstance(block, ToolUseBlock):
+                content = {"id": block.id, "name": block.name, "input": block.input}
+                await self.on_item(TranscriptItem("tool_use", content))
+        if texts and message.parent_tool_use_id is None:
+            self.last_text = texts
+
+    async def _tool_results(self, blocks: list[Any]) -> None:
+        from claude_agent_sdk import ToolResultBlock
+
+        for block in blocks:
+            if isinstance(block, ToolResultBlock):
+                content = {
+                    "tool_use_id": block.tool_use_id,
+                    "content": _tool_result_text(block.content),
+                    "is_error": bool(block.is_error),
+                }
+                await self.on_item(TranscriptItem("tool_result", content))
+
+    async def _retry(self, data: Mapping[str, Any]) -> bool:
+        status = data.get("error_status")
+        if status in FATAL_API_STATUSES:
+            self.result.is_error = True
+            self.result.api_error_status = int(status)
+            self.result.error = str(data.get("error") or f"HTTP {status}")
+            await self.on_item(TranscriptItem("error", {"text": f"API answered {status}"}))
+            return False
+        delay = float(data.get("retry_delay_ms") or 0) / 1000
+        text = (
+            f"API {'HTTP ' + str(status) if status else 'connection'} error "
+            f"({data.get('error') or 'unknown'}); retry {data.get('attempt')} of "
+            f"{data.get('max_retries')} in {delay:.1f} s"
+        )
+        await self.on_item(TranscriptItem("note", {"text": text}))
+        return True
+
+    async def _end(self, message: Any) -> None:
+        self.result.session_id = message.session_id or self.result.session_id
+        self.result.cost_usd = message.total_cost_usd
+        self.result.is_error = message.is_error
+        self.result.api_error_status = message.api_error_status
+        if message.is_error:
+            errors = ", ".join(message.errors or [])
+            self.result.error = message.result or errors or message.subtype
+        if message.model_usage:
+            self.result.usage = [
+                _model_usage(model, figures) for model, figures in message.model_usage.items()
+            ]
+        await self.on_item(
+            TranscriptItem(
+                "result",
+                {
+                    "session_id": message.session_id,
+                    "is_error": message.is_error,
+                    "cost_usd": message.total_cost_usd,
+                    "duration_ms": message.duration_ms,
+                    "turns": message.num_turns,
+                    "text": message.result or "",
+                },
+            )
+        )
+
+    def finish(self) -> TurnResult:
+        self.result.final_text = "\n".join(self.last_text)
+        if not self.result.usage:
+            self.result.usage = list(self.per_message.values())
+        return self.result
+
+
 async def run_turn(
     config: AgentConfig,
     *,
@@ -104,18 +221,7 @@ async def run_turn(
     on_item: OnItem,
 ) -> TurnResult:
     """Send ``prompt`` (resuming ``session_id`` if given) and follow the agent to its result."""
-    from claude_agent_sdk import (
-        AssistantMessage,
-        ClaudeAgentOptions,
-        ClaudeSDKError,
-        ResultMessage,
-        TextBlock,
-        ThinkingBlock,
-        ToolResultBlock,
-        ToolUseBlock,
-        UserMessage,
-        query,
-    )
+    from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKError, query
 
     launch_env = {
         **env,
@@ -133,85 +239,21 @@ async def run_turn(
         resume=session_id,
         setting_sources=[],  # the server's own ~/.claude settings never apply
     )
-    result = TurnResult(session_id=session_id)
-    seen: dict[str, MessageUsage] = {}
-    last_text: list[str] = []
+    reader = _TurnReader(session_id, on_item)
     await on_item(TranscriptItem("prompt", {"text": prompt}))
     try:
-        async for message in query(prompt=prompt, options=options):
-            if isinstance(message, AssistantMessage):
-                if message.session_id:
-                    result.session_id = message.session_id
-                if message.usage and message.message_id:
-                    # Only a fallback for a turn cut short: streamed messages carry the
-                    # usage of their start (output tokens not counted yet).
-                    seen[message.message_id] = _usage(message.model, message.usage)
-                texts = []
-                for block in message.content:
-                    if isinstance(block, TextBlock):
-                        texts.append(block.text)
-                        await on_item(TranscriptItem("text", {"text": block.text}))
-                    elif isinstance(block, ThinkingBlock):
-                        await on_item(TranscriptItem("thinking", {"text": block.thinking}))
-                    elif isinstance(block, ToolUseBlock):
-                        await on_item(
-                            TranscriptItem(
-                                "tool_use",
-                                {"id": block.id, "name": block.name, "input": block.input},
-                            )
-                        )
-                if texts and message.parent_tool_use_id is None:
-                    last_text = texts
-            elif isinstance(message, UserMessage) and isinstance(message.content, list):
-                for block in message.content:
-                    if isinstance(block, ToolResultBlock):
-                        await on_item(
-                            TranscriptItem(
-                                "tool_result",
-                                {
-                                    "tool_use_id": block.tool_use_id,
-                                    "content": _tool_result_text(block.content),
-                                    "is_error": bool(block.is_error),
-                                },
-                            )
-                        )
-            elif isinstance(message, ResultMessage):
-                result.session_id = message.session_id or result.session_id
-                result.cost_usd = message.total_cost_usd
-                result.is_error = message.is_error
-                result.api_error_status = message.api_error_status
-                if message.model_usage:
-                    result.usage = [
-                        _model_usage(model, figures)
-                        for model, figures in message.model_usage.items()
-                    ]
-                if message.is_error:
-                    result.error = (
-                        message.result or ", ".join(message.errors or []) or (message.subtype)
-                    )
-                await on_item(
-                    TranscriptItem(
-                        "result",
-                        {
-                            "session_id": message.session_id,
-                            "is_error": message.is_error,
-                            "cost_usd": message.total_cost_usd,
-                            "duration_ms": message.duration_ms,
-                            "turns": message.num_turns,
-                            "text": message.result or "",
-                        },
-                    )
-                )
+        stream = cast(AsyncGenerator[Any, None], query(prompt=prompt, options=options))
+        async with contextlib.aclosing(stream) as messages:
+            async for message in messages:
+                if not await reader.handle(message):
+                    break
     except ClaudeSDKError as exc:
-        if not result.is_error:
-            result.is_error = True
-            result.error = str(exc).splitlines()[0]
-        status = getattr(exc, "api_error_status", None)
-        result.api_error_status = result.api_error_status or status
-    result.final_text = "\n".join(last_text)
-    if not result.usage:
-        result.usage = list(seen.values())
-    return result
+        if not reader.result.is_error:
+            reader.result.is_error = True
+            reader.result.error = str(exc).splitlines()[0]
+            status = getattr(exc, "api_error_status", None)
+            reader.result.api_error_status = status if isinstance(status, int) else None
+    return reader.finish()
 
 
 def _model_usage(model: str, figures: Mapping[str, Any]) -> MessageUsage:
