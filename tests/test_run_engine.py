@@ -7,12 +7,15 @@ run here; everything else is real.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
 import pytest
 
 from orc.db.models import Event, Project, Run, Task, TaskPhase, TranscriptEntry, UsageEvent
@@ -23,6 +26,7 @@ from orc.usage.pricing import load_prices
 from tests.fake_anthropic import (
     CWD,
     FakeAnthropic,
+    Stall,
     Usage,
     bash,
     overloaded,
@@ -179,3 +183,79 @@ async def test_an_overloaded_api_is_retried_and_the_run_goes_on(store, fake, pro
     assert await run_once(tmp_path, fake) == "completed"
     notes = await TranscriptEntry.filter(task_number=task.number, kind="note")
     assert any("529" in note.content["text"] for note in notes)
+
+
+async def execute_in_background(tmp_path: Path, fake: FakeAnthropic, **changes: object):
+    claim = await claim_next_run("worker-test", max_running=2)
+    assert claim is not None
+    return claim, asyncio.create_task(
+        RunExecution(claim, policy(tmp_path, fake, **changes)).execute()
+    )
+
+
+async def wait_until(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.1)
+
+
+def agent_pid(tmp_path: Path, task: Task) -> int:
+    return int(
+        (tmp_path / "home" / "agent-home" / f"TASK-{task.number:03d}" / "agent.pid").read_text()
+    )
+
+
+async def test_cancel_ends_the_agent_and_its_tools_within_seconds(store, fake, project, tmp_path):
+    task = await queued_task(project)
+    # A tool that would run for ever (a hung test run), then a stream that stalls.
+    fake.script([tool_calls(bash("python3 -c 'import time; time.sleep(300)'")), Stall(120)])
+    claim, running = await execute_in_background(tmp_path, fake)
+
+    async def tool_started() -> bool:
+        return any(
+            e.kind == "tool_use" for e in await TranscriptEntry.filter(task_number=task.number)
+        )
+
+    await wait_until(tool_started)
+    pid = agent_pid(tmp_path, task)
+    group = {pid, *(p.pid for p in psutil.Process(pid).children(recursive=True))}
+    await Run.filter(id=claim.run_id).update(control="cancel")
+    started = time.monotonic()
+    assert await asyncio.wait_for(running, 10) == "cancelled"
+    assert time.monotonic() - started < 5
+    await asyncio.sleep(0.5)
+    assert not [p for p in group if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+    await task.refresh_from_db()
+    assert (task.status, task.reason) == ("failed", "cancelled")
+
+
+async def test_a_silent_agent_is_interrupted_retried_once_then_failed(
+    store, fake, project, tmp_path
+):
+    task = await queued_task(project)
+    fake.script([Stall(60), Stall(60)])
+    status = await run_once(tmp_path, fake, idle_timeout_seconds=2.0)
+    assert status == "failed"
+    await task.refresh_from_db()
+    assert "sent nothing for 2 s twice" in (task.reason or "")
+    notes = await TranscriptEntry.filter(task_number=task.number, kind="note")
+    assert any("interrupted, trying again" in n.content["text"] for n in notes)
+
+
+async def test_pause_waits_for_the_turn_and_keeps_the_session(store, fake, project, tmp_path):
+    task = await queued_task(project)
+    fake.script([text("Half way."), text(DONE % "finished after the pause")])
+    claim, running = await execute_in_background(tmp_path, fake)
+    await Run.filter(id=claim.run_id).update(control="pause")
+    assert await asyncio.wait_for(running, 60) == "paused"
+    run = await Run.get(id=claim.run_id)
+    assert run.status == "paused" and run.session_id and run.phase == "implement"
+
+    # Resumed: the same run, the same session, the phase goes on.
+    await Run.filter(id=run.id).update(status="queued")
+    assert await run_once(tmp_path, fake) == "completed"
+    last = fake.message_requests[-1]
+    assert "Half way." in "\n".join(last.texts(("assistant",)))
+    await task.refresh_from_db()
+    assert task.status == "completed"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from orc.runs.agent_exec import CLI, ENV_KEYS, PIDFILE
+from orc.runs.agent_exec import CLI, ENV_KEYS, PIDFILE, kill_group
 from orc.runs.transcript import TranscriptItem
 
 OnItem = Callable[[TranscriptItem], Awaitable[None]]
@@ -73,6 +73,15 @@ def launcher_path() -> str:
     """``orc-agent-exec`` beside this Python (the console script of this installation)."""
     beside = Path(sys.executable).parent / "orc-agent-exec"
     return str(beside) if beside.exists() else (shutil.which("orc-agent-exec") or str(beside))
+
+
+def kill_agent(pidfile: Path) -> None:
+    """Kill the agent's whole process group now (the SDK's own close waits 5 s first)."""
+    try:
+        pgid = int(pidfile.read_text())
+    except (OSError, ValueError):
+        return
+    kill_group(pgid)
 
 
 def _usage(model: str, usage: Mapping[str, Any]) -> MessageUsage:

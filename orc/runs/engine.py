@@ -23,7 +23,7 @@ from pathlib import Path
 from orc.db.models import Run, Task
 from orc.errors import OrcError
 from orc.runs import phase_records
-from orc.runs.agent import AgentConfig, TurnResult, run_turn
+from orc.runs.agent import AgentConfig, TurnResult, kill_agent, run_turn
 from orc.runs.agent_env import agent_environment, agent_home
 from orc.runs.claims import (
     BLOCKED,
@@ -301,6 +301,7 @@ class RunExecution:
             )
 
         self.watcher.last_activity = time.monotonic()
+        pidfile = home / "agent.pid"
         turn = asyncio.create_task(
             run_turn(
                 config,
@@ -308,13 +309,14 @@ class RunExecution:
                 env=env,
                 prompt=prompt,
                 session_id=session,
-                pidfile=home / "agent.pid",
+                pidfile=pidfile,
                 on_item=on_item,
             )
         )
         try:
-            stop = await self._supervise(turn, deadline)
+            stop = await self._supervise(turn, deadline, pidfile)
         except asyncio.CancelledError:  # the worker is stopping: the agent goes with it
+            kill_agent(pidfile)
             turn.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await turn
@@ -350,7 +352,9 @@ class RunExecution:
             return TurnResult(session_id=session), True
         return turn.result(), False
 
-    async def _supervise(self, turn: asyncio.Task[TurnResult], deadline: float) -> str | None:
+    async def _supervise(
+        self, turn: asyncio.Task[TurnResult], deadline: float, pidfile: Path
+    ) -> str | None:
         """Wait for ``turn``; end it early (returning why) on a cancel, a lost lease, the
         phase timeout or the idle watchdog."""
         while not turn.done():
@@ -376,6 +380,7 @@ class RunExecution:
             elif time.monotonic() - self.watcher.last_activity > self.policy.idle_timeout_seconds:
                 stop = "idle"
             if stop:
+                kill_agent(pidfile)
                 turn.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await turn
