@@ -81,7 +81,7 @@ def test_defaults_match_the_spec(load, home: Path):
     assert settings.home == home.absolute()
     assert settings.database_url.startswith("sqlite://")
     assert settings.database_url.endswith(str(home.absolute() / "orc.db"))
-    assert settings.is_sqlite
+    assert settings.database.is_sqlite
 
 
 def test_every_default_comes_from_settings_and_is_recorded_as_default(load):

@@ -11,11 +11,11 @@ from orc.db.schema import (
     migrate_database,
     pending_migrations,
 )
-from orc.db.url import tortoise_config
+from orc.db.url import DatabaseUrl
 
 
 async def test_models_and_committed_migrations_agree(tmp_path):
-    config = tortoise_config(f"sqlite:///{tmp_path / 'orc.db'}")
+    config = DatabaseUrl(f"sqlite:///{tmp_path / 'orc.db'}").tortoise_config()
     async with TortoiseContext() as ctx:
         await ctx.init(config=config)
         changes = await MigrationAutodetector(ctx.apps, config["apps"]).changes()

@@ -28,7 +28,7 @@ from orc.api.docs_routes import install_docs
 from orc.api.error_handler import install_error_handler
 from orc.auth.oidc import OidcProvider
 from orc.auth.secret_key import load_secret_key
-from orc.config import Settings, load_settings
+from orc.config import Settings
 from orc.db import close_database, open_database
 from orc.health.prometheus import UNMATCHED_ROUTE, observe_request
 from orc.usage.pricing import load_prices
@@ -94,7 +94,7 @@ async def _on_response(request: Request, response: HTTPResponse) -> None:
 
 
 async def _open_database(app: Sanic) -> None:
-    await open_database(app.ctx.settings.database_url)
+    await open_database(app.ctx.settings.database)
 
 
 async def _mark_stopping(app: Sanic) -> None:
@@ -147,8 +147,3 @@ def create_app(settings: Settings) -> Sanic:
     app.blueprint(backup_routes.bp)
     install_docs(app)
     return app
-
-
-def create_app_from_env() -> Sanic:
-    """Factory for Sanic's worker processes: settings come from the inherited environment."""
-    return create_app(load_settings())

@@ -80,7 +80,7 @@ async def session_update(app: Sanic) -> dict[str, Any]:
 async def start_tailer(app: Sanic) -> None:
     app.ctx.hub = Hub()
     app.ctx.tailer = OutboxTailer(
-        app.ctx.hub, app.ctx.settings.database_url, lambda: session_update(app)
+        app.ctx.hub, app.ctx.settings.database, lambda: session_update(app)
     )
     app.ctx.tailer_task = asyncio.create_task(app.ctx.tailer.run())
 

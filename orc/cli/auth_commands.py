@@ -9,7 +9,8 @@ from datetime import timedelta
 import click
 
 from orc.auth.roles import ROLES
-from orc.cli.task_commands import run_on_store
+from orc.cli.console import pass_settings, run_on_database
+from orc.config import Settings
 
 DURATION = re.compile(r"^(\d+)([hdw]?)$")
 UNIT_HOURS = {"h": 1, "d": 24, "w": 24 * 7, "": 24}
@@ -48,7 +49,8 @@ def token_generate() -> None:
 @click.option("--role", type=click.Choice(ROLES), default="member", show_default=True)
 @click.option("--expires", default="90d", show_default=True, help="12h, 30d, 2w or never.")
 @click.option("--user", "email", help="Make it a token of this user (its role caps the token).")
-def token_create(name: str, role: str, expires: str, email: str | None) -> None:
+@pass_settings
+def token_create(settings: Settings, name: str, role: str, expires: str, email: str | None) -> None:
     """Make a personal access token; it is printed once and never again."""
     from orc.auth.access_tokens import create_access_token
     from orc.db.models import User
@@ -67,7 +69,7 @@ def token_create(name: str, role: str, expires: str, email: str | None) -> None:
         made = await create_access_token(name, role, user, lifetime)
         return made.secret, made.record.role
 
-    secret, granted = run_on_store(make)
+    secret, granted = run_on_database(settings, make)
     click.echo(secret)
     when = "never expires" if lifetime is None else f"expires in {expires}"
     click.echo(f"token {name!r}, role {granted}, {when}; it is not shown again", err=True)
@@ -75,7 +77,8 @@ def token_create(name: str, role: str, expires: str, email: str | None) -> None:
 
 @token.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def token_list(as_json: bool) -> None:
+@pass_settings
+def token_list(settings: Settings, as_json: bool) -> None:
     """Access tokens (never their secrets)."""
     from rich.console import Console
     from rich.table import Table
@@ -85,7 +88,7 @@ def token_list(as_json: bool) -> None:
     async def tokens() -> list[dict[str, object]]:
         return [describe_access_token(t) for t in await list_access_tokens()]
 
-    rows = run_on_store(tokens)
+    rows = run_on_database(settings, tokens)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -105,7 +108,8 @@ def token_list(as_json: bool) -> None:
 
 @token.command("revoke")
 @click.argument("reference")
-def token_revoke(reference: str) -> None:
+@pass_settings
+def token_revoke(settings: Settings, reference: str) -> None:
     """Revoke a token by id or name; requests and WebSockets using it are refused at once."""
     from orc.auth.access_tokens import TokenNotFound, find_access_token, revoke_access_token
 
@@ -114,7 +118,7 @@ def token_revoke(reference: str) -> None:
         return found.name, await revoke_access_token(found)
 
     try:
-        name, changed = run_on_store(revoke)
+        name, changed = run_on_database(settings, revoke)
     except TokenNotFound:
         raise click.UsageError(f"no token {reference!r}; see orc token list") from None
     click.echo(f"revoked token {name!r}" if changed else f"token {name!r} was already revoked")
@@ -127,14 +131,15 @@ def user() -> None:
 
 @user.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def user_list(as_json: bool) -> None:
+@pass_settings
+def user_list(settings: Settings, as_json: bool) -> None:
     """Users and their roles."""
     from orc.auth.users import describe_user, list_users
 
     async def users() -> list[dict[str, object]]:
         return [describe_user(u) for u in await list_users()]
 
-    rows = run_on_store(users)
+    rows = run_on_database(settings, users)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -148,7 +153,8 @@ def user_list(as_json: bool) -> None:
 @user.command("add")
 @click.argument("email")
 @click.option("--role", type=click.Choice(ROLES), default="member", show_default=True)
-def user_add(email: str, role: str) -> None:
+@pass_settings
+def user_add(settings: Settings, email: str, role: str) -> None:
     """Add someone before their first sign-in (for ORC_OIDC_CREATE_USERS=false)."""
     from orc.auth.users import UserExists, add_user
 
@@ -156,7 +162,7 @@ def user_add(email: str, role: str) -> None:
     if "@" not in email or len(email) > 320:
         raise click.UsageError(f"{email!r} is not an email address")
     try:
-        run_on_store(lambda: add_user(email, role))
+        run_on_database(settings, lambda: add_user(email, role))
     except UserExists:
         raise click.UsageError(f"{email} already has an account; use orc user role") from None
     click.echo(f"added {email} as {role}")
@@ -165,7 +171,8 @@ def user_add(email: str, role: str) -> None:
 @user.command("role")
 @click.argument("email")
 @click.argument("role", type=click.Choice(ROLES))
-def user_role(email: str, role: str) -> None:
+@pass_settings
+def user_role(settings: Settings, email: str, role: str) -> None:
     """Change someone's role (run on the server, this acts as owner)."""
     from orc.auth.users import RoleChangeRefused, set_role
     from orc.db.models import User
@@ -177,7 +184,7 @@ def user_role(email: str, role: str) -> None:
         await set_role(found, role, "owner")
 
     try:
-        run_on_store(change)
+        run_on_database(settings, change)
     except RoleChangeRefused as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(f"{email} is now {role}")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Coroutine
-from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
-from orc.config import Settings, load_settings
+from orc.cli.console import pass_settings
+from orc.config import Settings
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -26,18 +26,14 @@ def _recorder(settings: Settings) -> Any:
     import asyncio
 
     from orc.db import close_database, open_database
-    from orc.db.url import is_sqlite_url, sqlite_path
 
     def record(coro: Coroutine[Any, Any, None]) -> None:
-        if (
-            is_sqlite_url(settings.database_url)
-            and not Path(sqlite_path(settings.database_url)).is_file()
-        ):
+        if settings.database.is_sqlite and not settings.database.sqlite_path.is_file():
             coro.close()
             return
 
         async def run() -> None:
-            await open_database(settings.database_url)
+            await open_database(settings.database)
             try:
                 await coro
             finally:
@@ -49,9 +45,7 @@ def _recorder(settings: Settings) -> Any:
 
 
 def _kind(settings: Settings) -> str:
-    from orc.db.url import is_sqlite_url
-
-    return "sqlite" if is_sqlite_url(settings.database_url) else "postgres"
+    return "sqlite" if settings.database.is_sqlite else "postgres"
 
 
 @click.group()
@@ -61,14 +55,14 @@ def backup() -> None:
 
 @backup.command("now")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the backup's name.")
-def backup_now(quiet: bool) -> None:
+@pass_settings
+def backup_now(settings: Settings, quiet: bool) -> None:
     """Take a backup now (online: the server keeps serving and writing)."""
     from orc.backup.manifest import BackupError
     from orc.backup.progress import QuietReporter, human_size
     from orc.backup.service import backup_and_record
     from orc.cli.progress_bar import reporter_for
 
-    settings = load_settings()
     reporter = QuietReporter() if quiet else reporter_for(sys.stderr)
     try:
         manifest = backup_and_record(settings, "manual", _recorder(settings), reporter)
@@ -95,12 +89,12 @@ def _verified(manifest: Any) -> str:
 
 @backup.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the manifests).")
-def backup_list(as_json: bool) -> None:
+@pass_settings
+def backup_list(settings: Settings, as_json: bool) -> None:
     """List backups, oldest first, with time, size, kind, verified and reason."""
     from orc.backup.manifest import list_backups
     from orc.backup.progress import human_size
 
-    settings = load_settings()
     backups = list_backups(settings.backup_dir)
     if as_json:
         click.echo(json.dumps([m.to_json() for m in backups], indent=2))
@@ -128,12 +122,12 @@ def backup_list(as_json: bool) -> None:
 @backup.command("verify")
 @click.argument("name", required=False)
 @click.option("--all", "verify_all", is_flag=True, help="Verify every backup.")
-def backup_verify(name: str | None, verify_all: bool) -> None:
+@pass_settings
+def backup_verify(settings: Settings, name: str | None, verify_all: bool) -> None:
     """Check a backup's checksum, integrity and that it restores (default: the latest)."""
     from orc.backup.manifest import BackupError, find_backup, list_backups
     from orc.backup.verify import verify_backup
 
-    settings = load_settings()
     if name and verify_all:
         raise click.UsageError("give a NAME or --all, not both")
     try:
@@ -159,13 +153,13 @@ def backup_verify(name: str | None, verify_all: bool) -> None:
 @backup.command("restore")
 @click.argument("name")
 @click.option("--force", is_flag=True, help="Restore even though a server uses the database.")
-def backup_restore(name: str, force: bool) -> None:
+@pass_settings
+def backup_restore(settings: Settings, name: str, force: bool) -> None:
     """Restore the backup NAME (or `latest`); takes a safety backup of the current database."""
     from orc.backup.manifest import BackupError, find_backup
     from orc.backup.restore import restore_backup
     from orc.cli.progress_bar import reporter_for
 
-    settings = load_settings()
     try:
         manifest = find_backup(settings.backup_dir, name, _kind(settings))
     except BackupError as exc:
@@ -184,13 +178,13 @@ def backup_restore(name: str, force: bool) -> None:
 
 @backup.command("prune")
 @click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
-def backup_prune(dry_run: bool) -> None:
+@pass_settings
+def backup_prune(settings: Settings, dry_run: bool) -> None:
     """Delete backups beyond ORC_BACKUP_KEEP_DAILY/WEEKLY/MONTHLY (and the pre-* caps)."""
     from orc.backup.manifest import BackupError, list_backups
     from orc.backup.retention import backups_to_keep
     from orc.backup.service import policy_of, prune_locked_or_not
 
-    settings = load_settings()
     if dry_run:
         backups = list_backups(settings.backup_dir)
         keep = backups_to_keep(

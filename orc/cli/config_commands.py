@@ -7,15 +7,16 @@ from pathlib import Path
 
 import click
 
-from orc.config import load_settings
+from orc.cli.console import pass_settings
+from orc.config import Settings
 
 
 @click.command()
-def init() -> None:
+@pass_settings
+def init(settings: Settings) -> None:
     """Create .orc/config.yaml in this project (never overwrites your edits)."""
     from orc.config.project_file import init_project
 
-    settings = load_settings()
     path, created = init_project(Path.cwd(), settings.home)
     if created:
         click.echo(f"created {path}")
@@ -31,11 +32,11 @@ def config() -> None:
 
 @config.command("show")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def config_show(as_json: bool) -> None:
+@pass_settings
+def config_show(settings: Settings, as_json: bool) -> None:
     """Print the effective settings, where each came from, secrets redacted."""
     from orc.config import SETTINGS
 
-    settings = load_settings()
     rows = [
         (s.name, s.env, settings.display_value(s.name), settings.sources.get(s.name, "default"))
         for s in SETTINGS

@@ -1,4 +1,4 @@
-"""What every command shares: the one-line failure style and the settings of this run.
+"""What every command shares: the one-line failure style, this run's settings, the database runner.
 
 A user error prints ``orc: error: …`` and exits 2 (bad usage or configuration); a failure at
 run time exits 1. Nothing prints a traceback.
@@ -6,8 +6,10 @@ run time exits 1. Nothing prints a traceback.
 
 from __future__ import annotations
 
+import functools
 import sys
-from typing import Any, NoReturn
+from collections.abc import Awaitable, Callable
+from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
 
 import click
 
@@ -16,6 +18,9 @@ from orc.config import Settings, load_settings
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 
 class WholeNumber(click.IntRange):
     """An integer option whose errors read "'abc' is not a valid whole number"."""
@@ -23,11 +28,16 @@ class WholeNumber(click.IntRange):
     name = "whole number"
 
 
-def run_coroutine(coro: Any) -> Any:
-    """asyncio.run, imported only by the commands that need it (the supervisor stays small)."""
-    import asyncio
+class SettingsProvider:
+    """This run's settings, read on first use: commands that need none never fail on them."""
 
-    return asyncio.run(coro)
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+
+    def get(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -37,7 +47,48 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 
 
 def settings_from(ctx: click.Context, **overrides: Any) -> Settings:
-    """The effective settings, with command-line values that were given applied on top."""
-    settings = ctx.obj if isinstance(ctx.obj, Settings) else load_settings()
+    """This run's settings, with command-line values that were given applied on top."""
+    settings = ctx.ensure_object(SettingsProvider).get()
     changes = {key: value for key, value in overrides.items() if value is not None}
     return settings.replace(**changes) if changes else settings
+
+
+def pass_settings(command: Callable[Concatenate[Settings, P], T]) -> Callable[P, T]:
+    """Give a command this run's settings as its first argument."""
+
+    @functools.wraps(command)
+    def with_settings(*args: P.args, **kwargs: P.kwargs) -> T:
+        return command(settings_from(click.get_current_context()), *args, **kwargs)
+
+    return with_settings
+
+
+def run_on_database(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
+    """Migrate (backing up first, as ``orc serve`` does), open the database, run ``work``, close.
+
+    asyncio and the ORM are imported here, only by the commands that use the database.
+    """
+    import asyncio
+
+    from orc.backup.premigrate import PreMigrationBackupFailed, pre_migration_hook
+    from orc.db import close_database, open_database
+    from orc.db.schema import migrate_database
+
+    async def main() -> T:
+        try:
+            await migrate_database(
+                settings.database, before_migrating=pre_migration_hook(settings, _note)
+            )
+        except PreMigrationBackupFailed as exc:
+            raise click.ClickException(str(exc)) from None
+        await open_database(settings.database)
+        try:
+            return await work()
+        finally:
+            await close_database()
+
+    return asyncio.run(main())
+
+
+def _note(text: str) -> None:
+    click.echo(text, err=True)

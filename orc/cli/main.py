@@ -19,14 +19,17 @@ from orc.cli import (
     serve_commands,
     task_commands,
 )
-from orc.cli.console import fail
+from orc.cli.console import SettingsProvider, fail
 from orc.config import ConfigError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="orc")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """orc: orchestrate AI coding tasks."""
+    # Read once, when a command first asks (console.settings_from, console.pass_settings).
+    ctx.ensure_object(SettingsProvider)
 
 
 for _module in (

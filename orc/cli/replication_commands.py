@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 
-from orc.cli.console import EXIT_FAILED, EXIT_USAGE, fail
-from orc.config import Settings, load_settings
+from orc.cli.console import EXIT_FAILED, EXIT_USAGE, fail, pass_settings
+from orc.config import Settings
 
 
 @click.group()
@@ -19,26 +18,23 @@ def replication() -> None:
 
 
 def _litestream_db(settings: Settings) -> Any:
-    from orc.db.url import is_sqlite_url, sqlite_path
     from orc.replication.litestream import ReplicationError, load_litestream_db
 
-    if not is_sqlite_url(settings.database_url):
+    if not settings.database.is_sqlite:
         fail("Litestream replicates SQLite; DATABASE_URL is PostgreSQL", EXIT_USAGE)
     try:
-        return load_litestream_db(
-            settings.litestream_config, Path(sqlite_path(settings.database_url))
-        )
+        return load_litestream_db(settings.litestream_config, settings.database.sqlite_path)
     except ReplicationError as exc:
         fail(str(exc), EXIT_USAGE)
 
 
 @replication.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def replication_status(as_json: bool) -> None:
+@pass_settings
+def replication_status(settings: Settings, as_json: bool) -> None:
     """Is Litestream running and how far is the replica behind (exit 1 when not ok)."""
     from orc.replication.litestream import ReplicationError, check_replication
 
-    settings = load_settings()
     db = _litestream_db(settings)
     try:
         status = check_replication(db)
@@ -65,17 +61,16 @@ def replication_status(as_json: bool) -> None:
     required=True,
     help="Only when the database file is missing (the only mode: never overwrites).",
 )
-def replication_restore(if_missing: bool) -> None:
+@pass_settings
+def replication_restore(settings: Settings, if_missing: bool) -> None:
     """Restore orc.db from its Litestream replica when the file is missing (container boot)."""
-    from orc.db.url import is_sqlite_url, sqlite_path
     from orc.replication.litestream import ReplicationError, restore_if_missing
 
-    settings = load_settings()
     if not settings.litestream_enabled:
         click.echo("replication is off (ORC_LITESTREAM_ENABLED is not true); nothing to restore")
         return
-    if is_sqlite_url(settings.database_url) and Path(sqlite_path(settings.database_url)).exists():
-        click.echo(f"{sqlite_path(settings.database_url)} exists; nothing to restore")
+    if settings.database.is_sqlite and settings.database.sqlite_path.exists():
+        click.echo(f"{settings.database.sqlite_path} exists; nothing to restore")
         return
     db = _litestream_db(settings)
     try:

@@ -8,8 +8,8 @@ import sys
 
 import click
 
-from orc.cli.console import WholeNumber, fail, run_coroutine, settings_from
-from orc.config import ConfigError, Settings, load_settings
+from orc.cli.console import WholeNumber, fail, pass_settings, settings_from
+from orc.config import ConfigError, Settings
 
 
 @click.command()
@@ -86,6 +86,7 @@ def _prepare_in_child(settings: Settings, migrate: bool) -> None:
 
 
 def _migrate_or_exit(settings: Settings) -> None:
+    import asyncio
     import logging
 
     from orc.backup.premigrate import PreMigrationBackupFailed, pre_migration_hook
@@ -94,9 +95,9 @@ def _migrate_or_exit(settings: Settings) -> None:
 
     log = logging.getLogger("orc.migrate")
     try:
-        applied = run_coroutine(
+        applied = asyncio.run(
             migrate_database(
-                settings.database_url,
+                settings.database,
                 lambda name: log.info("applying %s", name),
                 before_migrating=pre_migration_hook(settings, log.info),
             )
@@ -115,6 +116,7 @@ def _migrate_or_exit(settings: Settings) -> None:
 
 def _prepare_auth(settings: Settings) -> None:
     """Make the session key once (before several API processes race for it) and check OIDC."""
+    import asyncio
     import logging
 
     from orc.auth.secret_key import load_secret_key
@@ -128,7 +130,7 @@ def _prepare_auth(settings: Settings) -> None:
     from orc.auth.oidc import OidcError, OidcProvider
 
     try:
-        run_coroutine(OidcProvider(settings).discover())
+        asyncio.run(OidcProvider(settings).discover())
     except OidcError as exc:
         if exc.code != "oidc_unreachable":
             fail(f"ORC_OIDC_ISSUER={settings.oidc_issuer}: {exc}")
@@ -137,23 +139,23 @@ def _prepare_auth(settings: Settings) -> None:
 
 
 @click.command("_api", hidden=True)
-def api_process() -> None:
+@pass_settings
+def api_process(settings: Settings) -> None:
     """The API process that `orc serve` starts (internal)."""
     from orc.runtime.api_process import run_api
     from orc.runtime.logs import setup_logging
 
-    settings = load_settings()
     setup_logging(settings.log_level, settings.log_format)
     run_api(settings)
 
 
 @click.command()
-def worker() -> None:
+@pass_settings
+def worker(settings: Settings) -> None:
     """Run the job worker. SIGINT stops gracefully; SIGTERM stops at once."""
     from orc.runtime.logs import setup_logging
     from workers.consumer import run_consumer
 
-    settings = load_settings()
     setup_logging(settings.log_level, settings.log_format)
     run_consumer(settings)
 
@@ -161,20 +163,22 @@ def worker() -> None:
 @click.command()
 @click.option("--dry-run", is_flag=True, help="List pending migrations; change nothing.")
 @click.option("--no-backup", is_flag=True, help="Skip the pre-migration backup.")
-def migrate(dry_run: bool, no_backup: bool) -> None:
+@pass_settings
+def migrate(settings: Settings, dry_run: bool, no_backup: bool) -> None:
     """Apply pending database migrations (run once before starting servers).
 
     A database that holds data is backed up first (reason pre-migration).
     """
+    import asyncio
+
     from orc.backup.premigrate import PreMigrationBackupFailed, pre_migration_hook
     from orc.db import describe_error
     from orc.db.schema import MigrationFailed, migrate_database
 
-    settings = load_settings()
     try:
-        names = run_coroutine(
+        names = asyncio.run(
             migrate_database(
-                settings.database_url,
+                settings.database,
                 lambda name: click.echo(f"applying {name}"),
                 dry_run=dry_run,
                 before_migrating=None if no_backup else pre_migration_hook(settings, click.echo),
@@ -193,14 +197,14 @@ def migrate(dry_run: bool, no_backup: bool) -> None:
 @click.command()
 @click.option("--timeout", default=3.0, show_default=True, help="Seconds to wait for an answer.")
 @click.option("--ready", is_flag=True, help="Ask /api/health/ready instead and print its checks.")
-def healthcheck(timeout: float, ready: bool) -> None:
+@pass_settings
+def healthcheck(settings: Settings, timeout: float, ready: bool) -> None:
     """Exit 0 when /api/health (or /api/health/ready) says ok on the configured port, else 1."""
     import urllib.error
     import urllib.request
 
     from orc.runtime.launcher import probe_address
 
-    settings = load_settings()
     host = probe_address(settings.host)
     host = f"[{host}]" if ":" in host else host
     url = f"http://{host}:{settings.port}/api/health" + ("/ready" if ready else "")

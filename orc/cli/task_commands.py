@@ -3,45 +3,12 @@
 from __future__ import annotations
 
 import getpass
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from orc.config import load_settings
-
-T = TypeVar("T")
-
-
-def run_on_store(work: Callable[[], Awaitable[T]]) -> T:
-    """Open the configured database, run ``work``, close it."""
-    import asyncio
-
-    from orc.db import close_database, open_database
-    from orc.db.schema import migrate_database
-
-    settings = load_settings()
-
-    async def main() -> T:
-        from orc.backup.premigrate import PreMigrationBackupFailed, pre_migration_hook
-
-        try:
-            await migrate_database(
-                settings.database_url, before_migrating=pre_migration_hook(settings, _note)
-            )
-        except PreMigrationBackupFailed as exc:
-            raise click.ClickException(str(exc)) from None
-        await open_database(settings.database_url)
-        try:
-            return await work()
-        finally:
-            await close_database()
-
-    return asyncio.run(main())
-
-
-def _note(text: str) -> None:
-    click.echo(text, err=True)
+from orc.cli.console import pass_settings, run_on_database
+from orc.config import Settings
 
 
 def _task_number(task_id: str) -> int:
@@ -66,14 +33,17 @@ def _money(value: float) -> str:
     show_default=True,
 )
 @click.option("--description", default="", help="Longer description.")
-def new_task(title: str, weight: str, description: str) -> None:
+@pass_settings
+def new_task(settings: Settings, title: str, weight: str, description: str) -> None:
     """Create a task."""
     from orc.tasks.lifecycle import create_task
 
     title = title.strip()
     if not title or len(title) > 200:
         raise click.UsageError("the title must have 1 to 200 characters")
-    task = run_on_store(lambda: create_task(title, description, weight, getpass.getuser()))
+    task = run_on_database(
+        settings, lambda: create_task(title, description, weight, getpass.getuser())
+    )
     click.echo(f"{task['id']} created: {task['title']} ({task['weight']})")
 
 
@@ -85,14 +55,15 @@ def new_task(title: str, weight: str, description: str) -> None:
     ),
 )
 @click.option("--limit", type=click.IntRange(1, 100), default=50, show_default=True)
-def list_tasks_command(status: str | None, limit: int) -> None:
+@pass_settings
+def list_tasks_command(settings: Settings, status: str | None, limit: int) -> None:
     """List tasks, newest first."""
     from rich.console import Console
     from rich.table import Table
 
     from orc.tasks.lifecycle import list_tasks
 
-    items, total = run_on_store(lambda: list_tasks(1, limit, status, None))
+    items, total = run_on_database(settings, lambda: list_tasks(1, limit, status, None))
     table = Table("id", "title", "weight", "status", "phase", "updated", box=None)
     for task in items:
         table.add_row(
@@ -109,7 +80,8 @@ def list_tasks_command(status: str | None, limit: int) -> None:
 
 @click.command("show")
 @click.argument("task_id")
-def show_task(task_id: str) -> None:
+@pass_settings
+def show_task(settings: Settings, task_id: str) -> None:
     """A task with its phases, tokens and cost."""
     from rich.console import Console
     from rich.table import Table
@@ -119,13 +91,13 @@ def show_task(task_id: str) -> None:
     from orc.usage.recording import task_usage
 
     number = _task_number(task_id)
-    prices = load_prices(load_settings().home)
+    prices = load_prices(settings.home)
 
     async def both() -> tuple[dict[str, Any], dict[str, Any]]:
         return await get_task(number), await task_usage(number, prices)
 
     try:
-        task, usage = run_on_store(both)
+        task, usage = run_on_database(settings, both)
     except TaskNotFound:
         raise click.ClickException(f"no task {task_id.upper()}") from None
     console = Console(width=160)
@@ -170,7 +142,8 @@ def show_task(task_id: str) -> None:
 
 
 @click.command("cost")
-def cost_command() -> None:
+@pass_settings
+def cost_command(settings: Settings) -> None:
     """Tokens and cost today, this week, this month; by model; top tasks."""
     from rich.console import Console
     from rich.table import Table
@@ -178,8 +151,8 @@ def cost_command() -> None:
     from orc.usage.cost import cost_summary
     from orc.usage.pricing import load_prices
 
-    prices = load_prices(load_settings().home)
-    summary = run_on_store(lambda: cost_summary(prices))
+    prices = load_prices(settings.home)
+    summary = run_on_database(settings, lambda: cost_summary(prices))
     console = Console(width=160)
     periods = Table("period", "tokens", "cost", box=None)
     for name in ("today", "week", "month"):
@@ -207,11 +180,12 @@ def cost_command() -> None:
 
 
 @click.command("fold-usage")
-def fold_usage_command() -> None:
+@pass_settings
+def fold_usage_command(settings: Settings) -> None:
     """Fold new usage events into rollups now (the worker also does it every minute)."""
     from orc.usage.rollups import fold_usage
 
-    result = run_on_store(fold_usage)
+    result = run_on_database(settings, fold_usage)
     click.echo(f"folded {result.events} event(s); watermark {result.watermark}")
 
 

@@ -1,15 +1,17 @@
-"""Database access: open/close Tortoise, ping, and the migration helpers in ``schema``."""
+"""Database access: open/close Tortoise, ping, and the migration helpers in ``schema``.
+
+Tortoise is imported where it is used: ``orc.config`` imports ``orc.db.url``, and commands
+and the long-lived ``orc serve`` launcher that never touch the database must not load the ORM.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tortoise import Tortoise, connections
-from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.backends.base.executor import EXECUTOR_CACHE
+from orc.db.url import DatabaseUrl
 
-from orc.db.url import is_sqlite_url, sqlite_path, tortoise_config
+if TYPE_CHECKING:
+    from tortoise.backends.base.client import BaseDBAsyncClient
 
 PING_TIMEOUT_SECONDS = 2.0
 
@@ -18,35 +20,42 @@ class DatabaseUnavailable(Exception):
     """The database cannot be reached; the message says why (no secrets)."""
 
 
-def prepare_sqlite_file(database_url: str) -> None:
+def prepare_sqlite_file(database: DatabaseUrl) -> None:
     """Create the directory of an SQLite database (owner-only), so first start needs no setup."""
-    if not is_sqlite_url(database_url):
-        return
-    Path(sqlite_path(database_url)).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if database.is_sqlite:
+        database.sqlite_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
-async def open_database(database_url: str) -> None:
+async def open_database(database: DatabaseUrl | str) -> None:
     """Initialise Tortoise for this process; connections open lazily on first use."""
-    prepare_sqlite_file(database_url)
+    from tortoise import Tortoise
+    from tortoise.backends.base.executor import EXECUTOR_CACHE
+
+    database = DatabaseUrl.of(database)
+    prepare_sqlite_file(database)
     # Tortoise caches INSERT statements by connection name, not by dialect: a process that
     # opens another database (tests, tools) must not reuse SQLite's `?` on PostgreSQL.
     EXECUTOR_CACHE.clear()
-    await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
+    await Tortoise.init(config=database.tortoise_config(), _enable_global_fallback=True)
 
 
 async def close_database() -> None:
     """Close every connection this process opened."""
+    from tortoise import Tortoise
+
     await Tortoise.close_connections()
 
 
 def default_connection() -> BaseDBAsyncClient:
     """The connection every model uses."""
+    from tortoise import connections
+
     return connections.get("default")
 
 
 def describe_error(exc: BaseException) -> str:
     """A short, secret-free description of a database error for users and probes."""
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+    if isinstance(exc, TimeoutError):  # asyncio.TimeoutError is TimeoutError since 3.11
         return "timed out"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__

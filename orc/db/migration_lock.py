@@ -10,17 +10,17 @@ from pathlib import Path
 
 import asyncpg
 
-from orc.db.url import asyncpg_connect_args, is_sqlite_url, sqlite_path
+from orc.db.url import DatabaseUrl
 
 # Any constant works; it only has to be the same in every orc process.
 PG_MIGRATION_LOCK_KEY = 0x6F7263_01
 
 
 @asynccontextmanager
-async def migration_lock(database_url: str) -> AsyncIterator[None]:
+async def migration_lock(database: DatabaseUrl) -> AsyncIterator[None]:
     """Hold an exclusive lock for this database (flock for SQLite, advisory lock for PostgreSQL)."""
-    if is_sqlite_url(database_url):
-        lock_path = Path(sqlite_path(database_url) + ".migrate.lock")
+    if database.is_sqlite:
+        lock_path = Path(f"{database.sqlite_path}.migrate.lock")
         with lock_path.open("a") as handle:
             await asyncio.to_thread(fcntl.flock, handle.fileno(), fcntl.LOCK_EX)
             try:
@@ -28,7 +28,7 @@ async def migration_lock(database_url: str) -> AsyncIterator[None]:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
         return
-    conn = await asyncpg.connect(**asyncpg_connect_args(database_url))
+    conn = await asyncpg.connect(**database.asyncpg_connect_args())
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", PG_MIGRATION_LOCK_KEY)
         try:

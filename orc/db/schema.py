@@ -10,7 +10,7 @@ from tortoise.migrations.executor import MigrationExecutor
 from orc.db import close_database, default_connection, open_database
 from orc.db import migrations as migrations_package
 from orc.db.migration_lock import migration_lock
-from orc.db.url import tortoise_config
+from orc.db.url import DatabaseUrl
 
 APP_LABEL = "orc"
 MIGRATIONS_TABLE = "tortoise_migrations"
@@ -49,22 +49,22 @@ def _is_missing_table(exc: Exception) -> bool:
     return "no such table" in text or ("does not exist" in text and MIGRATIONS_TABLE in text)
 
 
-def _executor(database_url: str) -> MigrationExecutor:
-    apps = tortoise_config(database_url)["apps"]
+def _executor(database: DatabaseUrl | str) -> MigrationExecutor:
+    apps = DatabaseUrl.of(database).tortoise_config()["apps"]
     return MigrationExecutor(default_connection(), apps)
 
 
-async def pending_migrations(database_url: str) -> list[str]:
+async def pending_migrations(database: DatabaseUrl | str) -> list[str]:
     """Migrations that ``apply_migrations`` would run, in order (needs an open database)."""
-    steps = await _executor(database_url).plan()
+    steps = await _executor(database).plan()
     return [step.migration.name for step in steps if not step.backward]
 
 
 async def apply_migrations(
-    database_url: str, progress: Callable[[str], object] | None = None
+    database: DatabaseUrl | str, progress: Callable[[str], object] | None = None
 ) -> list[str]:
     """Apply pending migrations, each in its own transaction; return the names applied."""
-    executor = _executor(database_url)
+    executor = _executor(database)
     pending = [s.migration.name for s in await executor.plan() if not s.backward]
     current: list[str] = []
 
@@ -86,7 +86,7 @@ async def apply_migrations(
 
 
 async def migrate_database(
-    database_url: str,
+    database: DatabaseUrl | str,
     progress: Callable[[str], object] | None = None,
     dry_run: bool = False,
     before_migrating: Callable[[list[str]], Awaitable[object]] | None = None,
@@ -97,15 +97,16 @@ async def migrate_database(
     ``before_migrating`` (the pre-migration backup) runs under the lock, only when migrations
     are pending on a database that has some applied already; if it raises, nothing is applied.
     """
-    await open_database(database_url)
+    database = DatabaseUrl.of(database)
+    await open_database(database)
     try:
         if dry_run:
-            return await pending_migrations(database_url)
-        async with migration_lock(database_url):
+            return await pending_migrations(database)
+        async with migration_lock(database):
             if before_migrating is not None:
-                pending = await pending_migrations(database_url)
+                pending = await pending_migrations(database)
                 if pending and await applied_migrations():
                     await before_migrating(pending)
-            return await apply_migrations(database_url, progress)
+            return await apply_migrations(database, progress)
     finally:
         await close_database()

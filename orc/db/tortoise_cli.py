@@ -5,6 +5,8 @@
 
 import os
 
-from orc.db.url import tortoise_config
+from orc.db.url import DatabaseUrl
 
-TORTOISE_ORM = tortoise_config(os.environ.get("DATABASE_URL", "sqlite:///tmp/orc-dev.db"))
+TORTOISE_ORM = DatabaseUrl(
+    os.environ.get("DATABASE_URL", "sqlite:///tmp/orc-dev.db")
+).tortoise_config()

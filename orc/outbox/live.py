@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from orc.db.url import asyncpg_connect_args, is_sqlite_url
+from orc.db.url import DatabaseUrl
 from orc.outbox.events import (
     EVENT_CHANNEL,
     INTERNAL_EVENT_TYPES,
@@ -121,11 +121,11 @@ class OutboxTailer:
     def __init__(
         self,
         hub: Hub,
-        database_url: str,
+        database: DatabaseUrl,
         session_update: Callable[[], Awaitable[dict[str, Any]]],
     ) -> None:
         self.hub = hub
-        self.database_url = database_url
+        self.database = database
         self.session_update = session_update
         self.last_id = 0
         self.wake = asyncio.Event()
@@ -135,7 +135,7 @@ class OutboxTailer:
 
     @property
     def is_postgres(self) -> bool:
-        return not is_sqlite_url(self.database_url)
+        return not self.database.is_sqlite
 
     async def run(self) -> None:
         started = False
@@ -195,7 +195,7 @@ class OutboxTailer:
         self.wake.clear()
 
     async def _listen(self) -> None:
-        conn = await asyncpg.connect(**asyncpg_connect_args(self.database_url))
+        conn = await asyncpg.connect(**self.database.asyncpg_connect_args())
         await conn.add_listener(EVENT_CHANNEL, lambda *_: self.wake.set())
         conn.add_termination_listener(self._on_listener_lost)
         self._listener = conn

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from sanic import Sanic
 from sanic.log import error_logger
 from sanic.worker.loader import AppLoader
 from sanic.worker.manager import WorkerManager
 
-from orc.api.app import create_app_from_env
+from orc.api.app import create_app
 from orc.config import Settings
 
 
@@ -39,8 +41,12 @@ WorkerManager.wait_for_ack = _wait_for_ack_unless_stopping  # type: ignore[metho
 
 
 def run_api(settings: Settings) -> None:
-    """Serve until SIGTERM/SIGINT; blocks. Settings reach worker processes through the env."""
-    loader = AppLoader(factory=create_app_from_env)
+    """Serve until SIGTERM/SIGINT; blocks.
+
+    With several workers Sanic spawns them and pickles the loader: each gets these settings,
+    so no worker reads the configuration again.
+    """
+    loader = AppLoader(factory=partial(create_app, settings))
     app = loader.load()
     single = settings.workers == 1
     app.prepare(

@@ -1,0 +1,338 @@
+"""The registry: every setting declared once with its variable, parser, default and meaning."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orc.config import parsers
+
+# Set by `orc serve` for its children (not a user setting): where API workers share metrics.
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: where it is read from, how it is parsed, what it means."""
+
+    name: str
+    env: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    fix: str
+    secret: bool = False
+    env_only: bool = False
+
+    @property
+    def file_env(self) -> str:
+        """The ``_FILE`` variant of a secret (Docker and Kubernetes secrets)."""
+        return self.env + "_FILE"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "home",
+        "ORC_HOME",
+        Path,
+        None,
+        "Directory for orc's data: orc.db, queue.db, backups/, config.yaml.",
+        "set ORC_HOME to a writable directory",
+        env_only=True,
+    ),
+    Setting(
+        "database_url",
+        "DATABASE_URL",
+        parsers.database_url,
+        None,
+        "Database connection string: sqlite:///path/orc.db or "
+        "postgres://user:password@host:5432/db?sslmode=disable. "
+        "Default: SQLite at ORC_HOME/orc.db.",
+        "use sqlite:///path/to/orc.db or postgres://user:password@host:5432/dbname",
+        secret=True,
+    ),
+    Setting(
+        "host",
+        "ORC_HOST",
+        parsers.parse_host,
+        "127.0.0.1",
+        "Listen address of the API.",
+        "use a host name or IP address such as 127.0.0.1 or 0.0.0.0",
+    ),
+    Setting(
+        "port",
+        "ORC_PORT",
+        parsers.parse_port,
+        8080,
+        "Listen port of the API.",
+        "use a whole number between 1 and 65535",
+    ),
+    Setting(
+        "workers",
+        "ORC_WORKERS",
+        parsers.positive_int,
+        1,
+        "Number of API worker processes.",
+        "use a whole number of at least 1",
+    ),
+    Setting(
+        "base_url",
+        "ORC_BASE_URL",
+        parsers.http_url,
+        "http://localhost:8080",
+        "Public URL of orc, used for callbacks and secure cookies.",
+        "use the URL users open, e.g. https://orc.example.com",
+    ),
+    Setting(
+        "auth_enabled",
+        "ORC_AUTH_ENABLED",
+        parsers.parse_bool,
+        False,
+        "Require authentication on the API (turned on by setting ORC_AUTH_TOKEN).",
+        "use true or false",
+    ),
+    Setting(
+        "auth_type",
+        "ORC_AUTH_TYPE",
+        parsers.choice("token", "oidc"),
+        "token",
+        "Authentication type: token or oidc.",
+        "use token or oidc",
+    ),
+    Setting(
+        "auth_token",
+        "ORC_AUTH_TOKEN",
+        parsers.text,
+        None,
+        "Bearer token for the API; at least 32 characters (orc token generate).",
+        "set a random token of at least 32 characters",
+        secret=True,
+    ),
+    Setting(
+        "oidc_issuer",
+        "ORC_OIDC_ISSUER",
+        parsers.http_url,
+        None,
+        "OIDC issuer URL.",
+        "use the issuer's https:// URL",
+    ),
+    Setting(
+        "oidc_client_id",
+        "ORC_OIDC_CLIENT_ID",
+        parsers.text,
+        None,
+        "OIDC client ID.",
+        "copy the client ID from your identity provider",
+    ),
+    Setting(
+        "oidc_client_secret",
+        "ORC_OIDC_CLIENT_SECRET",
+        parsers.text,
+        None,
+        "OIDC client secret.",
+        "copy the client secret from your identity provider",
+        secret=True,
+    ),
+    Setting(
+        "oidc_allowed_domains",
+        "ORC_OIDC_ALLOWED_DOMAINS",
+        parsers.lower_list,
+        (),
+        "Comma-separated email domains allowed to sign in with OIDC (empty: any).",
+        "use domains separated by commas, e.g. example.com,example.org",
+    ),
+    Setting(
+        "oidc_admin_emails",
+        "ORC_OIDC_ADMIN_EMAILS",
+        parsers.lower_list,
+        (),
+        "Comma-separated emails that are made admin when they sign in.",
+        "use emails separated by commas",
+    ),
+    Setting(
+        "oidc_create_users",
+        "ORC_OIDC_CREATE_USERS",
+        parsers.parse_bool,
+        True,
+        "Create unknown OIDC users on first sign-in (role member); false refuses them.",
+        "use true or false",
+    ),
+    Setting(
+        "secret_key",
+        "ORC_SECRET_KEY",
+        parsers.secret_key,
+        None,
+        "Key that signs session cookies and WebSocket tickets (at least 32 characters). "
+        "Default: one generated once and kept in ORC_HOME/secret_key (mode 0600); "
+        "set it when several replicas must accept each other's sessions.",
+        "set a random value of at least 32 characters (orc token generate makes one)",
+        secret=True,
+    ),
+    Setting(
+        "metrics_token",
+        "ORC_METRICS_TOKEN",
+        parsers.text,
+        None,
+        "Bearer token that may read /api/metrics (besides admins) when auth is on.",
+        "set a random token of at least 32 characters (orc token generate makes one)",
+        secret=True,
+    ),
+    Setting(
+        "metrics_public_loopback",
+        "ORC_METRICS_PUBLIC_LOOPBACK",
+        parsers.parse_bool,
+        False,
+        "Let requests from loopback read /api/metrics without auth when auth is on.",
+        "use true or false",
+    ),
+    Setting(
+        "log_level",
+        "ORC_LOG_LEVEL",
+        parsers.choice("debug", "info", "warning", "error", "critical"),
+        "info",
+        "Log level.",
+        "use debug, info, warning, error or critical",
+    ),
+    Setting(
+        "log_format",
+        "ORC_LOG_FORMAT",
+        parsers.choice("json", "text"),
+        "json",
+        "Log format: json (one object per line) or text.",
+        "use json or text",
+    ),
+    Setting(
+        "shutdown_timeout",
+        "ORC_SHUTDOWN_TIMEOUT",
+        parsers.positive_float,
+        5.0,
+        "Seconds a stopping server waits for open requests and jobs before it exits.",
+        "use a number of seconds greater than 0",
+    ),
+    Setting(
+        "worker_threads",
+        "ORC_WORKER_THREADS",
+        parsers.positive_int,
+        2,
+        "Threads of the job worker (Huey consumer).",
+        "use a whole number of at least 1",
+    ),
+    Setting(
+        "disk_warn_mb",
+        "ORC_DISK_WARN_MB",
+        parsers.positive_int,
+        500,
+        "Readiness reports a disk warning when ORC_HOME has less free space (MiB).",
+        "use a whole number of MiB",
+    ),
+    Setting(
+        "proxies_count",
+        "ORC_PROXIES_COUNT",
+        parsers.non_negative_int,
+        0,
+        "Reverse proxies in front of orc whose X-Forwarded-For and X-Forwarded-Proto it trusts "
+        "for the client's address and scheme: 1 behind Caddy, 0 (default) ignores those headers, "
+        "which any client could forge.",
+        "use 0, or the number of proxies between clients and orc (1 behind Caddy)",
+    ),
+    Setting(
+        "event_retention_days",
+        "ORC_EVENT_RETENTION_DAYS",
+        parsers.positive_int,
+        7,
+        "Days the event outbox keeps events for clients that reconnect with since.",
+        "use a whole number of days",
+    ),
+    Setting(
+        "backup_dir",
+        "ORC_BACKUP_DIR",
+        Path,
+        None,
+        "Directory for backups and their manifests. Default: ORC_HOME/backups.",
+        "set ORC_BACKUP_DIR to a writable directory",
+    ),
+    Setting(
+        "backup_enabled",
+        "ORC_BACKUP_ENABLED",
+        parsers.parse_bool,
+        True,
+        "Take scheduled backups in the job worker.",
+        "use true or false",
+    ),
+    Setting(
+        "backup_schedule",
+        "ORC_BACKUP_SCHEDULE",
+        parsers.cron_expression,
+        "0 3 * * *",
+        "When the worker takes scheduled backups: a cron expression in UTC.",
+        "use five cron fields, e.g. '0 3 * * *' for 03:00 UTC daily",
+    ),
+    Setting(
+        "backup_keep_daily",
+        "ORC_BACKUP_KEEP_DAILY",
+        parsers.non_negative_int,
+        7,
+        "Prune keeps the newest backup of each of this many days.",
+        "use a whole number (0 keeps none by day)",
+    ),
+    Setting(
+        "backup_keep_weekly",
+        "ORC_BACKUP_KEEP_WEEKLY",
+        parsers.non_negative_int,
+        4,
+        "Prune keeps the newest backup of each of this many ISO weeks.",
+        "use a whole number (0 keeps none by week)",
+    ),
+    Setting(
+        "backup_keep_monthly",
+        "ORC_BACKUP_KEEP_MONTHLY",
+        parsers.non_negative_int,
+        6,
+        "Prune keeps the newest backup of each of this many months.",
+        "use a whole number (0 keeps none by month)",
+    ),
+    Setting(
+        "backup_keep_pre_migration",
+        "ORC_BACKUP_KEEP_PRE_MIGRATION",
+        parsers.positive_int,
+        3,
+        "Pre-migration and pre-restore backups kept (newest first), each kind on its own.",
+        "use a whole number of at least 1",
+    ),
+    Setting(
+        "backup_check",
+        "ORC_BACKUP_CHECK",
+        parsers.choice("quick", "full"),
+        "quick",
+        "Check of each new SQLite backup: quick (PRAGMA quick_check) or full (integrity_check).",
+        "use quick or full",
+    ),
+    Setting(
+        "backup_gzip",
+        "ORC_BACKUP_GZIP",
+        parsers.parse_bool,
+        False,
+        "Compress backups with gzip (smaller, slower).",
+        "use true or false",
+    ),
+    Setting(
+        "litestream_enabled",
+        "ORC_LITESTREAM_ENABLED",
+        parsers.parse_bool,
+        False,
+        "Litestream replicates orc.db: the worker checks replication every minute.",
+        "use true or false",
+    ),
+    Setting(
+        "litestream_config",
+        "ORC_LITESTREAM_CONFIG",
+        Path,
+        Path("/etc/litestream.yml"),
+        "Path of Litestream's config file (its dbs and replicas).",
+        "set ORC_LITESTREAM_CONFIG to the path of litestream.yml",
+    ),
+)
+
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
