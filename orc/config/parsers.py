@@ -111,6 +111,52 @@ def lower_list(raw: str) -> tuple[str, ...]:
     return items
 
 
+def name_list(raw: str) -> tuple[str, ...]:
+    """``Read,Write,Bash(git:*)``: comma-separated names, case kept (tool names)."""
+    items = tuple(item.strip() for item in raw.split(",") if item.strip())
+    if not items:
+        raise ValueError("is empty")
+    return items
+
+
+def phase_models(raw: str) -> tuple[tuple[str, str], ...]:
+    """``review=claude-opus-4-5,docs=claude-haiku-4-5``: a model for some phases."""
+    pairs = []
+    for item in (part.strip() for part in raw.split(",") if part.strip()):
+        phase, sep, model = item.partition("=")
+        if not sep or not phase.strip() or not model.strip():
+            raise ValueError(f"{item!r} is not phase=model")
+        pairs.append((phase.strip().lower(), model.strip()))
+    return tuple(pairs)
+
+
+def split_author(value: str) -> tuple[str, str]:
+    """``Name <email>`` as (name, email); ValueError when it is not that."""
+    name, sep, rest = value.strip().partition("<")
+    email = rest.strip().removesuffix(">").strip()
+    if not sep or not rest.strip().endswith(">") or not name.strip() or "@" not in email:
+        raise ValueError("not in the form Name <email>")
+    return name.strip(), email
+
+
+def git_author(raw: str) -> str:
+    """``Name <email>`` for the commits orc makes, spaced as git writes it."""
+    name, email = split_author(raw)
+    return f"{name} <{email}>"
+
+
+# Claude Code's permission modes, as its CLI spells them.
+PERMISSION_MODES = ("acceptEdits", "bypassPermissions", "default", "plan")
+
+
+def permission_mode(raw: str) -> str:
+    by_lower = {mode.lower(): mode for mode in PERMISSION_MODES}
+    mode = by_lower.get(raw.strip().lower())
+    if mode is None:
+        raise ValueError("not one of " + ", ".join(PERMISSION_MODES))
+    return mode
+
+
 def secret_key(raw: str) -> str:
     value = raw.strip()
     if len(value) < 32:

@@ -57,6 +57,20 @@ class Settings:
     backup_gzip: bool
     litestream_enabled: bool
     litestream_config: Path
+    anthropic_api_key: str | None
+    claude_code_oauth_token: str | None
+    agent_model: str | None
+    agent_phase_models: tuple[tuple[str, str], ...]
+    agent_permission_mode: str
+    agent_allowed_tools: tuple[str, ...]
+    agent_max_iterations: int
+    agent_phase_timeout: float
+    agent_idle_timeout: float
+    max_concurrent_runs: int
+    task_budget_usd: float | None
+    review_max_rounds: int
+    git_author: str
+    transcript_retention_days: int
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @cached_property
