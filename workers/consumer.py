@@ -24,9 +24,11 @@ def run_consumer(settings: Settings) -> None:
     import workers.heartbeat_jobs
     import workers.replication_jobs
     import workers.usage_jobs  # noqa: F401 - importing registers the jobs
-    from workers.job_runtime import close_runtime
-    from workers.queue import huey
+    from workers.job_runtime import close_runtime, start_runtime
+    from workers.queue import configure_queue
 
+    huey = configure_queue(settings)
+    start_runtime(settings)
     consumer = huey.create_consumer(
         workers=settings.worker_threads,
         worker_type="thread",

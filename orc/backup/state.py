@@ -3,13 +3,18 @@ and a ``backup`` event on the event stream for each one."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from orc.backup.manifest import Manifest
+from orc.db import close_database, open_database
 from orc.db.models import ServerState
+from orc.db.url import is_sqlite_url, sqlite_path
 from orc.outbox.events import change_transaction, emit
 
 log = logging.getLogger("orc.backup")
@@ -70,6 +75,22 @@ async def record_quietly(coro: Any) -> None:
         await coro
     except Exception as exc:
         log.warning("could not record the backup outcome in the database: %s", exc)
+
+
+@contextlib.asynccontextmanager
+async def outcome_database(database_url: str) -> AsyncIterator[bool]:
+    """Open the database to record outcomes in; yields whether it did.
+
+    An SQLite file that does not exist stays so: a backup never creates the database.
+    """
+    if is_sqlite_url(database_url) and not Path(sqlite_path(database_url)).is_file():
+        yield False
+        return
+    await open_database(database_url)
+    try:
+        yield True
+    finally:
+        await close_database()
 
 
 async def set_scheduled_slot(slot: datetime) -> None:
