@@ -11,22 +11,21 @@ from __future__ import annotations
 import logging
 import signal
 
+import workers.auth_jobs
+import workers.backup_jobs
+import workers.event_jobs
+import workers.heartbeat_jobs
+import workers.replication_jobs
+import workers.usage_jobs  # noqa: F401 - importing registers the jobs
 from orc.config import Settings
+from workers.job_runtime import close_runtime, start_runtime
+from workers.queue import configure_queue
 
 log = logging.getLogger("orc.worker")
 
 
 def run_consumer(settings: Settings) -> None:
     """Block running jobs until SIGINT/SIGTERM."""
-    import workers.auth_jobs
-    import workers.backup_jobs
-    import workers.event_jobs
-    import workers.heartbeat_jobs
-    import workers.replication_jobs
-    import workers.usage_jobs  # noqa: F401 - importing registers the jobs
-    from workers.job_runtime import close_runtime, start_runtime
-    from workers.queue import configure_queue
-
     huey = configure_queue(settings)
     start_runtime(settings)
     consumer = huey.create_consumer(
