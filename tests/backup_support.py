@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from orc.db.url import asyncpg_connect_args, is_sqlite_url, sqlite_path
+from orc.db.url import DatabaseUrl
 from tests.support import run_orc
 
 
@@ -28,15 +28,15 @@ def backups(env: dict[str, str]) -> list[dict[str, Any]]:
 
 def query(database_url: str, sql: str) -> list[tuple[Any, ...]]:
     """Run one read query on either database (outside orc)."""
-    if is_sqlite_url(database_url):
-        conn = sqlite3.connect(sqlite_path(database_url))
+    if DatabaseUrl(database_url).is_sqlite:
+        conn = sqlite3.connect(str(DatabaseUrl(database_url).sqlite_path))
         try:
             return conn.execute(sql).fetchall()
         finally:
             conn.close()
 
     async def run() -> list[tuple[Any, ...]]:
-        conn = await asyncpg.connect(**asyncpg_connect_args(database_url))
+        conn = await asyncpg.connect(**DatabaseUrl(database_url).asyncpg_connect_args())
         try:
             return [tuple(r) for r in await conn.fetch(sql)]
         finally:
@@ -55,8 +55,8 @@ def backup_dir(env: dict[str, str]) -> Path:
 
 def fill(database_url: str, rows: int) -> None:
     """Add ``rows`` usage events of incompressible text, so backups take a while and are big."""
-    if is_sqlite_url(database_url):
-        conn = sqlite3.connect(sqlite_path(database_url))
+    if DatabaseUrl(database_url).is_sqlite:
+        conn = sqlite3.connect(str(DatabaseUrl(database_url).sqlite_path))
         try:
             conn.execute(
                 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
@@ -71,7 +71,7 @@ def fill(database_url: str, rows: int) -> None:
         return
 
     async def run() -> None:
-        conn = await asyncpg.connect(**asyncpg_connect_args(database_url))
+        conn = await asyncpg.connect(**DatabaseUrl(database_url).asyncpg_connect_args())
         try:
             await conn.execute(
                 "INSERT INTO usage_event (task_number, phase, model, input_tokens, output_tokens,"

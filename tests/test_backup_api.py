@@ -98,7 +98,7 @@ def test_servers_sharing_a_postgres_database_never_back_up_together(postgres_dat
     import asyncpg
 
     from orc.backup.exclusive import PG_BACKUP_LOCK_KEY
-    from orc.db.url import asyncpg_connect_args
+    from orc.db.url import DatabaseUrl
     from tests.support import base_env
 
     env = base_env(tmp_path)
@@ -106,7 +106,7 @@ def test_servers_sharing_a_postgres_database_never_back_up_together(postgres_dat
     orc_ok(["new", "x"], env)
 
     async def hold_and_try() -> tuple[int, str]:
-        conn = await asyncpg.connect(**asyncpg_connect_args(postgres_database))
+        conn = await asyncpg.connect(**DatabaseUrl(postgres_database).asyncpg_connect_args())
         try:
             await conn.execute("SELECT pg_advisory_lock($1)", PG_BACKUP_LOCK_KEY)
             result = await asyncio.to_thread(run_orc, ["backup", "now"], env)

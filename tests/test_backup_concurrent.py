@@ -11,7 +11,7 @@ from pathlib import Path
 
 import asyncpg
 
-from orc.db.url import asyncpg_connect_args, is_sqlite_url, sqlite_path
+from orc.db.url import DatabaseUrl
 from tests.backup_support import backup_dir, fill, orc_ok
 from tests.support import ORC
 
@@ -32,13 +32,15 @@ class Writer(threading.Thread):
         return f"w{self.number}-{self.seq:08d}"
 
     def run(self) -> None:
-        if is_sqlite_url(self.database_url):
+        if DatabaseUrl(self.database_url).is_sqlite:
             self._run_sqlite()
         else:
             asyncio.run(self._run_pg())
 
     def _run_sqlite(self) -> None:
-        conn = sqlite3.connect(sqlite_path(self.database_url), timeout=5, isolation_level=None)
+        conn = sqlite3.connect(
+            str(DatabaseUrl(self.database_url).sqlite_path), timeout=5, isolation_level=None
+        )
         conn.execute("PRAGMA busy_timeout=5000")
         while not self.halt.is_set():
             self.seq += 1
@@ -56,7 +58,7 @@ class Writer(threading.Thread):
         conn.close()
 
     async def _run_pg(self) -> None:
-        conn = await asyncpg.connect(**asyncpg_connect_args(self.database_url))
+        conn = await asyncpg.connect(**DatabaseUrl(self.database_url).asyncpg_connect_args())
         while not self.halt.is_set():
             self.seq += 1
             started = time.perf_counter()
@@ -73,7 +75,7 @@ class Writer(threading.Thread):
 
 
 def _keys_in_backup(path: Path, database_url: str) -> list[str]:
-    if is_sqlite_url(database_url):
+    if DatabaseUrl(database_url).is_sqlite:
         conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
         try:
             return [r[0] for r in conn.execute("SELECT key FROM server_state WHERE key LIKE 'w%'")]

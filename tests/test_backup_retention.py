@@ -79,26 +79,26 @@ def test_scheduled_backup_runs_once_per_firing_even_when_checked_twice(
     runtime.start()
     try:
 
-        def run(coro):
-            return runtime.run(coro, timeout=60)
+        def check(settings, now):
+            return runtime.run(run_scheduled_backup(settings, now), timeout=60)
 
         start = datetime(2026, 5, 6, 2, 0, tzinfo=UTC)
-        assert run_scheduled_backup(settings, start, run) is None  # first check: baseline
-        assert run_scheduled_backup(settings, start, run) is None
+        assert check(settings, start) is None  # first check: baseline
+        assert check(settings, start) is None
         firing = datetime(2026, 5, 6, 3, 0, 20, tzinfo=UTC)
-        taken = run_scheduled_backup(settings, firing, run)
+        taken = check(settings, firing)
         assert taken is not None and taken.reason == "scheduled"
-        assert run_scheduled_backup(settings, firing + timedelta(seconds=30), run) is None
-        assert run_scheduled_backup(settings, firing + timedelta(hours=5), run) is None
+        assert check(settings, firing + timedelta(seconds=30)) is None
+        assert check(settings, firing + timedelta(hours=5)) is None
         # Worker down for two days: one catch-up backup, not two.
         later = firing + timedelta(days=2, hours=1)
-        second = run_scheduled_backup(settings, later, run)
+        second = check(settings, later)
         assert second is not None
-        assert run_scheduled_backup(settings, later, run) is None
+        assert check(settings, later) is None
         # Both were taken today (real time), so retention keeps the newest of the day.
         assert [m.name for m in list_backups(settings.backup_dir)] == [second.name]
         disabled = settings.replace(backup_enabled=False)
-        assert run_scheduled_backup(disabled, later + timedelta(days=1), run) is None
+        assert check(disabled, later + timedelta(days=1)) is None
     finally:
         runtime.close()
 

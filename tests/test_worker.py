@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 import asyncpg
 import psutil
 
-from orc.db.url import sqlite_path
-from tests.support import ORC, OrcServer, run_orc
+from orc.db.url import DatabaseUrl
+from tests.support import ORC, OrcServer, base_env, run_orc
 
 T = TypeVar("T")
 EXIT_TIMEOUT = 10.0
@@ -73,7 +73,7 @@ def heartbeat_pids(env: dict[str, str]) -> set[int]:
     """PIDs of the workers that recorded a heartbeat, read straight from the database."""
     url = env.get("DATABASE_URL")
     if url is None or url.startswith("sqlite"):
-        path = sqlite_path(url) if url else str(Path(env["ORC_HOME"]) / "orc.db")
+        path = str(DatabaseUrl(url).sqlite_path) if url else str(Path(env["ORC_HOME"]) / "orc.db")
         with contextlib.closing(sqlite3.connect(path, timeout=5)) as db:
             return {row[0] for row in db.execute("SELECT pid FROM worker_heartbeat")}
 
@@ -191,3 +191,26 @@ def test_standalone_worker_beats_and_stops_gracefully_on_sigint(server_factory, 
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+
+
+def test_importing_the_worker_reads_no_settings_and_creates_no_file(tmp_path: Path):
+    """Settings reach jobs through run_consumer; an invalid setting and a missing ORC_HOME
+    do not matter until then, and a job queued before configure_queue says what is missing."""
+    import sys
+
+    env = base_env(tmp_path)
+    env["ORC_BACKUP_SCHEDULE"] = "not a schedule"  # load_settings() would refuse it
+    code = (
+        "import workers.consumer, workers.enqueue\n"
+        "from workers.backup_jobs import backup_now_job\n"
+        "try:\n"
+        "    backup_now_job()\n"
+        "except RuntimeError as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "configure_queue(settings)" in result.stdout
+    assert not Path(env["ORC_HOME"]).exists()

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from orc.projects.registry import NotAGitRepository, repository_root
 from orc.runs.workspace import (
     BaseNotFound,
-    NotAGitRepository,
     branch_diff,
     commit_changes,
     prepare_workspace,
-    repository_root,
 )
 
 AUTHOR = ("orc", "orc@example.com")

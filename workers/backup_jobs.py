@@ -12,26 +12,19 @@ from orc.backup.exclusive import BackupBusy
 from orc.backup.manifest import BackupError
 from orc.backup.scheduled import run_scheduled_backup
 from orc.backup.service import backup_and_record
-from orc.config import load_settings
-from workers.job_runtime import run_async
+from workers.job_runtime import job_settings, run_async
 from workers.queue import huey
 
 log = logging.getLogger("orc.jobs.backups")
-# Long enough for a big database; the lock is what keeps two backups apart.
-BACKUP_TIMEOUT = 6 * 3600
-
-
-def _run(coro: Any) -> Any:
-    return run_async(coro, timeout=120)
 
 
 @huey.periodic_task(crontab(minute="*"), name="scheduled_backup", expires=120)
 @huey.lock_task("scheduled_backup")
 def scheduled_backup_job() -> str | None:
     """Take the backup ORC_BACKUP_SCHEDULE asks for, once per firing, then prune."""
-    settings = load_settings()
+    # No timeout: a big database takes long, and the backup lock keeps two backups apart.
     try:
-        manifest = run_scheduled_backup(settings, datetime.now(UTC), _run)
+        manifest = run_async(run_scheduled_backup(job_settings(), datetime.now(UTC)))
     except BackupError as exc:
         log.error("scheduled backup failed: %s", exc)
         raise
@@ -51,9 +44,8 @@ def scheduled_backup_job() -> str | None:
 @huey.task(name="backup_now", expires=3600)
 def backup_now_job() -> dict[str, Any]:
     """A manual backup asked for through the API; the outcome is also recorded and emitted."""
-    settings = load_settings()
     try:
-        manifest = backup_and_record(settings, "manual", _run)
+        manifest = run_async(backup_and_record(job_settings(), "manual"))
     except BackupBusy as exc:
         return {"status": "busy", "error": str(exc)}
     except BackupError as exc:

@@ -11,22 +11,25 @@ from __future__ import annotations
 import logging
 import signal
 
+import workers.auth_jobs
+import workers.backup_jobs
+import workers.event_jobs
+import workers.heartbeat_jobs
+import workers.replication_jobs
+import workers.run_jobs
+import workers.usage_jobs
 from orc.config import Settings
+from workers.job_runtime import close_runtime, start_runtime
+from workers.queue import configure_queue
 
 log = logging.getLogger("orc.worker")
 
 
 def run_consumer(settings: Settings) -> None:
     """Block running jobs until SIGINT/SIGTERM."""
-    import workers.auth_jobs
-    import workers.backup_jobs
-    import workers.event_jobs
-    import workers.heartbeat_jobs
-    import workers.replication_jobs
-    import workers.usage_jobs  # noqa: F401 - importing registers the jobs
-    from workers.job_runtime import close_runtime
-    from workers.queue import huey
-
+    huey = configure_queue(settings)
+    start_runtime(settings)
+    runs = workers.run_jobs.RunLoop(settings)
     consumer = huey.create_consumer(
         workers=settings.worker_threads,
         worker_type="thread",
@@ -42,4 +45,5 @@ def run_consumer(settings: Settings) -> None:
     try:
         consumer.run()
     finally:
+        runs.stop()
         close_runtime()

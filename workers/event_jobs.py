@@ -7,9 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from huey import crontab
 
-from orc.config import load_settings
 from orc.outbox.events import prune_events
-from workers.job_runtime import run_async
+from workers.job_runtime import job_settings, run_async
 from workers.queue import huey
 
 log = logging.getLogger("orc.jobs.events")
@@ -19,7 +18,7 @@ log = logging.getLogger("orc.jobs.events")
 @huey.lock_task("prune_events")
 def prune_events_job() -> int:
     """Delete outbox rows older than the retention period."""
-    days = load_settings().event_retention_days
+    days = job_settings().event_retention_days
     deleted = run_async(prune_events(datetime.now(UTC) - timedelta(days=days)), timeout=600)
     if deleted:
         log.info("pruned events", extra={"deleted": deleted, "retention_days": days})

@@ -1,17 +1,19 @@
-"""An event loop in a background thread, with the database open, for jobs run by Huey threads.
+"""What every job runs with: the worker's settings, and one event loop with the database open.
 
 Huey runs jobs in plain threads; our data layer is async. Every job hands its coroutine to
-this one loop, so the process keeps one set of database connections.
+this one loop, so the process keeps one set of database connections. ``run_consumer`` sets
+the settings once (``start_runtime``); jobs never read the configuration themselves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from orc.config import load_settings
+from orc.config import Settings
 from orc.db import close_database, open_database
 
 T = TypeVar("T")
@@ -32,8 +34,13 @@ class AsyncRuntime:
         self.run(open_database(self.database_url))
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``coro`` on the loop and wait for its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        """Run ``coro`` on the loop and wait for its result (cancelled when it times out)."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise
 
     def close(self) -> None:
         self.run(close_database(), timeout=10)
@@ -41,19 +48,48 @@ class AsyncRuntime:
         self.thread.join(timeout=10)
 
 
+_settings: Settings | None = None
 _runtime: AsyncRuntime | None = None
 _runtime_lock = threading.Lock()
 
 
-def run_async(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-    """Run a job's coroutine on the shared runtime, starting it on first use."""
+def start_runtime(settings: Settings) -> None:
+    """Give jobs the worker's settings; the database opens when the first job needs it."""
+    global _settings
+    with _runtime_lock:
+        _settings = settings
+
+
+def job_settings() -> Settings:
+    """The settings the worker was started with."""
+    if _settings is None:
+        raise RuntimeError("jobs run in the worker: call start_runtime(settings) first")
+    return _settings
+
+
+def _started_runtime(coro: Coroutine[Any, Any, Any]) -> AsyncRuntime:
     global _runtime
     with _runtime_lock:
         if _runtime is None:
-            runtime = AsyncRuntime(load_settings().database_url)
+            try:
+                database_url = job_settings().database_url
+            except RuntimeError:
+                coro.close()  # never awaited, and Python would say so
+                raise
+            runtime = AsyncRuntime(database_url)
             runtime.start()
             _runtime = runtime
-    return _runtime.run(coro, timeout)
+        return _runtime
+
+
+def run_async(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    """Run a job's coroutine on the shared runtime, starting it on first use."""
+    return _started_runtime(coro).run(coro, timeout)
+
+
+def spawn(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+    """Start a long-lived coroutine (the run loop) on the shared runtime; do not wait."""
+    return asyncio.run_coroutine_threadsafe(coro, _started_runtime(coro).loop)
 
 
 def close_runtime() -> None:

@@ -5,20 +5,12 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from pathlib import Path
 
 from huey import crontab
 
-from orc.config import load_settings
-from orc.db.url import is_sqlite_url, sqlite_path
-from orc.replication.litestream import (
-    ReplicationError,
-    ReplicationStatus,
-    check_replication,
-    load_litestream_db,
-)
-from orc.replication.status import record_replication
-from workers.job_runtime import run_async
+from orc.replication.litestream import COMMAND_TIMEOUT
+from orc.replication.monitor import monitor_replication
+from workers.job_runtime import job_settings, run_async
 from workers.queue import huey
 
 log = logging.getLogger("orc.jobs.replication")
@@ -28,20 +20,14 @@ log = logging.getLogger("orc.jobs.replication")
 @huey.lock_task("check_replication")
 def check_replication_job() -> str | None:
     """Check Litestream's replication of orc.db and record the result."""
-    settings = load_settings()
-    if not settings.litestream_enabled or not is_sqlite_url(settings.database_url):
+    # Two Litestream commands, each bounded by COMMAND_TIMEOUT, then one write.
+    checked = run_async(
+        monitor_replication(job_settings(), datetime.now(UTC)), timeout=3 * COMMAND_TIMEOUT
+    )
+    if checked is None:
         return None
-    now = datetime.now(UTC)
-    try:
-        db = load_litestream_db(
-            settings.litestream_config, Path(sqlite_path(settings.database_url))
-        )
-        status = check_replication(db, now)
-    except ReplicationError as exc:
-        status = ReplicationStatus(
-            status=f"error: {exc}", up=False, lag_seconds=0.0, checked_at=now.isoformat()
-        )
-    if run_async(record_replication(status), timeout=60):
+    status, changed = checked
+    if changed:
         level = logging.INFO if status.ok else logging.WARNING
         log.log(level, "replication %s", status.status, extra={"lag": status.lag_seconds})
     return status.status

@@ -11,6 +11,7 @@ from sanic.response import HTTPResponse, json
 from orc.backup.manifest import list_backups
 from orc.backup.reporting import backup_check
 from orc.backup.state import backup_figures
+from workers.enqueue import enqueue_backup
 
 bp = Blueprint("backups")
 
@@ -40,10 +41,8 @@ async def get_backups(request: Request) -> HTTPResponse:
 @bp.post("/api/backups")
 async def post_backup(request: Request) -> HTTPResponse:
     """Queue a manual backup for the job worker; 202 with the job id."""
-    from workers.backup_jobs import backup_now_job
-
-    result = await asyncio.to_thread(backup_now_job)
+    job_id = await asyncio.to_thread(enqueue_backup, request.app.ctx.settings)
     return json(
-        {"status": "queued", "job_id": result.id, "events": "watch for a backup event"},
+        {"status": "queued", "job_id": job_id, "events": "watch for a backup event"},
         status=202,
     )

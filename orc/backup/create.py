@@ -1,7 +1,13 @@
-"""``take_backup``: copy, check, checksum, fsync, rename, then write the manifest."""
+"""``take_backup``: copy, check, checksum, fsync, rename, then write the manifest.
+
+A coroutine: the file work and the subprocesses run in threads (``asyncio.to_thread``), so
+the event loop of the worker, of ``orc migrate`` or of the CLI stays free while a big
+database is copied.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from datetime import timedelta
@@ -22,16 +28,17 @@ from orc.backup.manifest import (
 )
 from orc.backup.progress import QuietReporter, Reporter
 from orc.config import Settings
-from orc.db.url import is_sqlite_url, sqlite_path
 
 
-def take_backup(settings: Settings, reason: str, reporter: Reporter | None = None) -> Manifest:
+async def take_backup(
+    settings: Settings, reason: str, reporter: Reporter | None = None
+) -> Manifest:
     """Take one backup now; raise BackupBusy if another runs, BackupError if it fails."""
-    with backup_lock(settings.backup_dir, settings.database_url):
-        return take_backup_locked(settings, reason, reporter)
+    async with backup_lock(settings.backup_dir, settings.database_url):
+        return await take_backup_locked(settings, reason, reporter)
 
 
-def take_backup_locked(
+async def take_backup_locked(
     settings: Settings, reason: str, reporter: Reporter | None = None
 ) -> Manifest:
     """``take_backup`` for a caller that already holds the backup lock."""
@@ -40,10 +47,10 @@ def take_backup_locked(
     reporter = reporter or QuietReporter()
     backup_dir = settings.backup_dir
     backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    remove_stale_temps(backup_dir)
+    await asyncio.to_thread(remove_stale_temps, backup_dir)
     started = now_utc()
     clock = time.monotonic()
-    sqlite_db = is_sqlite_url(settings.database_url)
+    sqlite_db = settings.database.is_sqlite
     kind = "sqlite" if sqlite_db else "postgres"
     gzip = settings.backup_gzip and sqlite_db  # pg_dump -Fc is compressed already
     name = backup_name(kind, reason, started, gzip)
@@ -54,17 +61,15 @@ def take_backup_locked(
     raw = temp.with_name(temp.name + ".raw") if gzip else temp
     try:
         if sqlite_db:
-            migrations, sha = _sqlite_copy(settings, raw, reporter)
-            if gzip:
-                sqlite.gzip_file(raw, temp, reporter.step("compressing", raw.stat().st_size))
-                remove_quietly(raw)
-                sha = sha256_file(temp)
+            migrations, sha = await asyncio.to_thread(
+                _sqlite_copy, settings, raw, temp if gzip else None, reporter
+            )
         else:
-            migrations, sha = _postgres_dump(settings, temp, reporter)
+            migrations, sha = await _postgres_dump(settings, temp, reporter)
         reporter.step("saving")
         size = temp.stat().st_size
         final = backup_dir / name
-        publish(temp, final)
+        await asyncio.to_thread(publish, temp, final)
     except BaseException:
         remove_quietly(temp, raw, *sqlite.companions(temp), *sqlite.companions(raw))
         raise
@@ -87,15 +92,18 @@ def take_backup_locked(
         extra={"host": socket.gethostname(), "check": _check_name(settings, kind)},
     )
     try:
-        write_manifest(backup_dir, manifest)
+        await asyncio.to_thread(write_manifest, backup_dir, manifest)
     except BaseException:
         remove_quietly(final)
         raise
     return manifest
 
 
-def _sqlite_copy(settings: Settings, dest: Path, reporter: Reporter) -> tuple[list[str], str]:
-    source = Path(sqlite_path(settings.database_url))
+def _sqlite_copy(
+    settings: Settings, dest: Path, gzipped: Path | None, reporter: Reporter
+) -> tuple[list[str], str]:
+    """Copy, check and hash the database into ``dest`` (then into ``gzipped``, if given)."""
+    source = settings.database.sqlite_path
     wal = sqlite.sidecars(source)[0]
     estimate = source.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
     sqlite.copy_sqlite(source, dest, reporter.step(f"copying {source.name}", estimate))
@@ -103,15 +111,23 @@ def _sqlite_copy(settings: Settings, dest: Path, reporter: Reporter) -> tuple[li
     full = settings.backup_check == "full"
     step = reporter.step("checking integrity", dest.stat().st_size)
     sha = sqlite.check_and_hash(dest, full, step)
+    if gzipped is not None:
+        sqlite.gzip_file(dest, gzipped, reporter.step("compressing", dest.stat().st_size))
+        remove_quietly(dest)
+        sha = sha256_file(gzipped)
     return migrations, sha
 
 
-def _postgres_dump(settings: Settings, dest: Path, reporter: Reporter) -> tuple[list[str], str]:
-    pg_dump, migrations = postgres.check_dump_tool(settings.database_url)
-    postgres.dump_postgres(settings.database_url, pg_dump, dest, reporter.step("pg_dump"))
+async def _postgres_dump(
+    settings: Settings, dest: Path, reporter: Reporter
+) -> tuple[list[str], str]:
+    pg_dump, migrations = await postgres.check_dump_tool(settings.database_url)
+    on_bytes = reporter.step("pg_dump")
+    await asyncio.to_thread(postgres.dump_postgres, settings.database_url, pg_dump, dest, on_bytes)
     reporter.step("checking with pg_restore --list")
-    postgres.check_dump(dest)
-    sha = sha256_file(dest, reporter.step("checksum", dest.stat().st_size))
+    await asyncio.to_thread(postgres.check_dump, dest)
+    on_bytes = reporter.step("checksum", dest.stat().st_size)
+    sha = await asyncio.to_thread(sha256_file, dest, on_bytes)
     return migrations, sha
 
 

@@ -3,17 +3,16 @@ advisory lock, so servers that share the database (but not a disk) never back up
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 
 from orc.backup.manifest import BackupError
-from orc.db.url import asyncpg_connect_args, is_sqlite_url
+from orc.db.url import DatabaseUrl
 
 LOCK_FILE = ".backup.lock"
 # Any constant works; it only has to be the same in every orc process (0x6f7263 = "orc").
@@ -51,45 +50,33 @@ def _file_lock(backup_dir: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-@contextlib.contextmanager
-def _pg_lock(database_url: str) -> Iterator[None]:
-    # A private loop keeps the session (and its advisory lock) open while sync code runs.
-    loop = asyncio.new_event_loop()
+@contextlib.asynccontextmanager
+async def _pg_lock(database_url: DatabaseUrl | str) -> AsyncIterator[None]:
+    # The lock's session stays open, and holds the advisory lock, for as long as the block runs.
     try:
-        try:
-            conn = loop.run_until_complete(
-                asyncpg.connect(
-                    **asyncpg_connect_args(database_url),
-                    server_settings={"application_name": LOCK_APPLICATION_NAME},
-                )
+        conn = await asyncpg.connect(
+            **DatabaseUrl.of(database_url).asyncpg_connect_args(),
+            server_settings={"application_name": LOCK_APPLICATION_NAME},
+        )
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise BackupError(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from None
+    try:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", PG_BACKUP_LOCK_KEY):
+            raise BackupBusy(
+                "another orc server is taking a backup of this database; try again when it finishes"
             )
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            raise BackupError(
-                f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}"
-            ) from None
-        try:
-            got = loop.run_until_complete(
-                conn.fetchval("SELECT pg_try_advisory_lock($1)", PG_BACKUP_LOCK_KEY)
-            )
-            if not got:
-                raise BackupBusy(
-                    "another orc server is taking a backup of this database; "
-                    "try again when it finishes"
-                )
-            yield
-        finally:
-            # Closing the session releases the advisory lock.
-            loop.run_until_complete(conn.close())
+        yield
     finally:
-        loop.close()
+        # Closing the session releases the advisory lock.
+        await conn.close()
 
 
-@contextlib.contextmanager
-def backup_lock(backup_dir: Path, database_url: str) -> Iterator[None]:
+@contextlib.asynccontextmanager
+async def backup_lock(backup_dir: Path, database_url: DatabaseUrl | str) -> AsyncIterator[None]:
     """Hold the backup lock or raise BackupBusy at once (never wait behind a long backup)."""
     with _file_lock(backup_dir):
-        if is_sqlite_url(database_url):
+        if DatabaseUrl.of(database_url).is_sqlite:
             yield
         else:
-            with _pg_lock(database_url):
+            async with _pg_lock(database_url):
                 yield

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +17,14 @@ import asyncpg
 from orc.backup.exclusive import LOCK_APPLICATION_NAME
 from orc.backup.files import watch_size
 from orc.backup.manifest import BackupError
-from orc.db.url import asyncpg_connect_args, connection_config
+from orc.db.url import DatabaseUrl
 
 TOOL_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)")
 
 
-def libpq_env(database_url: str) -> dict[str, str]:
+def libpq_env(database_url: DatabaseUrl | str) -> dict[str, str]:
     """Environment for pg_dump/pg_restore: credentials stay off the command line."""
-    creds = connection_config(database_url)["credentials"]
+    creds = DatabaseUrl.of(database_url).connection_config()["credentials"]
     env = dict(os.environ)
     env.update(
         PGHOST=str(creds["host"]),
@@ -59,9 +60,22 @@ def tool_major(path: str) -> int:
     return int(match.group(1))
 
 
-async def _server_facts(database_url: str) -> tuple[int, list[str]]:
-    conn = await asyncpg.connect(**asyncpg_connect_args(database_url))
+@contextlib.asynccontextmanager
+async def _session(database_url: DatabaseUrl | str) -> AsyncIterator[asyncpg.Connection]:
+    """A short session; a failure to reach the server is one line for users."""
     try:
+        conn = await asyncpg.connect(**DatabaseUrl.of(database_url).asyncpg_connect_args())
+        try:
+            yield conn
+        finally:
+            await conn.close()
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise BackupError(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from None
+
+
+async def server_facts(database_url: DatabaseUrl | str) -> tuple[int, list[str]]:
+    """The server's major version and the migrations applied to the database."""
+    async with _session(database_url) as conn:
         version = int(await conn.fetchval("SHOW server_version_num"))
         try:
             rows = await conn.fetch(
@@ -70,23 +84,13 @@ async def _server_facts(database_url: str) -> tuple[int, list[str]]:
         except asyncpg.UndefinedTableError:
             rows = []
         return version // 10000, [row["name"] for row in rows]
-    finally:
-        await conn.close()
 
 
-def server_facts(database_url: str) -> tuple[int, list[str]]:
-    """The server's major version and the migrations applied to the database."""
-    try:
-        return asyncio.run(_server_facts(database_url))
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        raise BackupError(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from None
-
-
-def check_dump_tool(database_url: str) -> tuple[str, list[str]]:
+async def check_dump_tool(database_url: DatabaseUrl | str) -> tuple[str, list[str]]:
     """pg_dump's path and the applied migrations; refuses a pg_dump older than the server."""
     pg_dump = find_tool("pg_dump")
-    server_major, migrations = server_facts(database_url)
-    major = tool_major(pg_dump)
+    server_major, migrations = await server_facts(database_url)
+    major = await asyncio.to_thread(tool_major, pg_dump)
     if major < server_major:
         raise BackupError(
             f"pg_dump {major} cannot dump a PostgreSQL {server_major} server; "
@@ -105,7 +109,7 @@ def _run(args: list[str], env: dict[str, str], what: str) -> subprocess.Complete
 
 
 def dump_postgres(
-    database_url: str,
+    database_url: DatabaseUrl | str,
     pg_dump: str,
     dest: Path,
     on_bytes: Callable[[int], object] | None = None,
@@ -136,7 +140,7 @@ END $$;
 """
 
 
-def restore_postgres(database_url: str, path: Path) -> None:
+def restore_postgres(database_url: DatabaseUrl | str, path: Path) -> None:
     """Replace the database's tables with the dump's, in one transaction.
 
     ``pg_restore --clean --if-exists`` writes the SQL; psql runs it after dropping every table
@@ -192,9 +196,9 @@ def restore_postgres(database_url: str, path: Path) -> None:
         raise BackupError(f"restoring with psql failed (nothing was changed): {detail}")
 
 
-async def _other_sessions(database_url: str) -> list[dict[str, Any]]:
-    conn = await asyncpg.connect(**asyncpg_connect_args(database_url))
-    try:
+async def other_sessions(database_url: DatabaseUrl | str) -> list[dict[str, Any]]:
+    """Other client connections to this database (a server that is using it)."""
+    async with _session(database_url) as conn:
         rows = await conn.fetch(
             "SELECT pid, application_name, client_addr::text AS addr FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid() "
@@ -202,13 +206,3 @@ async def _other_sessions(database_url: str) -> list[dict[str, Any]]:
             LOCK_APPLICATION_NAME,
         )
         return [dict(row) for row in rows]
-    finally:
-        await conn.close()
-
-
-def other_sessions(database_url: str) -> list[dict[str, Any]]:
-    """Other client connections to this database (a server that is using it)."""
-    try:
-        return asyncio.run(_other_sessions(database_url))
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        raise BackupError(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from None

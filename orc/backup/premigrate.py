@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from orc.backup.manifest import BackupError
 from orc.backup.service import backup_and_record
@@ -21,15 +19,10 @@ def pre_migration_hook(
     """A ``before_migrating`` hook for ``migrate_database`` that takes the backup."""
 
     async def hook(pending: list[str]) -> None:
-        loop = asyncio.get_running_loop()
-
-        def record(coro: Coroutine[Any, Any, None]) -> None:
-            # The ORM is open on the migrating loop; outcomes are written there.
-            asyncio.run_coroutine_threadsafe(coro, loop).result()
-
         say(f"backing up the database before applying {', '.join(pending)}")
         try:
-            manifest = await asyncio.to_thread(backup_and_record, settings, "pre-migration", record)
+            # The ORM is open on the migrating loop: the outcome is recorded there.
+            manifest = await backup_and_record(settings, "pre-migration")
         except BackupError as exc:
             raise PreMigrationBackupFailed(
                 f"the pre-migration backup failed, no migration was applied: {exc} "

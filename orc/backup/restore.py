@@ -7,6 +7,7 @@ into the restored file). PostgreSQL: ``pg_restore --clean --if-exists`` in one t
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from orc.backup.progress import QuietReporter, Reporter
 from orc.backup.verify import check_backup
 from orc.config import Settings
 from orc.db.schema import known_migrations
-from orc.db.url import is_sqlite_url, sqlite_path
+from orc.db.url import DatabaseUrl
 
 STOP_HINT = (
     "stop orc first (Ctrl-C or SIGTERM to `orc serve`; `docker compose stop orc`; "
@@ -47,17 +48,18 @@ def sqlite_users(db: Path) -> list[int]:
     return sorted(pids)
 
 
-def check_not_in_use(database_url: str) -> None:
+async def check_not_in_use(database_url: DatabaseUrl | str) -> None:
     """Raise DatabaseInUse when another process uses the database."""
-    if is_sqlite_url(database_url):
-        db = Path(sqlite_path(database_url)).resolve()
-        pids = sqlite_users(db)
+    database = DatabaseUrl.of(database_url)
+    if database.is_sqlite:
+        db = database.sqlite_path.resolve()
+        pids = await asyncio.to_thread(sqlite_users, db)
         if pids:
             raise DatabaseInUse(
                 f"{db} is in use by process(es) {', '.join(map(str, pids))}; {STOP_HINT}"
             )
         return
-    sessions = postgres.other_sessions(database_url)
+    sessions = await postgres.other_sessions(database_url)
     if sessions:
         who = ", ".join(f"pid {s['pid']} {s['application_name'] or ''}".strip() for s in sessions)
         raise DatabaseInUse(
@@ -76,41 +78,44 @@ def check_schema_known(manifest: Manifest) -> None:
         )
 
 
-def restore_backup(
+async def restore_backup(
     settings: Settings, manifest: Manifest, force: bool = False, reporter: Reporter | None = None
 ) -> Manifest | None:
     """Restore ``manifest``'s backup; return the safety backup taken first (None if no db)."""
     reporter = reporter or QuietReporter()
     check_schema_known(manifest)
-    with backup_lock(settings.backup_dir, settings.database_url):
+    async with backup_lock(settings.backup_dir, settings.database_url):
         if not force:
-            check_not_in_use(settings.database_url)
+            await check_not_in_use(settings.database_url)
         reporter.step(f"verifying {manifest.name}", manifest.size)
         # Checksum now; the integrity check runs on the restored copy before the swap.
-        check_backup(settings.backup_dir, manifest, contents=manifest.kind == "postgres")
+        contents = manifest.kind == "postgres"
+        await asyncio.to_thread(check_backup, settings.backup_dir, manifest, contents)
         safety = None
         if _database_exists(settings.database_url):
             reporter.step("taking a safety backup of the current database")
-            safety = take_backup_locked(settings, "pre-restore")
+            safety = await take_backup_locked(settings, "pre-restore")
         path = settings.backup_dir / manifest.name
         if manifest.kind == "sqlite":
-            if not is_sqlite_url(settings.database_url):
+            if not settings.database.is_sqlite:
                 raise BackupError(
                     f"{manifest.name} is an SQLite backup; DATABASE_URL is PostgreSQL"
                 )
             reporter.step("restoring", manifest.size)
-            _restore_sqlite(Path(sqlite_path(settings.database_url)), path, manifest.gzip)
+            db = settings.database.sqlite_path
+            await asyncio.to_thread(_restore_sqlite, db, path, manifest.gzip)
         else:
-            if is_sqlite_url(settings.database_url):
+            if settings.database.is_sqlite:
                 raise BackupError(f"{manifest.name} is a PostgreSQL dump; DATABASE_URL is SQLite")
             reporter.step("restoring with pg_restore (one transaction)")
-            postgres.restore_postgres(settings.database_url, path)
+            await asyncio.to_thread(postgres.restore_postgres, settings.database_url, path)
         return safety
 
 
-def _database_exists(database_url: str) -> bool:
-    if is_sqlite_url(database_url):
-        db = Path(sqlite_path(database_url))
+def _database_exists(database_url: DatabaseUrl | str) -> bool:
+    database = DatabaseUrl.of(database_url)
+    if database.is_sqlite:
+        db = database.sqlite_path
         return db.is_file() and db.stat().st_size > 0
     return True
 

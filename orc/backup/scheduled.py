@@ -10,51 +10,47 @@ ran is caught up once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import Any, TypeVar
 
 from orc.backup.exclusive import BackupBusy, backup_lock
-from orc.backup.manifest import BackupError, Manifest
+from orc.backup.manifest import Manifest
 from orc.backup.service import backup_and_record
 from orc.backup.state import SCHEDULED_SLOT, read_state, set_scheduled_slot
 from orc.config import Settings
 from orc.config.cron import parse_cron
 
-T = TypeVar("T")
-Runner = Callable[[Coroutine[Any, Any, T]], T]
 
-
-def _served(run: Runner[Any]) -> datetime | None:
-    text = run(read_state(SCHEDULED_SLOT))
+async def _served() -> datetime | None:
+    text = await read_state(SCHEDULED_SLOT)
     return datetime.fromisoformat(text) if text else None
 
 
-def run_scheduled_backup(settings: Settings, now: datetime, run: Runner[Any]) -> Manifest | None:
-    """Take the scheduled backup if its slot has not been served; prune after it."""
+async def run_scheduled_backup(settings: Settings, now: datetime) -> Manifest | None:
+    """Take the scheduled backup if its slot has not been served; prune after it.
+
+    Needs the database open (the slot and the outcome are kept there).
+    """
     if not settings.backup_enabled:
         return None
     slot = parse_cron(settings.backup_schedule).latest_at_or_before(now)
     if slot is None:
         return None
-    served = _served(run)
+    served = await _served()
     if served is None:
-        run(set_scheduled_slot(slot))
+        await set_scheduled_slot(slot)
         return None
     if served >= slot:
         return None
     try:
-        with backup_lock(settings.backup_dir, settings.database_url):
-            served = _served(run)  # another process may have served it while we waited
+        async with backup_lock(settings.backup_dir, settings.database_url):
+            served = await _served()  # another process may have served it while we waited
             if served is not None and served >= slot:
                 return None
             try:
-                return backup_and_record(settings, "scheduled", run, prune=True, locked=True)
+                return await backup_and_record(settings, "scheduled", prune=True, locked=True)
             finally:
                 # A failed slot is not retried every minute: the failure is counted and
                 # shown; the next firing tries again.
-                run(set_scheduled_slot(slot))
+                await set_scheduled_slot(slot)
     except BackupBusy:
         return None
-    except BackupError:
-        raise

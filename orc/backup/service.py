@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Any
+import asyncio
 
 from orc.backup.create import take_backup, take_backup_locked
 from orc.backup.exclusive import BackupBusy, backup_lock
@@ -12,9 +11,6 @@ from orc.backup.progress import Reporter
 from orc.backup.retention import Policy, prune_backups
 from orc.backup.state import record_failure, record_quietly, record_success
 from orc.config import Settings
-
-# Runs a coroutine with the database open (each caller has its own way to do that).
-Recorder = Callable[[Coroutine[Any, Any, None]], object]
 
 
 def policy_of(settings: Settings) -> Policy:
@@ -36,39 +32,42 @@ def _as_backup_error(exc: Exception) -> BackupError:
     return BackupError(f"backup failed: {type(exc).__name__}: {exc}")
 
 
-def backup_and_record(
+async def backup_and_record(
     settings: Settings,
     reason: str,
-    record: Recorder,
     reporter: Reporter | None = None,
     prune: bool = False,
     locked: bool = False,
+    record: bool = True,
 ) -> Manifest:
     """Take a backup, record success or failure in the database, optionally prune after it.
 
     ``locked``: the caller holds the backup lock already. BackupBusy is not a failure.
+    ``record=False``: the database is not open (there is none to record in).
     """
     started = now_utc()
     try:
         if locked:
-            manifest = take_backup_locked(settings, reason, reporter)
+            manifest = await take_backup_locked(settings, reason, reporter)
         else:
-            manifest = take_backup(settings, reason, reporter)
+            manifest = await take_backup(settings, reason, reporter)
     except BackupBusy:
         raise
     except Exception as exc:
         error = _as_backup_error(exc)
-        record(record_quietly(record_failure(reason, str(error), started)))
+        if record:
+            await record_quietly(record_failure(reason, str(error), started))
         raise error from None
-    record(record_quietly(record_success(manifest)))
+    if record:
+        await record_quietly(record_success(manifest))
     if prune or reason in ("pre-migration", "pre-restore"):
-        prune_locked_or_not(settings, locked)
+        await prune_locked_or_not(settings, locked)
     return manifest
 
 
-def prune_locked_or_not(settings: Settings, locked: bool) -> list[Manifest]:
+async def prune_locked_or_not(settings: Settings, locked: bool) -> list[Manifest]:
     """Apply the retention policy (taking the lock unless the caller holds it)."""
     if locked:
-        return prune_backups(settings.backup_dir, policy_of(settings))
-    with backup_lock(settings.backup_dir, settings.database_url):
-        return prune_backups(settings.backup_dir, policy_of(settings))
+        return await asyncio.to_thread(prune_backups, settings.backup_dir, policy_of(settings))
+    async with backup_lock(settings.backup_dir, settings.database_url):
+        return await asyncio.to_thread(prune_backups, settings.backup_dir, policy_of(settings))

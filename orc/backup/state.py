@@ -3,13 +3,17 @@ and a ``backup`` event on the event stream for each one."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
 from orc.backup.manifest import Manifest
+from orc.db import close_database, open_database
 from orc.db.models import ServerState
+from orc.db.url import DatabaseUrl
 from orc.outbox.events import change_transaction, emit
 
 log = logging.getLogger("orc.backup")
@@ -70,6 +74,23 @@ async def record_quietly(coro: Any) -> None:
         await coro
     except Exception as exc:
         log.warning("could not record the backup outcome in the database: %s", exc)
+
+
+@contextlib.asynccontextmanager
+async def outcome_database(database_url: DatabaseUrl | str) -> AsyncIterator[bool]:
+    """Open the database to record outcomes in; yields whether it did.
+
+    An SQLite file that does not exist stays so: a backup never creates the database.
+    """
+    database = DatabaseUrl.of(database_url)
+    if database.is_sqlite and not database.sqlite_path.is_file():
+        yield False
+        return
+    await open_database(database_url)
+    try:
+        yield True
+    finally:
+        await close_database()
 
 
 async def set_scheduled_slot(slot: datetime) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -47,8 +48,12 @@ def check_backup(backup_dir: Path, manifest: Manifest, contents: bool = True) ->
         raise BackupError(f"{manifest.name}: integrity check failed: {problem}")
 
 
-def verify_backup(backup_dir: Path, manifest: Manifest) -> str | None:
+async def verify_backup(backup_dir: Path, manifest: Manifest) -> str | None:
     """Check one backup, record the result in its manifest; None when ok, else the reason."""
+    return await asyncio.to_thread(_verify_and_record, backup_dir, manifest)
+
+
+def _verify_and_record(backup_dir: Path, manifest: Manifest) -> str | None:
     try:
         check_backup(backup_dir, manifest)
         problem = None

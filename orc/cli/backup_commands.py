@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
-from collections.abc import Coroutine
 from typing import Any, NoReturn
 
 import click
@@ -19,29 +19,6 @@ EXIT_USAGE = 2
 def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     click.echo(f"orc: error: {message}", err=True)
     sys.exit(code)
-
-
-def _recorder(settings: Settings) -> Any:
-    """Record outcomes through the ORM, but never create an SQLite file that is not there."""
-    import asyncio
-
-    from orc.db import close_database, open_database
-
-    def record(coro: Coroutine[Any, Any, None]) -> None:
-        if settings.database.is_sqlite and not settings.database.sqlite_path.is_file():
-            coro.close()
-            return
-
-        async def run() -> None:
-            await open_database(settings.database)
-            try:
-                await coro
-            finally:
-                await close_database()
-
-        asyncio.run(run())
-
-    return record
 
 
 def _kind(settings: Settings) -> str:
@@ -61,11 +38,17 @@ def backup_now(settings: Settings, quiet: bool) -> None:
     from orc.backup.manifest import BackupError
     from orc.backup.progress import QuietReporter, human_size
     from orc.backup.service import backup_and_record
+    from orc.backup.state import outcome_database
     from orc.cli.progress_bar import reporter_for
 
     reporter = QuietReporter() if quiet else reporter_for(sys.stderr)
+
+    async def take() -> Any:
+        async with outcome_database(settings.database_url) as opened:
+            return await backup_and_record(settings, "manual", reporter, record=opened)
+
     try:
-        manifest = backup_and_record(settings, "manual", _recorder(settings), reporter)
+        manifest = asyncio.run(take())
     except BackupError as exc:
         reporter.close()
         _fail(str(exc))
@@ -138,14 +121,19 @@ def backup_verify(settings: Settings, name: str | None, verify_all: bool) -> Non
         )
     except BackupError as exc:
         _fail(str(exc), EXIT_USAGE)
-    failed = []
-    for manifest in targets:
-        problem = verify_backup(settings.backup_dir, manifest)
-        if problem is None:
-            click.echo(f"ok {manifest.name}")
-        else:
-            failed.append(manifest.name)
-            click.echo(f"FAILED {problem}")
+
+    async def verify_each() -> list[str]:
+        failed = []
+        for manifest in targets:
+            problem = await verify_backup(settings.backup_dir, manifest)
+            if problem is None:
+                click.echo(f"ok {manifest.name}")
+            else:
+                failed.append(manifest.name)
+                click.echo(f"FAILED {problem}")
+        return failed
+
+    failed = asyncio.run(verify_each())
     if failed:
         _fail(f"{len(failed)} of {len(targets)} backup(s) failed verification: {', '.join(failed)}")
 
@@ -166,7 +154,7 @@ def backup_restore(settings: Settings, name: str, force: bool) -> None:
         _fail(str(exc), EXIT_USAGE)
     reporter = reporter_for(sys.stderr, "restore")
     try:
-        safety = restore_backup(settings, manifest, force=force, reporter=reporter)
+        safety = asyncio.run(restore_backup(settings, manifest, force=force, reporter=reporter))
     except BackupError as exc:
         reporter.close()
         _fail(f"restore refused: {exc}" if "newer orc" in str(exc) else str(exc))
@@ -194,7 +182,7 @@ def backup_prune(settings: Settings, dry_run: bool) -> None:
             click.echo(f"{'keep  ' if m.name in keep else 'delete'} {m.name}")
         return
     try:
-        removed = prune_locked_or_not(settings, locked=False)
+        removed = asyncio.run(prune_locked_or_not(settings, locked=False))
     except BackupError as exc:
         _fail(str(exc))
     for m in removed:

@@ -115,27 +115,3 @@ def _redact(url: str) -> str:
         return url
     netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
     return parts._replace(netloc=netloc).geturl()
-
-
-# until backup/ and workers/ use DatabaseUrl
-def sqlite_path(database_url: str) -> str:
-    """The file path of an sqlite:// URL."""
-    return str(DatabaseUrl(database_url).sqlite_path)
-
-
-# until backup/ and workers/ use DatabaseUrl
-def is_sqlite_url(database_url: str) -> bool:
-    """True for SQLite URLs."""
-    return DatabaseUrl(database_url).is_sqlite
-
-
-# until backup/ and workers/ use DatabaseUrl
-def connection_config(database_url: str) -> dict[str, Any]:
-    """Tortoise's ``connections.default`` entry for this URL."""
-    return DatabaseUrl(database_url).connection_config()
-
-
-# until backup/ and workers/ use DatabaseUrl
-def asyncpg_connect_args(database_url: str) -> dict[str, Any]:
-    """Arguments for ``asyncpg.connect``."""
-    return DatabaseUrl(database_url).asyncpg_connect_args()

@@ -11,6 +11,7 @@ environment orc chose and kills its whole process group when the turn ends or is
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import shutil
 import sys
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
@@ -62,11 +63,14 @@ class TurnResult:
 
 
 def bundled_cli() -> str:
-    """The Claude Code CLI that ships inside claude-agent-sdk's wheel."""
-    import claude_agent_sdk
-
-    path = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
-    return str(path) if path.exists() else (shutil.which("claude") or "claude")
+    """The Claude Code CLI that ships inside claude-agent-sdk's wheel (found without importing
+    the SDK, which takes seconds and tens of MiB: the worker loads it at its first turn)."""
+    spec = importlib.util.find_spec("claude_agent_sdk")
+    if spec is not None and spec.origin:
+        path = Path(spec.origin).parent / "_bundled" / "claude"
+        if path.exists():
+            return str(path)
+    return shutil.which("claude") or "claude"
 
 
 def launcher_path() -> str:

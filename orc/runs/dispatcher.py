@@ -28,8 +28,10 @@ class Dispatcher:
         self.max_running = max_running
         self.running: dict[asyncio.Task[str], Claim] = {}
         self._stopping = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def run_forever(self) -> None:
+        self._loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
             try:
                 await self._claim_what_fits()
@@ -69,3 +71,10 @@ class Dispatcher:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def stop_threadsafe(self) -> None:
+        """``stop()`` from another thread (the consumer's, at shutdown)."""
+        if self._loop is None:
+            self._stopping.set()
+        else:
+            self._loop.call_soon_threadsafe(self._stopping.set)

@@ -15,23 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orc.errors import OrcError
-from orc.runs.git import run_git
+from orc.projects.git import run_git
 
 WORKTREES_DIR = "worktrees"
 CLONES_DIR = "clones"
 DIFF_LIMIT_BYTES = 1024 * 1024
-
-
-class NotAGitRepository(OrcError):
-    """A project path that git does not recognise."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(
-            400,
-            "not_a_git_repository",
-            f"{path} is not a git repository; give the path of a repository "
-            "(or run `git init` there and commit once)",
-        )
 
 
 class BaseNotFound(OrcError):
@@ -82,17 +70,6 @@ def branch_name(task_id: str) -> str:
 
 def worktree_path(home: Path, project_name: str, task_id: str) -> Path:
     return home / WORKTREES_DIR / project_name / task_id
-
-
-async def repository_root(path: Path) -> Path:
-    """The top level of the git repository at ``path``; ``NotAGitRepository`` otherwise."""
-    if not path.is_dir():
-        raise NotAGitRepository(path)
-    try:
-        top = await run_git(path, "rev-parse", "--show-toplevel")
-    except OrcError:
-        raise NotAGitRepository(path) from None
-    return Path(top.strip())
 
 
 def is_writable(repository: Path) -> bool:

@@ -1,0 +1,164 @@
+"""What a person asks of a task's run: run, pause, resume, cancel.
+
+A run that no worker holds changes at once; a running one gets the request through its
+lease renewal (``Run.control``): cancel ends the agent within seconds, pause at the end of the
+agent's current turn (the session is kept for the resume).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+from orc.db.models import Run, Task
+from orc.errors import OrcError
+from orc.outbox.events import change_transaction, emit
+from orc.runs.claims import BLOCKED, CANCELLED, PAUSED, QUEUED, RUNNING
+
+# Task statuses from which a new run may be queued.
+RUNNABLE = ("created", "planned", "failed", "completed")
+RESUMABLE = ("paused", "blocked")
+
+
+class RunRefused(OrcError):
+    def __init__(self, message: str) -> None:
+        super().__init__(409, "transition_not_allowed", message)
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """The outcome of a request: the task's status now, and what happens next."""
+
+    task_id: str
+    status: str
+    run_id: int | None
+    message: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.task_id,
+            "status": self.status,
+            "run_id": self.run_id,
+            "message": self.message,
+        }
+
+
+def _task_id(number: int) -> str:
+    return f"TASK-{number:03d}"
+
+
+async def _task(conn: BaseDBAsyncClient, number: int) -> Task:
+    query = Task.filter(number=number).using_db(conn)
+    if conn.capabilities.dialect == "postgres":
+        query = query.select_for_update()
+    task = await query.first()
+    if task is None:
+        raise OrcError(404, "not_found", f"no task {_task_id(number)}")
+    return task
+
+
+async def _latest_run(conn: BaseDBAsyncClient, number: int) -> Run | None:
+    return await Run.filter(task_id=number).using_db(conn).order_by("-id").first()
+
+
+async def _set_status(
+    conn: BaseDBAsyncClient, task: Task, status: str, action: str, reason: str | None = None
+) -> None:
+    previous = task.status
+    task.status = status
+    task.reason = reason
+    await task.save(using_db=conn, update_fields=["status", "reason", "updated_at"])
+    data: dict[str, object] = {"from": previous, "to": status, "action": action}
+    if reason:
+        data["reason"] = reason
+    await emit(conn, "state", _task_id(task.number), data)
+
+
+async def queue_run(number: int, requested_by: str) -> RunRequest:
+    """Queue a new run of the task (its branch and committed phases carry over)."""
+    async with change_transaction() as conn:
+        task = await _task(conn, number)
+        if task.status not in RUNNABLE:
+            hint = " (resume it instead)" if task.status in RESUMABLE else ""
+            raise RunRefused(f"cannot run {_task_id(number)}: it is {task.status}{hint}")
+        if task.project_id is None:  # type: ignore[attr-defined]
+            raise OrcError(
+                400,
+                "no_project",
+                f"{_task_id(number)} belongs to no project; create tasks in a project "
+                "(`orc project add PATH`)",
+            )
+        if task.status == "completed":
+            # A new run starts the phases over; the branch keeps the earlier commits.
+            await conn.execute_query(
+                "UPDATE task_phase SET status = 'pending' WHERE task_id = "
+                + ("$1" if conn.capabilities.dialect == "postgres" else "?"),
+                [number],
+            )
+        run = await Run.create(
+            task_id=number,
+            status=QUEUED,
+            requested_by=requested_by,
+            queued_at=datetime.now(UTC),
+            using_db=conn,
+        )
+        await _set_status(conn, task, "queued", "run")
+    return RunRequest(_task_id(number), "queued", run.id, "queued; a worker starts it")
+
+
+async def pause_run(number: int) -> RunRequest:
+    async with change_transaction() as conn:
+        task = await _task(conn, number)
+        run = await _latest_run(conn, number)
+        if run is None or run.status not in (QUEUED, RUNNING):
+            raise RunRefused(f"cannot pause {_task_id(number)}: it is {task.status}")
+        if run.status == QUEUED:
+            run.status = PAUSED
+            await run.save(using_db=conn, update_fields=["status"])
+            await _set_status(conn, task, "paused", "pause", "paused before it started")
+            return RunRequest(_task_id(number), "paused", run.id, "paused")
+        run.control = "pause"
+        await run.save(using_db=conn, update_fields=["control"])
+    return RunRequest(
+        _task_id(number), task.status, run.id, "pause requested: after the agent's current turn"
+    )
+
+
+async def resume_run(number: int, note: str | None = None) -> RunRequest:
+    """Queue a paused or blocked run again; ``note`` answers the agent's question."""
+    async with change_transaction() as conn:
+        task = await _task(conn, number)
+        run = await _latest_run(conn, number)
+        if task.status not in RESUMABLE or run is None or run.status not in (PAUSED, BLOCKED):
+            raise RunRefused(
+                f"cannot resume {_task_id(number)}: it is {task.status}; resume works on a "
+                "paused or blocked task"
+            )
+        run.status = QUEUED
+        run.note = note.strip() if note and note.strip() else None
+        run.control = None
+        await run.save(using_db=conn, update_fields=["status", "note", "control"])
+        await _set_status(conn, task, "queued", "resume")
+    return RunRequest(_task_id(number), "queued", run.id, "queued; the run continues")
+
+
+async def cancel_run(number: int) -> RunRequest:
+    async with change_transaction() as conn:
+        task = await _task(conn, number)
+        run = await _latest_run(conn, number)
+        if run is None or run.status not in (QUEUED, RUNNING, PAUSED, BLOCKED):
+            raise RunRefused(f"cannot cancel {_task_id(number)}: it is {task.status}")
+        if run.status == RUNNING:
+            run.control = "cancel"
+            await run.save(using_db=conn, update_fields=["control"])
+            return RunRequest(
+                _task_id(number), task.status, run.id, "cancel requested: the agent stops now"
+            )
+        run.status = CANCELLED
+        run.ended_at = datetime.now(UTC)
+        run.reason = "cancelled"
+        await run.save(using_db=conn, update_fields=["status", "ended_at", "reason"])
+        await _set_status(conn, task, "failed", "cancel", "cancelled")
+    return RunRequest(_task_id(number), "failed", run.id, "cancelled")
