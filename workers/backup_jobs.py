@@ -17,8 +17,6 @@ from workers.job_runtime import run_async
 from workers.queue import huey
 
 log = logging.getLogger("orc.jobs.backups")
-# Long enough for a big database; the lock is what keeps two backups apart.
-BACKUP_TIMEOUT = 6 * 3600
 
 
 def _run(coro: Any) -> Any:

@@ -91,7 +91,6 @@ class OidcProvider:
         self.client_secret = settings.oidc_client_secret
         self.redirect_uri = settings.base_url + "/auth/callback"
         self.metadata: ProviderMetadata | None = None
-        self.last_error: str | None = None
         self._keys: dict[str, jwt.PyJWK] = {}
         self._keys_fetched_at = 0.0
         self._lock = asyncio.Lock()
@@ -131,13 +130,8 @@ class OidcProvider:
         async with self._lock:
             if self.metadata is None:
                 url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
-                try:
-                    document = await self._get_json(url, "discovery document")
-                    self.metadata = parse_metadata(document, self.issuer)
-                    self.last_error = None
-                except OidcError as exc:
-                    self.last_error = str(exc)
-                    raise
+                document = await self._get_json(url, "discovery document")
+                self.metadata = parse_metadata(document, self.issuer)
         return self.metadata
 
     async def status(self) -> str:

@@ -1,4 +1,5 @@
-"""Database access: open/close Tortoise, ping, and the migration helpers in ``schema``."""
+"""Database access: open and close Tortoise, describe its errors without secrets (migrations are
+in ``schema``, raw SQL helpers in ``sql``, the URL in ``url``)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,6 @@ from tortoise.backends.base.executor import EXECUTOR_CACHE
 from orc.db.url import is_sqlite_url, sqlite_path, tortoise_config
 
 PING_TIMEOUT_SECONDS = 2.0
-
-
-class DatabaseUnavailable(Exception):
-    """The database cannot be reached; the message says why (no secrets)."""
 
 
 def prepare_sqlite_file(database_url: str) -> None:
