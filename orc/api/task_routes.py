@@ -16,7 +16,6 @@ from orc.tasks.lifecycle import (
     STATUSES,
     WEIGHTS,
     TaskNotFound,
-    TransitionNotAllowed,
     create_task,
     delete_task,
     format_task_id,
@@ -40,17 +39,13 @@ def task_number(task_id: str) -> int:
     return number
 
 
-def not_found(exc: TaskNotFound) -> ApiError:
-    return ApiError(404, "task_not_found", f"no task {exc}")
-
-
 async def check_may_change(request: Request, number: int) -> None:
     """Admins change any task; members only those they created (403 otherwise)."""
     if identity_of(request).can("admin"):
         return
     owner = await Task.filter(number=number).first().values_list("created_by", flat=True)
     if owner is None:
-        raise not_found(TaskNotFound(format_task_id(number)))
+        raise TaskNotFound(format_task_id(number))
     require_owner_or_admin(request, str(owner), "a task")
 
 
@@ -86,10 +81,7 @@ async def tasks_create(request: Request) -> HTTPResponse:
 @bp.get("/api/tasks/<task_id>")
 async def tasks_show(request: Request, task_id: str) -> HTTPResponse:
     """One task with its phases."""
-    try:
-        return json(await get_task(task_number(task_id)))
-    except TaskNotFound as exc:
-        raise not_found(exc) from None
+    return json(await get_task(task_number(task_id)))
 
 
 @bp.patch("/api/tasks/<task_id>")
@@ -99,12 +91,7 @@ async def tasks_update(request: Request, task_id: str) -> HTTPResponse:
     number = task_number(task_id)
     body = parse_body(request, TaskPatch)
     await check_may_change(request, number)
-    try:
-        return json(await update_task(number, body.changes()))
-    except TaskNotFound as exc:
-        raise not_found(exc) from None
-    except TransitionNotAllowed as exc:
-        raise ApiError(409, "transition_not_allowed", str(exc)) from None
+    return json(await update_task(number, body.changes()))
 
 
 @bp.delete("/api/tasks/<task_id>")
@@ -112,10 +99,7 @@ async def tasks_delete(request: Request, task_id: str) -> HTTPResponse:
     """Delete a task (its usage stays in the cost history)."""
     number = task_number(task_id)
     await check_may_change(request, number)
-    try:
-        await delete_task(number)
-    except TaskNotFound as exc:
-        raise not_found(exc) from None
+    await delete_task(number)
     return empty()
 
 
@@ -128,9 +112,4 @@ async def tasks_action(request: Request, task_id: str, action: str) -> HTTPRespo
     if request.body and request.body.strip() not in (b"", b"{}"):
         raise ApiError(422, "validation_error", f"{action} takes no body")
     await check_may_change(request, number)
-    try:
-        return json(await transition(number, action))
-    except TaskNotFound as exc:
-        raise not_found(exc) from None
-    except TransitionNotAllowed as exc:
-        raise ApiError(409, "transition_not_allowed", str(exc)) from None
+    return json(await transition(number, action))

@@ -17,6 +17,7 @@ import jwt
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 from orc.config import Settings
+from orc.errors import EXIT_USAGE, OrcError
 
 ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384")
 SCOPES = "openid email profile"
@@ -28,12 +29,19 @@ CLOCK_SKEW_SECONDS = 60
 JWKS_REFRESH_MIN_SECONDS = 30.0
 
 
-class OidcError(Exception):
+# The issuer cannot be used at all: the service is unavailable, not the user refused.
+ISSUER_PROBLEMS = ("oidc_unreachable", "oidc_misconfigured")
+
+
+class OidcError(OrcError):
     """Sign-in or token verification failed; ``code`` is machine-readable."""
+
+    exit_code = EXIT_USAGE
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+        self.status = 503 if code in ISSUER_PROBLEMS else 401
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """What every command shares: the one-line failure style and the settings of this run.
 
 A user error prints ``orc: error: …`` and exits 2 (bad usage or configuration); a failure at
-run time exits 1. Nothing prints a traceback.
+run time exits 1. Nothing prints a traceback. Commands let an ``OrcError`` through: ``main``
+reports it with the exit code it names.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ from typing import Any, NoReturn
 import click
 
 from orc.config import Settings, load_settings
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+from orc.errors import EXIT_USAGE, OrcError
 
 
 class WholeNumber(click.IntRange):
@@ -30,9 +29,20 @@ def run_coroutine(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
+def say_error(message: str) -> None:
+    """The one line every failure prints."""
+    click.echo(f"orc: error: {message}", err=True)
+
+
+def report(error: OrcError) -> int:
+    """Print an OrcError; the exit code it calls for."""
+    say_error(error.message)
+    return error.exit_code
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print one error line and exit."""
-    click.echo(f"orc: error: {message}", err=True)
+    say_error(message)
     sys.exit(code)
 
 

@@ -19,8 +19,8 @@ from orc.cli import (
     serve_commands,
     task_commands,
 )
-from orc.cli.console import fail
-from orc.config import ConfigError
+from orc.cli.console import fail, report
+from orc.errors import OrcError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -52,8 +52,8 @@ def main() -> None:
         fail(exc.format_message())
     except click.Abort:
         fail("aborted", code=130)
-    except ConfigError as exc:
-        fail(str(exc))
+    except OrcError as exc:
+        sys.exit(report(exc))
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -9,8 +9,9 @@ from typing import Any
 
 import click
 
-from orc.cli.console import EXIT_FAILED, EXIT_USAGE, fail
+from orc.cli.console import fail
 from orc.config import Settings, load_settings
+from orc.errors import EXIT_FAILED, EXIT_USAGE
 
 
 @click.group()
@@ -20,30 +21,22 @@ def replication() -> None:
 
 def _litestream_db(settings: Settings) -> Any:
     from orc.db.url import is_sqlite_url, sqlite_path
-    from orc.replication.litestream import ReplicationError, load_litestream_db
+    from orc.replication.litestream import load_litestream_db
 
     if not is_sqlite_url(settings.database_url):
         fail("Litestream replicates SQLite; DATABASE_URL is PostgreSQL", EXIT_USAGE)
-    try:
-        return load_litestream_db(
-            settings.litestream_config, Path(sqlite_path(settings.database_url))
-        )
-    except ReplicationError as exc:
-        fail(str(exc), EXIT_USAGE)
+    return load_litestream_db(settings.litestream_config, Path(sqlite_path(settings.database_url)))
 
 
 @replication.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def replication_status(as_json: bool) -> None:
     """Is Litestream running and how far is the replica behind (exit 1 when not ok)."""
-    from orc.replication.litestream import ReplicationError, check_replication
+    from orc.replication.litestream import check_replication
 
     settings = load_settings()
     db = _litestream_db(settings)
-    try:
-        status = check_replication(db)
-    except ReplicationError as exc:
-        fail(str(exc), EXIT_FAILED)
+    status = check_replication(db)
     if as_json:
         click.echo(json.dumps(status.to_json(), indent=2))
     else:
@@ -68,7 +61,7 @@ def replication_status(as_json: bool) -> None:
 def replication_restore(if_missing: bool) -> None:
     """Restore orc.db from its Litestream replica when the file is missing (container boot)."""
     from orc.db.url import is_sqlite_url, sqlite_path
-    from orc.replication.litestream import ReplicationError, restore_if_missing
+    from orc.replication.litestream import restore_if_missing
 
     settings = load_settings()
     if not settings.litestream_enabled:
@@ -78,10 +71,7 @@ def replication_restore(if_missing: bool) -> None:
         click.echo(f"{sqlite_path(settings.database_url)} exists; nothing to restore")
         return
     db = _litestream_db(settings)
-    try:
-        click.echo(restore_if_missing(db))
-    except ReplicationError as exc:
-        fail(str(exc), EXIT_FAILED)
+    click.echo(restore_if_missing(db))
 
 
 COMMANDS = (replication,)

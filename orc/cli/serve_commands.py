@@ -8,8 +8,9 @@ import sys
 
 import click
 
-from orc.cli.console import WholeNumber, fail, run_coroutine, settings_from
-from orc.config import ConfigError, Settings, load_settings
+from orc.cli.console import WholeNumber, fail, report, run_coroutine, settings_from
+from orc.config import Settings, load_settings
+from orc.errors import OrcError
 
 
 @click.command()
@@ -73,6 +74,8 @@ def _prepare_in_child(settings: Settings, migrate: bool) -> None:
                 _prepare_auth(settings)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
+        except OrcError as exc:
+            code = report(exc)
         except BaseException:
             code = 1
         finally:
@@ -88,9 +91,9 @@ def _prepare_in_child(settings: Settings, migrate: bool) -> None:
 def _migrate_or_exit(settings: Settings) -> None:
     import logging
 
-    from orc.backup.premigrate import PreMigrationBackupFailed, pre_migration_hook
+    from orc.backup.premigrate import pre_migration_hook
     from orc.db import describe_error
-    from orc.db.schema import MigrationFailed, migrate_database
+    from orc.db.schema import migrate_database
 
     log = logging.getLogger("orc.migrate")
     try:
@@ -101,8 +104,8 @@ def _migrate_or_exit(settings: Settings) -> None:
                 before_migrating=pre_migration_hook(settings, log.info),
             )
         )
-    except (MigrationFailed, PreMigrationBackupFailed) as exc:
-        fail(str(exc), code=1)
+    except OrcError:
+        raise  # a failed migration or pre-migration backup says why itself
     except Exception as exc:
         fail(
             f"cannot open the database ({describe_error(exc)}); check DATABASE_URL "
@@ -119,10 +122,7 @@ def _prepare_auth(settings: Settings) -> None:
 
     from orc.auth.secret_key import load_secret_key
 
-    try:
-        load_secret_key(settings)
-    except ConfigError as exc:
-        fail(str(exc))
+    load_secret_key(settings)
     if settings.auth_type != "oidc":
         return
     from orc.auth.oidc import OidcError, OidcProvider
@@ -166,9 +166,9 @@ def migrate(dry_run: bool, no_backup: bool) -> None:
 
     A database that holds data is backed up first (reason pre-migration).
     """
-    from orc.backup.premigrate import PreMigrationBackupFailed, pre_migration_hook
+    from orc.backup.premigrate import pre_migration_hook
     from orc.db import describe_error
-    from orc.db.schema import MigrationFailed, migrate_database
+    from orc.db.schema import migrate_database
 
     settings = load_settings()
     try:
@@ -180,8 +180,8 @@ def migrate(dry_run: bool, no_backup: bool) -> None:
                 before_migrating=None if no_backup else pre_migration_hook(settings, click.echo),
             )
         )
-    except (MigrationFailed, PreMigrationBackupFailed) as exc:
-        fail(str(exc), code=1)
+    except OrcError:
+        raise  # a failed migration or pre-migration backup says why itself
     except Exception as exc:
         fail(f"cannot open the database ({describe_error(exc)}); check DATABASE_URL", code=1)
     if dry_run:

@@ -23,14 +23,11 @@ def run_on_store(work: Callable[[], Awaitable[T]]) -> T:
     settings = load_settings()
 
     async def main() -> T:
-        from orc.backup.premigrate import PreMigrationBackupFailed, pre_migration_hook
+        from orc.backup.premigrate import pre_migration_hook
 
-        try:
-            await migrate_database(
-                settings.database_url, before_migrating=pre_migration_hook(settings, _note)
-            )
-        except PreMigrationBackupFailed as exc:
-            raise click.ClickException(str(exc)) from None
+        await migrate_database(
+            settings.database_url, before_migrating=pre_migration_hook(settings, _note)
+        )
         await open_database(settings.database_url)
         try:
             return await work()
@@ -114,7 +111,7 @@ def show_task(task_id: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from orc.tasks.lifecycle import TaskNotFound, get_task
+    from orc.tasks.lifecycle import get_task
     from orc.usage.pricing import load_prices
     from orc.usage.recording import task_usage
 
@@ -124,10 +121,7 @@ def show_task(task_id: str) -> None:
     async def both() -> tuple[dict[str, Any], dict[str, Any]]:
         return await get_task(number), await task_usage(number, prices)
 
-    try:
-        task, usage = run_on_store(both)
-    except TaskNotFound:
-        raise click.ClickException(f"no task {task_id.upper()}") from None
+    task, usage = run_on_store(both)
     console = Console(width=160)
     console.print(
         f"[bold]{task['id']}[/bold] {task['title']}  ({task['weight']}, {task['status']})"

@@ -17,14 +17,19 @@ from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 
+from orc.errors import EXIT_USAGE, OrcError
+
 PROJECT_DIR_NAME = ".orc"
 # Set by `orc serve` for its children (not a user setting): where API workers share metrics.
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONFIG_FILE_NAME = "config.yaml"
 
 
-class ConfigError(Exception):
+class ConfigError(OrcError):
     """A setting is invalid; the message is one line naming it and the fix."""
+
+    code = "config_error"
+    exit_code = EXIT_USAGE
 
 
 def _parse_port(raw: str) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from orc.db.models import Task, TaskPhase
+from orc.errors import EXIT_USAGE, OrcError
 from orc.outbox.events import change_transaction, emit
 
 WEIGHTS = ("trivial", "small", "medium", "large")
@@ -31,12 +32,23 @@ PATCHABLE_STATUSES: dict[str, tuple[str, ...]] = {
 _TASK_ID = re.compile(r"^TASK-(\d{1,9})$")
 
 
-class TaskNotFound(Exception):
+class TaskNotFound(OrcError):
     """No task has this id."""
 
+    status = 404
+    code = "task_not_found"
+    exit_code = EXIT_USAGE
 
-class TransitionNotAllowed(Exception):
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"no task {task_id}")
+
+
+class TransitionNotAllowed(OrcError):
     """The task's status does not allow the requested change."""
+
+    status = 409
+    code = "transition_not_allowed"
+    exit_code = EXIT_USAGE
 
 
 def format_task_id(number: int) -> str:
