@@ -56,13 +56,12 @@ async def tasks_index(request: Request) -> HTTPResponse:
     limit = query_int(request, "limit", 20, 1, MAX_PAGE_SIZE)
     status = query_choice(request, "status", STATUSES)
     weight = query_choice(request, "weight", WEIGHTS)
-    items, total = await list_tasks(page, limit, status, weight)
-    numbers = [parse_task_id(item["id"]) or 0 for item in items]
-    usage = await usage_by_task(numbers, request.app.ctx.prices)
-    for item, number in zip(items, numbers, strict=True):
-        tokens, cost = usage.get(number, (0, 0.0))
-        item["total_tokens"] = tokens
-        item["cost_usd"] = round(cost, 6)
+    tasks, total = await list_tasks(page, limit, status, weight)
+    usage = await usage_by_task([task.number for task in tasks], request.app.ctx.prices)
+    items = []
+    for task in tasks:
+        tokens, cost = usage.get(task.number, (0, 0.0))
+        items.append({**task.to_json(), "total_tokens": tokens, "cost_usd": round(cost, 6)})
     return json({"items": items, "page": page, "limit": limit, "total": total})
 
 
@@ -75,13 +74,13 @@ async def tasks_create(request: Request) -> HTTPResponse:
     # With auth on, a task is created by whoever is signed in (ownership depends on it).
     created_by = body.created_by if identity is LOCAL_OWNER else identity.subject
     task = await create_task(body.title, body.description, body.weight, created_by)
-    return json(task, status=201, headers={"Location": f"/api/tasks/{task['id']}"})
+    return json(task.to_json(), status=201, headers={"Location": f"/api/tasks/{task.id}"})
 
 
 @bp.get("/api/tasks/<task_id>")
 async def tasks_show(request: Request, task_id: str) -> HTTPResponse:
     """One task with its phases."""
-    return json(await get_task(task_number(task_id)))
+    return json((await get_task(task_number(task_id))).to_json())
 
 
 @bp.patch("/api/tasks/<task_id>")
@@ -91,7 +90,7 @@ async def tasks_update(request: Request, task_id: str) -> HTTPResponse:
     number = task_number(task_id)
     body = parse_body(request, TaskPatch)
     await check_may_change(request, number)
-    return json(await update_task(number, body.changes()))
+    return json((await update_task(number, body.changes())).to_json())
 
 
 @bp.delete("/api/tasks/<task_id>")
@@ -112,4 +111,4 @@ async def tasks_action(request: Request, task_id: str, action: str) -> HTTPRespo
     if request.body and request.body.strip() not in (b"", b"{}"):
         raise ApiError(422, "validation_error", f"{action} takes no body")
     await check_may_change(request, number)
-    return json(await transition(number, action))
+    return json((await transition(number, action)).to_json())

@@ -38,23 +38,24 @@ async def usage_record(request: Request, task_id: str) -> HTTPResponse:
         )
         for item in parse_usage(request)
     ]
-    return json(await record_usage(number, records), status=201)
+    return json((await record_usage(number, records)).to_json(), status=201)
 
 
 @bp.get("/api/tasks/<task_id>/usage")
 async def usage_show(request: Request, task_id: str) -> HTTPResponse:
     """A task's tokens and cost by phase and model."""
-    return json(await task_usage(task_number(task_id), request.app.ctx.prices))
+    return json((await task_usage(task_number(task_id), request.app.ctx.prices)).to_json())
 
 
 @bp.get("/api/cost/summary")
 async def cost_summary_view(request: Request) -> HTTPResponse:
     """Today, this week, this month (UTC): tokens and cost; by model; top tasks."""
-    return json(await cost_summary(request.app.ctx.prices))
+    return json((await cost_summary(request.app.ctx.prices)).to_json())
 
 
 @bp.get("/api/cost/timeseries")
 async def cost_timeseries_view(request: Request) -> HTTPResponse:
     """Daily tokens and cost for the last ``days`` days (UTC), today included."""
     days = query_int(request, "days", 30, 1, MAX_DAYS)
-    return json({"days": days, "buckets": await cost_timeseries(request.app.ctx.prices, days)})
+    buckets = await cost_timeseries(request.app.ctx.prices, days)
+    return json({"days": days, "buckets": [bucket.to_json() for bucket in buckets]})

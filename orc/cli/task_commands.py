@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from orc.config import load_settings
+
+if TYPE_CHECKING:  # the commands import the domain when they run, to start fast
+    from orc.tasks.lifecycle import TaskDetail
+    from orc.usage.recording import TaskUsage
 
 T = TypeVar("T")
 
@@ -54,6 +59,10 @@ def _money(value: float) -> str:
     return f"${value:,.4f}"
 
 
+def _moment(value: datetime | None) -> str:
+    return value.isoformat()[:19] if value else "-"
+
+
 @click.command("new")
 @click.argument("title")
 @click.option(
@@ -71,7 +80,7 @@ def new_task(title: str, weight: str, description: str) -> None:
     if not title or len(title) > 200:
         raise click.UsageError("the title must have 1 to 200 characters")
     task = run_on_store(lambda: create_task(title, description, weight, getpass.getuser()))
-    click.echo(f"{task['id']} created: {task['title']} ({task['weight']})")
+    click.echo(f"{task.id} created: {task.title} ({task.weight})")
 
 
 @click.command("list")
@@ -93,12 +102,12 @@ def list_tasks_command(status: str | None, limit: int) -> None:
     table = Table("id", "title", "weight", "status", "phase", "updated", box=None)
     for task in items:
         table.add_row(
-            task["id"],
-            task["title"],
-            task["weight"],
-            task["status"],
-            task["current_phase"] or "-",
-            task["updated_at"][:19],
+            task.id,
+            task.title,
+            task.weight,
+            task.status,
+            task.current_phase or "-",
+            task.updated_at.isoformat()[:19],
         )
     Console(width=160).print(table)
     click.echo(f"{len(items)} of {total} task(s)")
@@ -118,48 +127,43 @@ def show_task(task_id: str) -> None:
     number = _task_number(task_id)
     prices = load_prices(load_settings().home)
 
-    async def both() -> tuple[dict[str, Any], dict[str, Any]]:
+    async def both() -> tuple[TaskDetail, TaskUsage]:
         return await get_task(number), await task_usage(number, prices)
 
     task, usage = run_on_store(both)
     console = Console(width=160)
-    console.print(
-        f"[bold]{task['id']}[/bold] {task['title']}  ({task['weight']}, {task['status']})"
-    )
-    if task["description"]:
-        console.print(task["description"])
+    console.print(f"[bold]{task.id}[/bold] {task.title}  ({task.weight}, {task.status})")
+    if task.description:
+        console.print(task.description)
     phases = Table("phase", "status", "iterations", "started", "finished", box=None)
-    for phase in task["phases"]:
+    for phase in task.phases:
         phases.add_row(
-            phase["name"],
-            phase["status"],
-            str(phase["iterations"]),
-            (phase["started_at"] or "-")[:19],
-            (phase["finished_at"] or "-")[:19],
+            phase.name,
+            phase.status,
+            str(phase.iterations),
+            _moment(phase.started_at),
+            _moment(phase.finished_at),
         )
     console.print(phases)
     tokens = Table(
         "phase", "model", "input", "output", "cache read", "cache write", "cost", box=None
     )
-    for row in usage["by_phase_and_model"]:
-        t = row["tokens"]
+    for row in usage.by_phase_and_model:
+        t = row.tokens
         tokens.add_row(
-            row["phase"] or "-",
-            row["model"],
+            row.phase or "-",
+            row.model,
             f"{t['input']:,}",
             f"{t['output']:,}",
             f"{t['cache_read']:,}",
             f"{t['cache_write']:,}",
-            _money(row["cost_usd"]),
+            _money(row.cost_usd),
         )
     console.print(tokens)
+    unpriced = usage.unpriced_models
     console.print(
-        f"total cost {_money(usage['cost_usd'])}"
-        + (
-            f" (unpriced: {', '.join(usage['unpriced_models'])})"
-            if usage["unpriced_models"]
-            else ""
-        )
+        f"total cost {_money(usage.cost_usd)}"
+        + (f" (unpriced: {', '.join(unpriced)})" if unpriced else "")
     )
 
 
@@ -176,26 +180,24 @@ def cost_command() -> None:
     summary = run_on_store(lambda: cost_summary(prices))
     console = Console(width=160)
     periods = Table("period", "tokens", "cost", box=None)
-    for name in ("today", "week", "month"):
-        periods.add_row(
-            name, f"{summary[name]['total_tokens']:,}", _money(summary[name]["cost_usd"])
-        )
+    for name, block in (("today", summary.today), ("week", summary.week), ("month", summary.month)):
+        periods.add_row(name, f"{block.total_tokens:,}", _money(block.cost_usd))
     console.print(periods)
     models = Table("model (this month)", "tokens", "cost", box=None)
-    for row in summary["by_model"]:
+    for row in summary.by_model:
         models.add_row(
-            row["model"] + ("" if row["priced"] else " (unpriced)"),
-            f"{row['total_tokens']:,}",
-            _money(row["cost_usd"]),
+            row.model + ("" if row.priced else " (unpriced)"),
+            f"{row.cost.total_tokens:,}",
+            _money(row.cost.cost_usd),
         )
     console.print(models)
     top = Table("top task", "title", "tokens", "cost", box=None)
-    for row in summary["top_tasks"]:
+    for task in summary.top_tasks:
         top.add_row(
-            row["task_id"],
-            row["title"] or "(deleted)",
-            f"{row['total_tokens']:,}",
-            _money(row["cost_usd"]),
+            task.task_id,
+            task.title or "(deleted)",
+            f"{task.total_tokens:,}",
+            _money(task.cost_usd),
         )
     console.print(top)
 
