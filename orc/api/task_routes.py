@@ -12,9 +12,6 @@ from orc.auth.identity import LOCAL_OWNER
 from orc.db.models import Task
 from orc.errors import ApiError
 from orc.tasks.lifecycle import (
-    ACTIONS,
-    STATUSES,
-    WEIGHTS,
     TaskNotFound,
     create_task,
     delete_task,
@@ -25,6 +22,7 @@ from orc.tasks.lifecycle import (
     transition,
     update_task,
 )
+from orc.tasks.vocabulary import ACTIONS, STATUSES, WEIGHTS, vocabulary_json
 from orc.usage.recording import usage_by_task
 
 bp = Blueprint("tasks")
@@ -63,6 +61,12 @@ async def tasks_index(request: Request) -> HTTPResponse:
         tokens, cost = usage.get(task.number, (0, 0.0))
         items.append({**task.to_json(), "total_tokens": tokens, "cost_usd": round(cost, 6)})
     return json({"items": items, "page": page, "limit": limit, "total": total})
+
+
+@bp.get("/api/vocabulary")
+async def vocabulary(request: Request) -> HTTPResponse:
+    """Task weights, statuses and actions (from which statuses, to which), for clients."""
+    return json(vocabulary_json())
 
 
 @bp.post("/api/tasks")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 
 from orc.config import load_settings
+from orc.tasks.vocabulary import DEFAULT_WEIGHT, STATUSES, WEIGHTS
 
 if TYPE_CHECKING:  # the commands import the domain when they run, to start fast
     from orc.tasks.lifecycle import TaskDetail
@@ -65,12 +66,7 @@ def _moment(value: datetime | None) -> str:
 
 @click.command("new")
 @click.argument("title")
-@click.option(
-    "--weight",
-    type=click.Choice(["trivial", "small", "medium", "large"]),
-    default="medium",
-    show_default=True,
-)
+@click.option("--weight", type=click.Choice(WEIGHTS), default=DEFAULT_WEIGHT, show_default=True)
 @click.option("--description", default="", help="Longer description.")
 def new_task(title: str, weight: str, description: str) -> None:
     """Create a task."""
@@ -84,12 +80,7 @@ def new_task(title: str, weight: str, description: str) -> None:
 
 
 @click.command("list")
-@click.option(
-    "--status",
-    type=click.Choice(
-        ["created", "planned", "running", "paused", "blocked", "completed", "failed"]
-    ),
-)
+@click.option("--status", type=click.Choice(STATUSES))
 @click.option("--limit", type=click.IntRange(1, 100), default=50, show_default=True)
 def list_tasks_command(status: str | None, limit: int) -> None:
     """List tasks, newest first."""

@@ -12,24 +12,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from orc.db.models import Task, TaskPhase
 from orc.errors import EXIT_USAGE, OrcError
 from orc.outbox.events import change_transaction, emit
+from orc.tasks.vocabulary import ACTIONS, DEFAULT_WEIGHT, PATCHABLE_STATUSES
 
-WEIGHTS = ("trivial", "small", "medium", "large")
-STATUSES = ("created", "planned", "running", "paused", "blocked", "completed", "failed")
-ACTIVE_STATUS = "running"
-
-# action: (statuses it may start from, status it leads to)
-ACTIONS: dict[str, tuple[tuple[str, ...], str]] = {
-    "run": (("created", "planned", "blocked", "failed"), "running"),
-    "pause": (("running",), "paused"),
-    "resume": (("paused",), "running"),
-    "complete": (("running", "paused"), "completed"),
-    "fail": (("running", "paused", "blocked"), "failed"),
-}
-# Statuses a PATCH may set directly, and from where.
-PATCHABLE_STATUSES: dict[str, tuple[str, ...]] = {
-    "planned": ("created",),
-    "blocked": ("running", "paused"),
-}
 _TASK_ID = re.compile(r"^TASK-(\d{1,9})$")
 
 
@@ -163,7 +147,7 @@ async def _locked_task(conn: BaseDBAsyncClient, number: int) -> Task:
 
 
 async def create_task(
-    title: str, description: str = "", weight: str = "medium", created_by: str = ""
+    title: str, description: str = "", weight: str = DEFAULT_WEIGHT, created_by: str = ""
 ) -> TaskInfo:
     """Create a task (status created) and its task_created event."""
     async with change_transaction() as conn:

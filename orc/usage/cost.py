@@ -15,7 +15,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from orc.db.models import Task
 from orc.db.sql import fetch, hour_bucket, snapshot_transaction
-from orc.tasks.lifecycle import ACTIVE_STATUS, format_task_id
+from orc.tasks.lifecycle import format_task_id
+from orc.tasks.vocabulary import ACTIVE_STATUS
 from orc.usage.pricing import TOKEN_TYPES, PriceList
 from orc.usage.rollups import read_watermark
 
