@@ -62,7 +62,8 @@ def test_the_agent_sees_only_the_variables_orc_chose(tmp_path: Path):
     names = {line.split("=", 1)[0] for line in (tmp_path / "env").read_text().splitlines()}
     assert {"ANTHROPIC_API_KEY", "OUT", "PATH"} <= names
     assert not names & {"ORC_AUTH_TOKEN", "DATABASE_URL", "ORC_AGENT_CLI", "HOME"}
-    assert int((tmp_path / "agent.pid").read_text()) != proc.pid  # the CLI's own group
+    launcher, cli = map(int, (tmp_path / "agent.pid").read_text().split())
+    assert launcher == proc.pid and cli != proc.pid  # the CLI runs in a group of its own
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(5) == 128 + signal.SIGTERM
 
@@ -71,7 +72,7 @@ def test_stopping_the_launcher_ends_the_cli_and_every_tool_it_started(tmp_path: 
     proc = subprocess.Popen([AGENT_EXEC], env=launch_env(tmp_path))
     wait_for(tmp_path / "tool")
     tool = int((tmp_path / "tool").read_text())
-    cli = int((tmp_path / "agent.pid").read_text())
+    cli = int((tmp_path / "agent.pid").read_text().split()[1])
     proc.terminate()
     proc.wait(5)
     assert gone(cli) and gone(tool)
@@ -85,7 +86,7 @@ def test_a_worker_killed_with_sigkill_leaves_no_agent_process_behind(tmp_path: P
     )
     wait_for(tmp_path / "tool")
     tool = int((tmp_path / "tool").read_text())
-    cli = int((tmp_path / "agent.pid").read_text())
+    cli = int((tmp_path / "agent.pid").read_text().split()[1])
     worker.kill()
     worker.wait()
     assert gone(cli) and gone(tool)

@@ -387,11 +387,11 @@ def assert_same(actual: Any, expected: Any, where: str = "") -> None:
 
 
 async def assert_reports(uses: list[Use], running: int) -> None:
-    summary = await cost_summary(PRICES, now=NOW)
+    summary = (await cost_summary(PRICES, now=NOW)).to_json()
     assert summary.pop("generated_at") == NOW.isoformat()
     assert_same(summary, expected_summary(uses), "summary")
     for days in (1, 4, 5, 70):
-        series = await cost_timeseries(PRICES, days, now=NOW)
+        series = [day.to_json() for day in await cost_timeseries(PRICES, days, now=NOW)]
         assert_same(series, expected_series(uses, days), f"timeseries({days})")
     assert await usage_totals() == (expected_all_time(uses), running)
 

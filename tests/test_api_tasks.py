@@ -16,7 +16,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from orc.tasks.lifecycle import ACTIONS, STATUSES, WEIGHTS
+from orc.tasks.vocabulary import ACTIONS, STATUSES, WEIGHTS
 from orc.usage.pricing import DEFAULT_PRICES, TOKEN_TYPES, PriceList
 from tests.support import OrcServer, run_orc
 

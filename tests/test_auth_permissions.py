@@ -99,6 +99,7 @@ def expect(viewer: int, member: int, admin: int, owner: int) -> dict[str, int]:
 
 MATRIX: list[tuple[str, dict[str, int], Action]] = [
     ("list tasks", ALLOWED_ALL, lambda w, r: w.request(r, "GET", "/api/tasks")),
+    ("read the task vocabulary", ALLOWED_ALL, lambda w, r: w.request(r, "GET", "/api/vocabulary")),
     (
         "read someone's task",
         ALLOWED_ALL,

@@ -55,7 +55,7 @@ async def test_bad_paths_and_names_are_clear_errors(store, tmp_path):
 async def test_a_task_finds_its_project_by_name_path_or_as_the_only_one(store, tmp_path):
     with pytest.raises(OrcError) as none:
         await find_project(None)
-    assert none.value.code == "no_project" and "orc init" in none.value.message
+    assert none.value.code == "project_required" and "orc init" in none.value.message
     first, _ = await add_project(make_repo(tmp_path / "first"))
     assert (await find_project(None)).id == first.id
     second, _ = await add_project(make_repo(tmp_path / "second"))

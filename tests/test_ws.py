@@ -27,7 +27,7 @@ from orc.outbox.live import QUEUE_LIMIT, Hub, Subscriber
 from tests.support import OrcServer, base_env, descendants, run_orc
 
 JSON = dict[str, Any]
-# How long a live event may take to reach a subscribed client (the spec says within 1 s).
+# How long a live event may take to reach a subscribed client: orc keeps it under one second.
 LIVE_DEADLINE = 1.0
 
 

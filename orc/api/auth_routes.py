@@ -14,7 +14,7 @@ from orc.api.route_roles import identity_of
 from orc.api.schemas import TokenLogin, parse_body
 from orc.auth.cleanup import LOGIN_LIFETIME
 from orc.auth.identity import Identity
-from orc.auth.oidc import OidcError, OidcProvider, claims_email
+from orc.auth.oidc import OidcProvider, claims_email
 from orc.auth.sessions import (
     COOKIE_NAME,
     SESSION_SECONDS,
@@ -26,7 +26,7 @@ from orc.auth.sessions import (
 )
 from orc.auth.signing import sha256_hex
 from orc.auth.tickets import TICKET_SECONDS, issue_ticket
-from orc.auth.users import SignInRefused, sign_in_user
+from orc.auth.users import sign_in_user
 from orc.db.models import OidcLogin, User
 from orc.errors import ApiError
 
@@ -75,10 +75,7 @@ async def login(request: Request) -> HTTPResponse:
     state = secrets.token_urlsafe(32)
     nonce = secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(64)
-    try:
-        url = await oidc.authorization_url(state, nonce, verifier)
-    except OidcError as exc:
-        raise ApiError(503, exc.code, str(exc)) from None
+    url = await oidc.authorization_url(state, nonce, verifier)
     await OidcLogin.create(
         state_hash=sha256_hex(state),
         nonce=nonce,
@@ -124,16 +121,11 @@ async def callback(request: Request) -> HTTPResponse:
     code = request.args.get("code")
     if not code:
         raise ApiError(400, "missing_code", "the callback has no code; sign in again")
-    try:
-        id_token = await oidc.exchange_code(code, pending.code_verifier)
-        claims = await oidc.verify_id_token(id_token, nonce=pending.nonce)
-        email = claims_email(claims)
-        name = str(claims.get("name", ""))
-        user = await sign_in_user(claims["sub"], email, name, _auth(request).settings)
-    except OidcError as exc:
-        raise ApiError(401, exc.code, str(exc)) from None
-    except SignInRefused as exc:
-        raise ApiError(403, exc.code, str(exc)) from None
+    id_token = await oidc.exchange_code(code, pending.code_verifier)
+    claims = await oidc.verify_id_token(id_token, nonce=pending.nonce)
+    email = claims_email(claims)
+    name = str(claims.get("name", ""))
+    user = await sign_in_user(claims["sub"], email, name, _auth(request).settings)
     session_id = await create_session(user.email, user.role, user)
     response = redirect(pending.return_to)
     _set_cookie(

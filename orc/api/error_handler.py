@@ -32,6 +32,8 @@ class JsonErrorHandler(ErrorHandler):
 
     def default(self, request: Request, exception: Exception) -> HTTPResponse:
         if isinstance(exception, OrcError):
+            if exception.status >= 500:
+                log.warning("%s: %s", exception.code, exception.message)
             return error_response(exception.status, exception.code, exception.message)
         if isinstance(exception, SanicException) and exception.status_code < 500:
             status = exception.status_code

@@ -20,8 +20,7 @@ async def health(request: Request) -> HTTPResponse:
 @bp.get("/api/health/ready")
 async def ready(request: Request) -> HTTPResponse:
     """Readiness: 503 when the database or its schema is not usable."""
-    settings = request.app.ctx.settings
-    result = await check_readiness(settings.home, settings.disk_warn_mb, settings)
+    result = await check_readiness(request.app.ctx.settings)
     auth = request.app.ctx.auth
     if auth is not None and auth.oidc is not None:
         # Information, not critical: API tokens keep working while the identity provider is away.

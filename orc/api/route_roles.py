@@ -33,6 +33,7 @@ ROUTE_ROLES: dict[str, str] = {
     "auth.ws_ticket": "viewer",
     "tasks.tasks_index": "viewer",
     "tasks.tasks_show": "viewer",
+    "tasks.vocabulary": "viewer",
     "usage.usage_show": "viewer",
     "usage.cost_summary_view": "viewer",
     "usage.cost_timeseries_view": "viewer",

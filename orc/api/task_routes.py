@@ -12,11 +12,7 @@ from orc.auth.identity import LOCAL_OWNER
 from orc.db.models import Task
 from orc.errors import ApiError
 from orc.tasks.lifecycle import (
-    ACTIONS,
-    STATUSES,
-    WEIGHTS,
     TaskNotFound,
-    TransitionNotAllowed,
     create_task,
     delete_task,
     format_task_id,
@@ -26,6 +22,7 @@ from orc.tasks.lifecycle import (
     transition,
     update_task,
 )
+from orc.tasks.vocabulary import ACTIONS, STATUSES, WEIGHTS, vocabulary_json
 from orc.usage.recording import usage_by_task
 
 bp = Blueprint("tasks")
@@ -40,17 +37,13 @@ def task_number(task_id: str) -> int:
     return number
 
 
-def not_found(exc: TaskNotFound) -> ApiError:
-    return ApiError(404, "task_not_found", f"no task {exc}")
-
-
 async def check_may_change(request: Request, number: int) -> None:
     """Admins change any task; members only those they created (403 otherwise)."""
     if identity_of(request).can("admin"):
         return
     owner = await Task.filter(number=number).first().values_list("created_by", flat=True)
     if owner is None:
-        raise not_found(TaskNotFound(format_task_id(number)))
+        raise TaskNotFound(format_task_id(number))
     require_owner_or_admin(request, str(owner), "a task")
 
 
@@ -61,14 +54,19 @@ async def tasks_index(request: Request) -> HTTPResponse:
     limit = query_int(request, "limit", 20, 1, MAX_PAGE_SIZE)
     status = query_choice(request, "status", STATUSES)
     weight = query_choice(request, "weight", WEIGHTS)
-    items, total = await list_tasks(page, limit, status, weight)
-    numbers = [parse_task_id(item["id"]) or 0 for item in items]
-    usage = await usage_by_task(numbers, request.app.ctx.prices)
-    for item, number in zip(items, numbers, strict=True):
-        tokens, cost = usage.get(number, (0, 0.0))
-        item["total_tokens"] = tokens
-        item["cost_usd"] = round(cost, 6)
+    tasks, total = await list_tasks(page, limit, status, weight)
+    usage = await usage_by_task([task.number for task in tasks], request.app.ctx.prices)
+    items = []
+    for task in tasks:
+        tokens, cost = usage.get(task.number, (0, 0.0))
+        items.append({**task.to_json(), "total_tokens": tokens, "cost_usd": round(cost, 6)})
     return json({"items": items, "page": page, "limit": limit, "total": total})
+
+
+@bp.get("/api/vocabulary")
+async def vocabulary(request: Request) -> HTTPResponse:
+    """Task weights, statuses and actions (from which statuses, to which), for clients."""
+    return json(vocabulary_json())
 
 
 @bp.post("/api/tasks")
@@ -80,16 +78,13 @@ async def tasks_create(request: Request) -> HTTPResponse:
     # With auth on, a task is created by whoever is signed in (ownership depends on it).
     created_by = body.created_by if identity is LOCAL_OWNER else identity.subject
     task = await create_task(body.title, body.description, body.weight, created_by)
-    return json(task, status=201, headers={"Location": f"/api/tasks/{task['id']}"})
+    return json(task.to_json(), status=201, headers={"Location": f"/api/tasks/{task.id}"})
 
 
 @bp.get("/api/tasks/<task_id>")
 async def tasks_show(request: Request, task_id: str) -> HTTPResponse:
     """One task with its phases."""
-    try:
-        return json(await get_task(task_number(task_id)))
-    except TaskNotFound as exc:
-        raise not_found(exc) from None
+    return json((await get_task(task_number(task_id))).to_json())
 
 
 @bp.patch("/api/tasks/<task_id>")
@@ -99,12 +94,7 @@ async def tasks_update(request: Request, task_id: str) -> HTTPResponse:
     number = task_number(task_id)
     body = parse_body(request, TaskPatch)
     await check_may_change(request, number)
-    try:
-        return json(await update_task(number, body.changes()))
-    except TaskNotFound as exc:
-        raise not_found(exc) from None
-    except TransitionNotAllowed as exc:
-        raise ApiError(409, "transition_not_allowed", str(exc)) from None
+    return json((await update_task(number, body.changes())).to_json())
 
 
 @bp.delete("/api/tasks/<task_id>")
@@ -112,10 +102,7 @@ async def tasks_delete(request: Request, task_id: str) -> HTTPResponse:
     """Delete a task (its usage stays in the cost history)."""
     number = task_number(task_id)
     await check_may_change(request, number)
-    try:
-        await delete_task(number)
-    except TaskNotFound as exc:
-        raise not_found(exc) from None
+    await delete_task(number)
     return empty()
 
 
@@ -128,9 +115,4 @@ async def tasks_action(request: Request, task_id: str, action: str) -> HTTPRespo
     if request.body and request.body.strip() not in (b"", b"{}"):
         raise ApiError(422, "validation_error", f"{action} takes no body")
     await check_may_change(request, number)
-    try:
-        return json(await transition(number, action))
-    except TaskNotFound as exc:
-        raise not_found(exc) from None
-    except TransitionNotAllowed as exc:
-        raise ApiError(409, "transition_not_allowed", str(exc)) from None
+    return json((await transition(number, action)).to_json())

@@ -9,8 +9,7 @@ from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
 from orc.api.schemas import UsageBatch, UsageIn, parse_usage, query_int
-from orc.api.task_routes import check_may_change, not_found, task_number
-from orc.tasks.lifecycle import TaskNotFound
+from orc.api.task_routes import check_may_change, task_number
 from orc.usage.cost import cost_summary, cost_timeseries
 from orc.usage.recording import UsageRecord, record_usage, task_usage
 
@@ -39,29 +38,24 @@ async def usage_record(request: Request, task_id: str) -> HTTPResponse:
         )
         for item in parse_usage(request)
     ]
-    try:
-        return json(await record_usage(number, records), status=201)
-    except TaskNotFound as exc:
-        raise not_found(exc) from None
+    return json((await record_usage(number, records)).to_json(), status=201)
 
 
 @bp.get("/api/tasks/<task_id>/usage")
 async def usage_show(request: Request, task_id: str) -> HTTPResponse:
     """A task's tokens and cost by phase and model."""
-    try:
-        return json(await task_usage(task_number(task_id), request.app.ctx.prices))
-    except TaskNotFound as exc:
-        raise not_found(exc) from None
+    return json((await task_usage(task_number(task_id), request.app.ctx.prices)).to_json())
 
 
 @bp.get("/api/cost/summary")
 async def cost_summary_view(request: Request) -> HTTPResponse:
     """Today, this week, this month (UTC): tokens and cost; by model; top tasks."""
-    return json(await cost_summary(request.app.ctx.prices))
+    return json((await cost_summary(request.app.ctx.prices)).to_json())
 
 
 @bp.get("/api/cost/timeseries")
 async def cost_timeseries_view(request: Request) -> HTTPResponse:
     """Daily tokens and cost for the last ``days`` days (UTC), today included."""
     days = query_int(request, "days", 30, 1, MAX_DAYS)
-    return json({"days": days, "buckets": await cost_timeseries(request.app.ctx.prices, days)})
+    buckets = await cost_timeseries(request.app.ctx.prices, days)
+    return json({"days": days, "buckets": [bucket.to_json() for bucket in buckets]})

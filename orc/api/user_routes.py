@@ -17,14 +17,7 @@ from orc.auth.access_tokens import (
     revoke_access_token,
 )
 from orc.auth.roles import at_least
-from orc.auth.users import (
-    RoleChangeRefused,
-    UserExists,
-    add_user,
-    describe_user,
-    list_users,
-    set_role,
-)
+from orc.auth.users import add_user, describe_user, list_users, set_role
 from orc.db.models import AccessToken, User
 from orc.errors import ApiError
 
@@ -45,10 +38,7 @@ async def users_create(request: Request) -> HTTPResponse:
     caller = identity_of(request)
     if at_least(body.role, "admin") and caller.role != "owner":
         raise forbidden("only an owner can add admins or owners")
-    try:
-        user = await add_user(body.email, body.role)
-    except UserExists:
-        raise ApiError(409, "user_exists", f"{body.email} already has an account") from None
+    user = await add_user(body.email, body.role)
     return json(describe_user(user), status=201)
 
 
@@ -60,10 +50,7 @@ async def users_update(request: Request, user_id: int) -> HTTPResponse:
     user = await User.get_or_none(id=user_id)
     if user is None:
         raise ApiError(404, "user_not_found", f"no user with id {user_id}")
-    try:
-        await set_role(user, body.role, identity_of(request).role)
-    except RoleChangeRefused as exc:
-        raise forbidden(str(exc)) from None
+    await set_role(user, body.role, identity_of(request).role)
     return json(describe_user(user))
 
 

@@ -10,6 +10,7 @@ from orc.auth.identity import Identity
 from orc.auth.roles import lower_of
 from orc.auth.signing import sha256_hex
 from orc.db.models import AccessToken, User
+from orc.errors import EXIT_USAGE, OrcError
 from orc.outbox.events import AUTH_REVOKED_EVENT, change_transaction, emit
 
 PREFIX = "orc_pat_"
@@ -17,8 +18,15 @@ PREFIX = "orc_pat_"
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
-class TokenNotFound(LookupError):
+class TokenNotFound(OrcError):
     """No token with that id or name."""
+
+    status = 404
+    code = "token_not_found"
+    exit_code = EXIT_USAGE
+
+    def __init__(self, reference: str) -> None:
+        super().__init__(f"no token {reference!r}; see orc token list")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import jwt
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 from orc.config import Settings
+from orc.errors import EXIT_USAGE, OrcError
 
 ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384")
 SCOPES = "openid email profile"
@@ -28,12 +29,19 @@ CLOCK_SKEW_SECONDS = 60
 JWKS_REFRESH_MIN_SECONDS = 30.0
 
 
-class OidcError(Exception):
+# The issuer cannot be used at all: the service is unavailable, not the user refused.
+ISSUER_PROBLEMS = ("oidc_unreachable", "oidc_misconfigured")
+
+
+class OidcError(OrcError):
     """Sign-in or token verification failed; ``code`` is machine-readable."""
+
+    exit_code = EXIT_USAGE
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+        self.status = 503 if code in ISSUER_PROBLEMS else 401
 
 
 @dataclass(frozen=True)
@@ -91,7 +99,6 @@ class OidcProvider:
         self.client_secret = settings.oidc_client_secret
         self.redirect_uri = settings.base_url + "/auth/callback"
         self.metadata: ProviderMetadata | None = None
-        self.last_error: str | None = None
         self._keys: dict[str, jwt.PyJWK] = {}
         self._keys_fetched_at = 0.0
         self._lock = asyncio.Lock()
@@ -131,13 +138,8 @@ class OidcProvider:
         async with self._lock:
             if self.metadata is None:
                 url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
-                try:
-                    document = await self._get_json(url, "discovery document")
-                    self.metadata = parse_metadata(document, self.issuer)
-                    self.last_error = None
-                except OidcError as exc:
-                    self.last_error = str(exc)
-                    raise
+                document = await self._get_json(url, "discovery document")
+                self.metadata = parse_metadata(document, self.issuer)
         return self.metadata
 
     async def status(self) -> str:

@@ -6,11 +6,6 @@ ROLES = ("viewer", "member", "admin", "owner")
 _RANK = {role: rank for rank, role in enumerate(ROLES)}
 
 
-def is_role(value: object) -> bool:
-    """True for one of ROLES."""
-    return isinstance(value, str) and value in _RANK
-
-
 def at_least(role: str, minimum: str) -> bool:
     """True when ``role`` ranks at or above ``minimum``."""
     return _RANK.get(role, -1) >= _RANK[minimum]

@@ -10,20 +10,28 @@ from orc.auth.roles import ROLES, at_least
 from orc.config import Settings
 from orc.db.models import User
 from orc.db.sql import locked_transaction
+from orc.errors import EXIT_USAGE, OrcError
 
 USER_LOCK_KEY = 0x6F7263_04
 
 
-class SignInRefused(Exception):
+class SignInRefused(OrcError):
     """This person may not sign in; the message says why (shown to them)."""
+
+    status = 403
+    exit_code = EXIT_USAGE
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
 
 
-class RoleChangeRefused(Exception):
+class RoleChangeRefused(OrcError):
     """The role change is not allowed; the message says why."""
+
+    status = 403
+    code = "forbidden"
+    exit_code = EXIT_USAGE
 
 
 def email_domain(email: str) -> str:
@@ -79,8 +87,15 @@ async def sign_in_user(subject: str, email: str, name: str, settings: Settings) 
     return user
 
 
-class UserExists(Exception):
+class UserExists(OrcError):
     """Someone with that email already has an account."""
+
+    status = 409
+    code = "user_exists"
+    exit_code = EXIT_USAGE
+
+    def __init__(self, email: str) -> None:
+        super().__init__(f"{email} already has an account")
 
 
 async def add_user(email: str, role: str) -> User:

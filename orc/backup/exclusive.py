@@ -24,6 +24,9 @@ LOCK_APPLICATION_NAME = "orc backup lock"
 class BackupBusy(BackupError):
     """Another backup or restore holds the lock."""
 
+    status = 409
+    code = "backup_busy"
+
 
 @contextlib.contextmanager
 def _file_lock(backup_dir: Path) -> Iterator[None]:

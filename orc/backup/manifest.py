@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orc.backup.files import write_durably
+from orc.errors import OrcError
 
 MANIFEST_SUFFIX = ".json"
 PREFIX = "orc-"
@@ -24,8 +25,10 @@ REASONS = ("scheduled", "manual", "pre-migration", "pre-restore")
 KINDS = ("sqlite", "postgres")
 
 
-class BackupError(Exception):
+class BackupError(OrcError):
     """A backup, verification or restore failed; the message is one line for users."""
+
+    code = "backup_failed"
 
 
 @dataclass

@@ -7,10 +7,13 @@ from collections.abc import Awaitable, Callable
 from orc.backup.manifest import BackupError
 from orc.backup.service import backup_and_record
 from orc.config import Settings
+from orc.errors import OrcError
 
 
-class PreMigrationBackupFailed(Exception):
+class PreMigrationBackupFailed(OrcError):
     """The pre-migration backup failed, so no migration was applied."""
+
+    code = "pre_migration_backup_failed"
 
 
 def pre_migration_hook(

@@ -31,6 +31,9 @@ STOP_HINT = (
 class DatabaseInUse(BackupError):
     """A server (or another process) is using the database."""
 
+    status = 409
+    code = "database_in_use"
+
 
 def sqlite_users(db: Path) -> list[int]:
     """Pids of other processes that have the database (or its WAL) open."""

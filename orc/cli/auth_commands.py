@@ -111,16 +111,13 @@ def token_list(settings: Settings, as_json: bool) -> None:
 @pass_settings
 def token_revoke(settings: Settings, reference: str) -> None:
     """Revoke a token by id or name; requests and WebSockets using it are refused at once."""
-    from orc.auth.access_tokens import TokenNotFound, find_access_token, revoke_access_token
+    from orc.auth.access_tokens import find_access_token, revoke_access_token
 
     async def revoke() -> tuple[str, bool]:
         found = await find_access_token(reference)
         return found.name, await revoke_access_token(found)
 
-    try:
-        name, changed = run_on_database(settings, revoke)
-    except TokenNotFound:
-        raise click.UsageError(f"no token {reference!r}; see orc token list") from None
+    name, changed = run_on_database(settings, revoke)
     click.echo(f"revoked token {name!r}" if changed else f"token {name!r} was already revoked")
 
 
@@ -156,15 +153,12 @@ def user_list(settings: Settings, as_json: bool) -> None:
 @pass_settings
 def user_add(settings: Settings, email: str, role: str) -> None:
     """Add someone before their first sign-in (for ORC_OIDC_CREATE_USERS=false)."""
-    from orc.auth.users import UserExists, add_user
+    from orc.auth.users import add_user
 
     email = email.strip().lower()
     if "@" not in email or len(email) > 320:
         raise click.UsageError(f"{email!r} is not an email address")
-    try:
-        run_on_database(settings, lambda: add_user(email, role))
-    except UserExists:
-        raise click.UsageError(f"{email} already has an account; use orc user role") from None
+    run_on_database(settings, lambda: add_user(email, role))
     click.echo(f"added {email} as {role}")
 
 
@@ -174,7 +168,7 @@ def user_add(settings: Settings, email: str, role: str) -> None:
 @pass_settings
 def user_role(settings: Settings, email: str, role: str) -> None:
     """Change someone's role (run on the server, this acts as owner)."""
-    from orc.auth.users import RoleChangeRefused, set_role
+    from orc.auth.users import set_role
     from orc.db.models import User
 
     async def change() -> None:
@@ -183,10 +177,7 @@ def user_role(settings: Settings, email: str, role: str) -> None:
             raise click.UsageError(f"no user {email}; see orc user list")
         await set_role(found, role, "owner")
 
-    try:
-        run_on_database(settings, change)
-    except RoleChangeRefused as exc:
-        raise click.UsageError(str(exc)) from None
+    run_on_database(settings, change)
     click.echo(f"{email} is now {role}")
 
 

@@ -1,7 +1,8 @@
 """What every command shares: the one-line failure style, this run's settings, the database runner.
 
 A user error prints ``orc: error: …`` and exits 2 (bad usage or configuration); a failure at
-run time exits 1. Nothing prints a traceback.
+run time exits 1. Nothing prints a traceback. Commands let an ``OrcError`` through: ``main``
+reports it with the exit code it names.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
 import click
 
 from orc.config import Settings, load_settings
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+from orc.errors import EXIT_USAGE, OrcError
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -40,9 +39,20 @@ class SettingsProvider:
         return self._settings
 
 
+def say_error(message: str) -> None:
+    """The one line every failure prints."""
+    click.echo(f"orc: error: {message}", err=True)
+
+
+def report(error: OrcError) -> int:
+    """Print an OrcError; the exit code it calls for."""
+    say_error(error.message)
+    return error.exit_code
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print one error line and exit."""
-    click.echo(f"orc: error: {message}", err=True)
+    say_error(message)
     sys.exit(code)
 
 

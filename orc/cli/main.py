@@ -19,8 +19,8 @@ from orc.cli import (
     serve_commands,
     task_commands,
 )
-from orc.cli.console import SettingsProvider, fail
-from orc.config import ConfigError
+from orc.cli.console import SettingsProvider, fail, report
+from orc.errors import OrcError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,8 +55,8 @@ def main() -> None:
         fail(exc.format_message())
     except click.Abort:
         fail("aborted", code=130)
-    except ConfigError as exc:
-        fail(str(exc))
+    except OrcError as exc:
+        sys.exit(report(exc))
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
-from orc.cli.console import EXIT_FAILED, EXIT_USAGE, fail, pass_settings
+from orc.cli.console import fail, pass_settings
 from orc.config import Settings
+from orc.errors import EXIT_FAILED, EXIT_USAGE
 
 
 @click.group()
@@ -18,14 +19,11 @@ def replication() -> None:
 
 
 def _litestream_db(settings: Settings) -> Any:
-    from orc.replication.litestream import ReplicationError, load_litestream_db
+    from orc.replication.litestream import load_litestream_db
 
     if not settings.database.is_sqlite:
         fail("Litestream replicates SQLite; DATABASE_URL is PostgreSQL", EXIT_USAGE)
-    try:
-        return load_litestream_db(settings.litestream_config, settings.database.sqlite_path)
-    except ReplicationError as exc:
-        fail(str(exc), EXIT_USAGE)
+    return load_litestream_db(settings.litestream_config, settings.database.sqlite_path)
 
 
 @replication.command("status")
@@ -33,13 +31,10 @@ def _litestream_db(settings: Settings) -> Any:
 @pass_settings
 def replication_status(settings: Settings, as_json: bool) -> None:
     """Is Litestream running and how far is the replica behind (exit 1 when not ok)."""
-    from orc.replication.litestream import ReplicationError, check_replication
+    from orc.replication.litestream import check_replication
 
     db = _litestream_db(settings)
-    try:
-        status = check_replication(db)
-    except ReplicationError as exc:
-        fail(str(exc), EXIT_FAILED)
+    status = check_replication(db)
     if as_json:
         click.echo(json.dumps(status.to_json(), indent=2))
     else:
@@ -64,7 +59,7 @@ def replication_status(settings: Settings, as_json: bool) -> None:
 @pass_settings
 def replication_restore(settings: Settings, if_missing: bool) -> None:
     """Restore orc.db from its Litestream replica when the file is missing (container boot)."""
-    from orc.replication.litestream import ReplicationError, restore_if_missing
+    from orc.replication.litestream import restore_if_missing
 
     if not settings.litestream_enabled:
         click.echo("replication is off (ORC_LITESTREAM_ENABLED is not true); nothing to restore")
@@ -73,10 +68,7 @@ def replication_restore(settings: Settings, if_missing: bool) -> None:
         click.echo(f"{settings.database.sqlite_path} exists; nothing to restore")
         return
     db = _litestream_db(settings)
-    try:
-        click.echo(restore_if_missing(db))
-    except ReplicationError as exc:
-        fail(str(exc), EXIT_FAILED)
+    click.echo(restore_if_missing(db))
 
 
 COMMANDS = (replication,)

@@ -8,8 +8,9 @@ import sys
 
 import click
 
-from orc.cli.console import WholeNumber, fail, pass_settings, settings_from
-from orc.config import ConfigError, Settings
+from orc.cli.console import WholeNumber, fail, pass_settings, report, settings_from
+from orc.config import Settings
+from orc.errors import OrcError
 
 
 @click.command()
@@ -73,6 +74,8 @@ def _prepare_in_child(settings: Settings, migrate: bool) -> None:
                 _prepare_auth(settings)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
+        except OrcError as exc:
+            code = report(exc)
         except BaseException:
             code = 1
         finally:
@@ -89,9 +92,9 @@ def _migrate_or_exit(settings: Settings) -> None:
     import asyncio
     import logging
 
-    from orc.backup.premigrate import PreMigrationBackupFailed, pre_migration_hook
+    from orc.backup.premigrate import pre_migration_hook
     from orc.db import describe_error
-    from orc.db.schema import MigrationFailed, migrate_database
+    from orc.db.schema import migrate_database
 
     log = logging.getLogger("orc.migrate")
     try:
@@ -102,8 +105,8 @@ def _migrate_or_exit(settings: Settings) -> None:
                 before_migrating=pre_migration_hook(settings, log.info),
             )
         )
-    except (MigrationFailed, PreMigrationBackupFailed) as exc:
-        fail(str(exc), code=1)
+    except OrcError:
+        raise  # a failed migration or pre-migration backup says why itself
     except Exception as exc:
         fail(
             f"cannot open the database ({describe_error(exc)}); check DATABASE_URL "
@@ -121,10 +124,7 @@ def _prepare_auth(settings: Settings) -> None:
 
     from orc.auth.secret_key import load_secret_key
 
-    try:
-        load_secret_key(settings)
-    except ConfigError as exc:
-        fail(str(exc))
+    load_secret_key(settings)
     if settings.auth_type != "oidc":
         return
     from orc.auth.oidc import OidcError, OidcProvider
@@ -171,9 +171,9 @@ def migrate(settings: Settings, dry_run: bool, no_backup: bool) -> None:
     """
     import asyncio
 
-    from orc.backup.premigrate import PreMigrationBackupFailed, pre_migration_hook
+    from orc.backup.premigrate import pre_migration_hook
     from orc.db import describe_error
-    from orc.db.schema import MigrationFailed, migrate_database
+    from orc.db.schema import migrate_database
 
     try:
         names = asyncio.run(
@@ -184,8 +184,8 @@ def migrate(settings: Settings, dry_run: bool, no_backup: bool) -> None:
                 before_migrating=None if no_backup else pre_migration_hook(settings, click.echo),
             )
         )
-    except (MigrationFailed, PreMigrationBackupFailed) as exc:
-        fail(str(exc), code=1)
+    except OrcError:
+        raise  # a failed migration or pre-migration backup says why itself
     except Exception as exc:
         fail(f"cannot open the database ({describe_error(exc)}); check DATABASE_URL", code=1)
     if dry_run:

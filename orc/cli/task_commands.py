@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import getpass
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
 
 from orc.cli.console import pass_settings, run_on_database
 from orc.config import Settings
+from orc.tasks.vocabulary import DEFAULT_WEIGHT, STATUSES, WEIGHTS
+
+if TYPE_CHECKING:  # the commands import the domain when they run, to start fast
+    from orc.tasks.lifecycle import TaskDetail
+    from orc.usage.recording import TaskUsage
 
 
 def _task_number(task_id: str) -> int:
@@ -24,14 +30,13 @@ def _money(value: float) -> str:
     return f"${value:,.4f}"
 
 
+def _moment(value: datetime | None) -> str:
+    return value.isoformat()[:19] if value else "-"
+
+
 @click.command("new")
 @click.argument("title")
-@click.option(
-    "--weight",
-    type=click.Choice(["trivial", "small", "medium", "large"]),
-    default="medium",
-    show_default=True,
-)
+@click.option("--weight", type=click.Choice(WEIGHTS), default=DEFAULT_WEIGHT, show_default=True)
 @click.option("--description", default="", help="Longer description.")
 @pass_settings
 def new_task(settings: Settings, title: str, weight: str, description: str) -> None:
@@ -44,16 +49,11 @@ def new_task(settings: Settings, title: str, weight: str, description: str) -> N
     task = run_on_database(
         settings, lambda: create_task(title, description, weight, getpass.getuser())
     )
-    click.echo(f"{task['id']} created: {task['title']} ({task['weight']})")
+    click.echo(f"{task.id} created: {task.title} ({task.weight})")
 
 
 @click.command("list")
-@click.option(
-    "--status",
-    type=click.Choice(
-        ["created", "planned", "running", "paused", "blocked", "completed", "failed"]
-    ),
-)
+@click.option("--status", type=click.Choice(STATUSES))
 @click.option("--limit", type=click.IntRange(1, 100), default=50, show_default=True)
 @pass_settings
 def list_tasks_command(settings: Settings, status: str | None, limit: int) -> None:
@@ -67,12 +67,12 @@ def list_tasks_command(settings: Settings, status: str | None, limit: int) -> No
     table = Table("id", "title", "weight", "status", "phase", "updated", box=None)
     for task in items:
         table.add_row(
-            task["id"],
-            task["title"],
-            task["weight"],
-            task["status"],
-            task["current_phase"] or "-",
-            task["updated_at"][:19],
+            task.id,
+            task.title,
+            task.weight,
+            task.status,
+            task.current_phase or "-",
+            task.updated_at.isoformat()[:19],
         )
     Console(width=160).print(table)
     click.echo(f"{len(items)} of {total} task(s)")
@@ -86,58 +86,50 @@ def show_task(settings: Settings, task_id: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from orc.tasks.lifecycle import TaskNotFound, get_task
+    from orc.tasks.lifecycle import get_task
     from orc.usage.pricing import load_prices
     from orc.usage.recording import task_usage
 
     number = _task_number(task_id)
     prices = load_prices(settings.home)
 
-    async def both() -> tuple[dict[str, Any], dict[str, Any]]:
+    async def both() -> tuple[TaskDetail, TaskUsage]:
         return await get_task(number), await task_usage(number, prices)
 
-    try:
-        task, usage = run_on_database(settings, both)
-    except TaskNotFound:
-        raise click.ClickException(f"no task {task_id.upper()}") from None
+    task, usage = run_on_database(settings, both)
     console = Console(width=160)
-    console.print(
-        f"[bold]{task['id']}[/bold] {task['title']}  ({task['weight']}, {task['status']})"
-    )
-    if task["description"]:
-        console.print(task["description"])
+    console.print(f"[bold]{task.id}[/bold] {task.title}  ({task.weight}, {task.status})")
+    if task.description:
+        console.print(task.description)
     phases = Table("phase", "status", "iterations", "started", "finished", box=None)
-    for phase in task["phases"]:
+    for phase in task.phases:
         phases.add_row(
-            phase["name"],
-            phase["status"],
-            str(phase["iterations"]),
-            (phase["started_at"] or "-")[:19],
-            (phase["finished_at"] or "-")[:19],
+            phase.name,
+            phase.status,
+            str(phase.iterations),
+            _moment(phase.started_at),
+            _moment(phase.finished_at),
         )
     console.print(phases)
     tokens = Table(
         "phase", "model", "input", "output", "cache read", "cache write", "cost", box=None
     )
-    for row in usage["by_phase_and_model"]:
-        t = row["tokens"]
+    for row in usage.by_phase_and_model:
+        t = row.tokens
         tokens.add_row(
-            row["phase"] or "-",
-            row["model"],
+            row.phase or "-",
+            row.model,
             f"{t['input']:,}",
             f"{t['output']:,}",
             f"{t['cache_read']:,}",
             f"{t['cache_write']:,}",
-            _money(row["cost_usd"]),
+            _money(row.cost_usd),
         )
     console.print(tokens)
+    unpriced = usage.unpriced_models
     console.print(
-        f"total cost {_money(usage['cost_usd'])}"
-        + (
-            f" (unpriced: {', '.join(usage['unpriced_models'])})"
-            if usage["unpriced_models"]
-            else ""
-        )
+        f"total cost {_money(usage.cost_usd)}"
+        + (f" (unpriced: {', '.join(unpriced)})" if unpriced else "")
     )
 
 
@@ -155,26 +147,24 @@ def cost_command(settings: Settings) -> None:
     summary = run_on_database(settings, lambda: cost_summary(prices))
     console = Console(width=160)
     periods = Table("period", "tokens", "cost", box=None)
-    for name in ("today", "week", "month"):
-        periods.add_row(
-            name, f"{summary[name]['total_tokens']:,}", _money(summary[name]["cost_usd"])
-        )
+    for name, block in (("today", summary.today), ("week", summary.week), ("month", summary.month)):
+        periods.add_row(name, f"{block.total_tokens:,}", _money(block.cost_usd))
     console.print(periods)
     models = Table("model (this month)", "tokens", "cost", box=None)
-    for row in summary["by_model"]:
+    for row in summary.by_model:
         models.add_row(
-            row["model"] + ("" if row["priced"] else " (unpriced)"),
-            f"{row['total_tokens']:,}",
-            _money(row["cost_usd"]),
+            row.model + ("" if row.priced else " (unpriced)"),
+            f"{row.cost.total_tokens:,}",
+            _money(row.cost.cost_usd),
         )
     console.print(models)
     top = Table("top task", "title", "tokens", "cost", box=None)
-    for row in summary["top_tasks"]:
+    for task in summary.top_tasks:
         top.add_row(
-            row["task_id"],
-            row["title"] or "(deleted)",
-            f"{row['total_tokens']:,}",
-            _money(row["cost_usd"]),
+            task.task_id,
+            task.title or "(deleted)",
+            f"{task.total_tokens:,}",
+            _money(task.cost_usd),
         )
     console.print(top)
 

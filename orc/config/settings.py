@@ -11,10 +11,14 @@ from typing import Any
 from orc.config.parsers import format_value
 from orc.config.registry import SETTINGS, SETTINGS_BY_NAME
 from orc.db.url import DatabaseUrl
+from orc.errors import EXIT_USAGE, OrcError
 
 
-class ConfigError(Exception):
+class ConfigError(OrcError):
     """A setting is invalid; the message is one line naming it and the fix."""
+
+    code = "config_error"
+    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Database access: open/close Tortoise, ping, and the migration helpers in ``schema``.
+"""Database access: open and close Tortoise, describe its errors without secrets (migrations are
+in ``schema``, raw SQL helpers in ``sql``, the URL in ``url``).
 
 Tortoise is imported where it is used: ``orc.config`` imports ``orc.db.url``, and commands
 and the long-lived ``orc serve`` launcher that never touch the database must not load the ORM.
@@ -14,10 +15,6 @@ if TYPE_CHECKING:
     from tortoise.backends.base.client import BaseDBAsyncClient
 
 PING_TIMEOUT_SECONDS = 2.0
-
-
-class DatabaseUnavailable(Exception):
-    """The database cannot be reached; the message says why (no secrets)."""
 
 
 def prepare_sqlite_file(database: DatabaseUrl) -> None:

@@ -27,7 +27,7 @@ class WorkerHeartbeat(Model):
 
 
 class ServerState(Model):
-    """Small key/value facts about this installation (e.g. when it was first set up)."""
+    """Facts every process must read alike: backup outcomes and the last replication check."""
 
     key = fields.CharField(max_length=128, primary_key=True)
     value = fields.TextField()
@@ -35,6 +35,10 @@ class ServerState(Model):
 
     class Meta:
         table = "server_state"
+        # The table comment migration 0001 applied; changing it would need a migration.
+        table_description = (
+            "Small key/value facts about this installation (e.g. when it was first set up)."
+        )
 
 
 class Project(Model):

@@ -11,6 +11,7 @@ from orc.db import close_database, default_connection, open_database
 from orc.db import migrations as migrations_package
 from orc.db.migration_lock import migration_lock
 from orc.db.url import DatabaseUrl
+from orc.errors import OrcError
 
 APP_LABEL = "orc"
 MIGRATIONS_TABLE = "tortoise_migrations"
@@ -18,8 +19,10 @@ APPLIED_QUERY = 'SELECT "name" FROM "tortoise_migrations" WHERE "app" = ?'
 APPLIED_QUERY_PG = 'SELECT "name" FROM "tortoise_migrations" WHERE "app" = $1'
 
 
-class MigrationFailed(Exception):
+class MigrationFailed(OrcError):
     """A migration could not be applied; the message names it and the cause."""
+
+    code = "migration_failed"
 
 
 def known_migrations() -> list[str]:

@@ -64,9 +64,7 @@ async def worker_check(now: datetime) -> tuple[str, float | None]:
     return "ok", age
 
 
-async def check_readiness(
-    home: Path, disk_warn_mb: int, settings: Settings | None = None
-) -> Readiness:
+async def check_readiness(settings: Settings) -> Readiness:
     """Run every check; database errors are reported, never raised."""
     result = Readiness()
     try:
@@ -77,7 +75,9 @@ async def check_readiness(
     else:
         result.checks["database"] = "ok"
         result.checks["migrations"] = migrations_check(applied, known_migrations())
-    result.checks["disk"], result.info["disk_free_bytes"] = disk_check(home, disk_warn_mb)
+    result.checks["disk"], result.info["disk_free_bytes"] = disk_check(
+        settings.home, settings.disk_warn_mb
+    )
     if result.checks["database"] == "ok":
         try:
             status, age = await asyncio.wait_for(
@@ -89,7 +89,7 @@ async def check_readiness(
         result.info["worker_heartbeat_age_seconds"] = None if age is None else round(age, 1)
     else:
         result.checks["worker"] = "unknown: database unreachable"
-    if result.checks["database"] == "ok" and settings is not None:
+    if result.checks["database"] == "ok":
         await _backup_and_replication(result, settings)
     return result
 

@@ -20,18 +20,6 @@ from orc.db.sql import is_postgres, locked_transaction
 
 EVENT_CHANNEL = "orc_events"
 CHANGE_LOCK_KEY = 0x6F7263_02
-EVENT_TYPES = (
-    "task_created",
-    "task_updated",
-    "task_deleted",
-    "state",
-    "phase",
-    "tokens",
-    "backup",
-    "auth_revoked",
-    "replication",
-)
-# Events for orc's own processes (close the WebSockets of a revoked credential), not for clients.
 # Revoking a session or token: API processes close its WebSockets; never sent to clients.
 AUTH_REVOKED_EVENT = "auth_revoked"
 INTERNAL_EVENT_TYPES = (AUTH_REVOKED_EVENT,)

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from orc.errors import OrcError
+from orc.errors import EXIT_FAILED, OrcError
 
 GIT_TIMEOUT_SECONDS = 300.0
 
@@ -20,8 +20,12 @@ GIT_TIMEOUT_SECONDS = 300.0
 class GitError(OrcError):
     """A git command failed; the message carries git's own last line."""
 
+    status = 500
+    code = "git_failed"
+    exit_code = EXIT_FAILED
+
     def __init__(self, message: str) -> None:
-        super().__init__(500, "git_failed", message)
+        super().__init__(message)
 
 
 def git_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orc.db.models import Project, Task
-from orc.errors import OrcError
+from orc.errors import EXIT_USAGE, OrcError
 from orc.projects.git import run_git
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -24,20 +24,52 @@ BUSY_STATUSES = ("queued", "running")
 class NotAGitRepository(OrcError):
     """A project path that git does not recognise."""
 
+    status = 400
+    code = "not_a_git_repository"
+    exit_code = EXIT_USAGE
+
     def __init__(self, path: Path) -> None:
         super().__init__(
-            400,
-            "not_a_git_repository",
             f"{path} is not a git repository; give the path of a repository "
-            "(or run `git init` there and commit once)",
+            "(or run `git init` there and commit once)"
         )
 
 
 class ProjectNotFound(OrcError):
+    status = 404
+    code = "project_not_found"
+    exit_code = EXIT_USAGE
+
     def __init__(self, reference: str) -> None:
-        super().__init__(
-            404, "project_not_found", f"no project {reference!r}; see `orc project list`"
-        )
+        super().__init__(f"no project {reference!r}; see `orc project list`")
+
+
+class ProjectConflict(OrcError):
+    """The name or the repository is registered already."""
+
+    status = 409
+    code = "project_exists"
+    exit_code = EXIT_USAGE
+
+
+class BadProjectName(OrcError):
+    status = 400
+    code = "bad_project_name"
+    exit_code = EXIT_USAGE
+
+
+class NoProject(OrcError):
+    """A task names no project and there is not exactly one to default to."""
+
+    status = 400
+    code = "project_required"
+    exit_code = EXIT_USAGE
+
+
+class ProjectBusy(OrcError):
+    status = 409
+    code = "project_busy"
+    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True)
@@ -78,25 +110,15 @@ async def add_project(path: Path, name: str | None = None) -> tuple[ProjectInfo,
     existing = await Project.get_or_none(path=str(root))
     if existing is not None:
         if name and name != existing.name:
-            raise OrcError(
-                409,
-                "project_exists",
-                f"{root} is already registered as {existing.name!r}",
-            )
+            raise ProjectConflict(f"{root} is already registered as {existing.name!r}")
         return ProjectInfo.of(existing), False
     name = name or _default_name(root)
     if not NAME.match(name):
-        raise OrcError(
-            400,
-            "bad_project_name",
-            f"{name!r} is not a project name: use letters, digits, '.', '_' or '-' (≤ 100)",
+        raise BadProjectName(
+            f"{name!r} is not a project name: use letters, digits, '.', '_' or '-' (≤ 100)"
         )
     if await Project.exists(name=name):
-        raise OrcError(
-            409,
-            "project_exists",
-            f"a project named {name!r} exists already; choose another name",
-        )
+        raise ProjectConflict(f"a project named {name!r} exists already; choose another name")
     project = await Project.create(name=name, path=str(root))
     return ProjectInfo.of(project), True
 
@@ -112,17 +134,11 @@ async def find_project(reference: str | None) -> Project:
         if len(projects) == 1:
             return projects[0]
         if not projects:
-            raise OrcError(
-                400,
-                "no_project",
+            raise NoProject(
                 "no project is registered: run `orc init` in a git repository, or "
-                "`orc project add PATH`",
+                "`orc project add PATH`"
             )
-        raise OrcError(
-            400,
-            "project_required",
-            'several projects are registered: name one (`--project NAME` or "project")',
-        )
+        raise NoProject('several projects are registered: name one (`--project NAME` or "project")')
     reference = reference.strip()
     project = await Project.get_or_none(name=reference)
     if project is None and ("/" in reference or reference.startswith(".")):
@@ -147,11 +163,7 @@ async def remove_project(name: str) -> ProjectInfo:
         raise ProjectNotFound(name)
     busy = await Task.filter(project_id=project.id, status__in=BUSY_STATUSES).count()
     if busy:
-        raise OrcError(
-            409,
-            "project_busy",
-            f"{name!r} has {busy} queued or running task(s); cancel them first",
-        )
+        raise ProjectBusy(f"{name!r} has {busy} queued or running task(s); cancel them first")
     info = ProjectInfo.of(project)
     await project.delete()
     return info

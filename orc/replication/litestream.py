@@ -24,6 +24,7 @@ import yaml
 
 from orc.backup import sqlite
 from orc.backup.files import fsync_dir, fsync_file, remove_quietly
+from orc.errors import EXIT_USAGE, OrcError
 
 DEFAULT_SYNC_INTERVAL = 1.0
 COMMAND_TIMEOUT = 60
@@ -33,8 +34,19 @@ DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
-class ReplicationError(Exception):
-    """Litestream's config or a Litestream command failed; one line for users."""
+class ReplicationError(OrcError):
+    """A Litestream command failed; one line for users."""
+
+    status = 503
+    code = "replication_failed"
+
+
+class LitestreamConfigError(ReplicationError):
+    """Litestream's config cannot be read or does not replicate orc's database."""
+
+    status = 500
+    code = "litestream_misconfigured"
+    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True)
@@ -96,16 +108,16 @@ def _seconds(raw: Any) -> float:
 
 
 def load_litestream_db(config: Path, db_path: Path) -> LitestreamDb:
-    """The entry of ``config`` for ``db_path``; ReplicationError says what is missing."""
+    """The entry of ``config`` for ``db_path``; LitestreamConfigError says what is missing."""
     try:
         data = yaml.safe_load(os.path.expandvars(config.read_text(encoding="utf-8"))) or {}
     except OSError as exc:
-        raise ReplicationError(
+        raise LitestreamConfigError(
             f"cannot read the Litestream config {config} ({exc.strerror}); "
             "set ORC_LITESTREAM_CONFIG to its path"
         ) from None
     except yaml.YAMLError:
-        raise ReplicationError(f"the Litestream config {config} is not valid YAML") from None
+        raise LitestreamConfigError(f"the Litestream config {config} is not valid YAML") from None
     dbs = data.get("dbs") if isinstance(data, dict) else None
     wanted = db_path.resolve()
     for entry in dbs or []:
@@ -115,7 +127,7 @@ def load_litestream_db(config: Path, db_path: Path) -> LitestreamDb:
             continue
         replicas = entry.get("replicas") or ([entry["replica"]] if entry.get("replica") else [])
         if not replicas:
-            raise ReplicationError(f"{config}: the entry for {db_path} has no replica")
+            raise LitestreamConfigError(f"{config}: the entry for {db_path} has no replica")
         sock = data.get("socket") or {}
         socket_path = (
             Path(str(sock.get("path", "/var/run/litestream.sock")))
@@ -129,7 +141,7 @@ def load_litestream_db(config: Path, db_path: Path) -> LitestreamDb:
             replica_types=[str(r.get("type", "file")) for r in replicas],
             socket_path=socket_path,
         )
-    raise ReplicationError(f"{config} has no entry for {db_path}; add it under dbs:")
+    raise LitestreamConfigError(f"{config} has no entry for {db_path}; add it under dbs:")
 
 
 def _run(args: list[str], what: str) -> str:

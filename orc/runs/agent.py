@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import shutil
+import signal
 import sys
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from orc.runs.agent_exec import CLI, ENV_KEYS, PIDFILE, kill_group
+from orc.runs.agent_exec import CLI, ENV_KEYS, PIDFILE
 from orc.runs.transcript import TranscriptItem
 
 OnItem = Callable[[TranscriptItem], Awaitable[None]]
@@ -80,12 +82,14 @@ def launcher_path() -> str:
 
 
 def kill_agent(pidfile: Path) -> None:
-    """Kill the agent's whole process group now (the SDK's own close waits 5 s first)."""
+    """End the agent and every process it started, now (the SDK's own close waits 5 s first):
+    the launcher kills its whole tree when told to stop."""
     try:
-        pgid = int(pidfile.read_text())
-    except (OSError, ValueError):
+        launcher = int(pidfile.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
         return
-    kill_group(pgid)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(launcher, signal.SIGTERM)
 
 
 def _usage(model: str, usage: Mapping[str, Any]) -> MessageUsage:

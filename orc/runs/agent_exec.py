@@ -5,9 +5,9 @@ launcher (the SDK's ``cli_path``) keeps only the variables named in ``ORC_AGENT_
 so the agent never sees orc's tokens or ``DATABASE_URL``. It runs the CLI in a new session, so
 the CLI and every tool it starts form one process group, and it stays as their parent: when
 the worker closes the agent, stops it, or dies (even by SIGKILL, through PR_SET_PDEATHSIG),
-the whole group is killed, and no agent or tool process outlives its run. The group id is
-written to ``ORC_AGENT_PIDFILE`` so a worker that takes over a dead worker's run can end what
-is left.
+every process below it is killed (it is their subreaper, so even tools that detached are
+found), and no agent or tool process outlives its run. Its own pid and the CLI's are written to
+``ORC_AGENT_PIDFILE``: orc stops an agent by signalling the launcher.
 """
 
 from __future__ import annotations
@@ -24,20 +24,63 @@ ENV_KEYS = "ORC_AGENT_ENV_KEYS"
 CLI = "ORC_AGENT_CLI"
 PIDFILE = "ORC_AGENT_PIDFILE"
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-def _die_with_parent() -> None:
+def _prctl(option: int, value: int) -> None:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        libc.prctl(option, value, 0, 0, 0)
     except (OSError, AttributeError):  # not Linux: the pidfile still allows clean-up
         pass
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below ``root`` (from /proc), children first found first."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses: the fields follow the last ")".
+        ppid = int(stat.rpartition(")")[2].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, queue = [], [root]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
 
 
 def kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+def kill_tree(root: int) -> None:
+    """SIGKILL everything below ``root``, whatever group or session it moved to.
+
+    Claude Code starts each tool command in a process group of its own, so killing the CLI's
+    group is not enough.
+    """
+    for _ in range(3):  # a process may fork while we look: look again
+        pids = descendants(root)
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _reap() -> None:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
 
 
 def main() -> None:
@@ -50,22 +93,27 @@ def main() -> None:
     env = {key: os.environ[key] for key in keys if key in os.environ}
     pidfile = os.environ.get(PIDFILE)
     parent = os.getppid()
-    _die_with_parent()
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # the worker died before we asked to be told
         sys.exit(1)
-    child = subprocess.Popen([cli, *sys.argv[1:]], env=env, start_new_session=True)
-    if pidfile:
-        Path(pidfile).write_text(str(child.pid))
+    # Orphans of the agent's tools become our children, not init's: we can find and end them.
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    me = os.getpid()
 
     def stop(signum: int, _frame: object) -> None:
-        kill_group(child.pid)
+        kill_tree(me)
+        _reap()
         sys.exit(128 + signum)
 
     for signum in STOP_SIGNALS:
         signal.signal(signum, stop)
+    child = subprocess.Popen([cli, *sys.argv[1:]], env=env, start_new_session=True)
+    if pidfile:
+        Path(pidfile).write_text(f"{me} {child.pid}")
     code = child.wait()
     # The CLI is gone; tools it left behind (a background server, a hung test) go with it.
-    kill_group(child.pid)
+    kill_tree(me)
+    _reap()
     if pidfile:
         Path(pidfile).unlink(missing_ok=True)
     sys.exit(code if code >= 0 else 128 - code)

@@ -16,7 +16,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
 
 from orc.db.models import Run, Task
-from orc.errors import OrcError
+from orc.errors import EXIT_FAILED, OrcError
 from orc.outbox.events import change_transaction, emit
 
 LEASE_SECONDS = 60.0
@@ -38,8 +38,12 @@ TASK_STATUS_OF_RUN = {
 class LeaseLost(OrcError):
     """This worker no longer holds the run (its lease ran out and another worker took it)."""
 
+    status = 409
+    code = "lease_lost"
+    exit_code = EXIT_FAILED
+
     def __init__(self, run_id: int) -> None:
-        super().__init__(409, "lease_lost", f"run {run_id} is no longer held by this worker")
+        super().__init__(f"run {run_id} is no longer held by this worker")
 
 
 @dataclass(frozen=True)

@@ -12,19 +12,25 @@ from datetime import UTC, datetime
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from orc.db.models import Run, Task
-from orc.errors import OrcError
+from orc.db.models import Run, Task, TaskPhase
+from orc.errors import EXIT_USAGE, OrcError
 from orc.outbox.events import change_transaction, emit
 from orc.runs.claims import BLOCKED, CANCELLED, PAUSED, QUEUED, RUNNING
+from orc.tasks.lifecycle import TaskNotFound, TransitionNotAllowed
 
 # Task statuses from which a new run may be queued.
 RUNNABLE = ("created", "planned", "failed", "completed")
 RESUMABLE = ("paused", "blocked")
 
 
-class RunRefused(OrcError):
-    def __init__(self, message: str) -> None:
-        super().__init__(409, "transition_not_allowed", message)
+class RunRefused(TransitionNotAllowed):
+    """The task's state does not allow this request now."""
+
+
+class TaskHasNoProject(OrcError):
+    status = 400
+    code = "no_project"
+    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ async def _task(conn: BaseDBAsyncClient, number: int) -> Task:
         query = query.select_for_update()
     task = await query.first()
     if task is None:
-        raise OrcError(404, "not_found", f"no task {_task_id(number)}")
+        raise TaskNotFound(_task_id(number))
     return task
 
 
@@ -84,19 +90,13 @@ async def queue_run(number: int, requested_by: str) -> RunRequest:
             hint = " (resume it instead)" if task.status in RESUMABLE else ""
             raise RunRefused(f"cannot run {_task_id(number)}: it is {task.status}{hint}")
         if task.project_id is None:  # type: ignore[attr-defined]
-            raise OrcError(
-                400,
-                "no_project",
+            raise TaskHasNoProject(
                 f"{_task_id(number)} belongs to no project; create tasks in a project "
-                "(`orc project add PATH`)",
+                "(`orc project add PATH`)"
             )
         if task.status == "completed":
             # A new run starts the phases over; the branch keeps the earlier commits.
-            await conn.execute_query(
-                "UPDATE task_phase SET status = 'pending' WHERE task_id = "
-                + ("$1" if conn.capabilities.dialect == "postgres" else "?"),
-                [number],
-            )
+            await TaskPhase.filter(task_id=number).using_db(conn).update(status="pending")
         run = await Run.create(
             task_id=number,
             status=QUEUED,

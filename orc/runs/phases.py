@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
-from orc.errors import OrcError
+from orc.errors import EXIT_USAGE, OrcError
 
 PHASES_BY_WEIGHT: dict[str, tuple[str, ...]] = {
     "trivial": ("implement",),
@@ -50,8 +50,12 @@ RESUME_PROMPT = (
 class PromptError(OrcError):
     """A project's prompt override cannot be used."""
 
+    status = 400
+    code = "bad_prompt"
+    exit_code = EXIT_USAGE
+
     def __init__(self, message: str) -> None:
-        super().__init__(400, "bad_prompt", message)
+        super().__init__(message)
 
 
 @dataclass(frozen=True)

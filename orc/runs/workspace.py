@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from orc.errors import OrcError
+from orc.errors import EXIT_USAGE, OrcError
 from orc.projects.git import run_git
 
 WORKTREES_DIR = "worktrees"
@@ -25,8 +25,12 @@ DIFF_LIMIT_BYTES = 1024 * 1024
 class BaseNotFound(OrcError):
     """The base branch (or commit) to start a task from does not exist."""
 
+    status = 400
+    code = "base_not_found"
+    exit_code = EXIT_USAGE
+
     def __init__(self, base: str, project: Path) -> None:
-        super().__init__(400, "base_not_found", f"{base!r} is not a branch or commit of {project}")
+        super().__init__(f"{base!r} is not a branch or commit of {project}")
 
 
 @dataclass(frozen=True)

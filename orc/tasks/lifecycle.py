@@ -3,40 +3,37 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from orc.db.models import Task, TaskPhase
+from orc.errors import EXIT_USAGE, OrcError
 from orc.outbox.events import change_transaction, emit
+from orc.tasks.vocabulary import ACTIONS, DEFAULT_WEIGHT, PATCHABLE_STATUSES
 
-WEIGHTS = ("trivial", "small", "medium", "large")
-STATUSES = ("created", "planned", "running", "paused", "blocked", "completed", "failed")
-ACTIVE_STATUS = "running"
-
-# action: (statuses it may start from, status it leads to)
-ACTIONS: dict[str, tuple[tuple[str, ...], str]] = {
-    "run": (("created", "planned", "blocked", "failed"), "running"),
-    "pause": (("running",), "paused"),
-    "resume": (("paused",), "running"),
-    "complete": (("running", "paused"), "completed"),
-    "fail": (("running", "paused", "blocked"), "failed"),
-}
-# Statuses a PATCH may set directly, and from where.
-PATCHABLE_STATUSES: dict[str, tuple[str, ...]] = {
-    "planned": ("created",),
-    "blocked": ("running", "paused"),
-}
 _TASK_ID = re.compile(r"^TASK-(\d{1,9})$")
 
 
-class TaskNotFound(Exception):
+class TaskNotFound(OrcError):
     """No task has this id."""
 
+    status = 404
+    code = "task_not_found"
+    exit_code = EXIT_USAGE
 
-class TransitionNotAllowed(Exception):
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"no task {task_id}")
+
+
+class TransitionNotAllowed(OrcError):
     """The task's status does not allow the requested change."""
+
+    status = 409
+    code = "transition_not_allowed"
+    exit_code = EXIT_USAGE
 
 
 def format_task_id(number: int) -> str:
@@ -55,28 +52,88 @@ def canonical_task_id(text: str) -> str | None:
     return None if number is None else format_task_id(number)
 
 
-def task_dict(task: Task) -> dict[str, Any]:
-    return {
-        "id": format_task_id(task.number),
-        "title": task.title,
-        "description": task.description,
-        "weight": task.weight,
-        "status": task.status,
-        "current_phase": task.current_phase,
-        "created_by": task.created_by,
-        "created_at": task.created_at.isoformat(),
-        "updated_at": task.updated_at.isoformat(),
-    }
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
 
 
-def phase_dict(phase: TaskPhase) -> dict[str, Any]:
-    return {
-        "name": phase.name,
-        "status": phase.status,
-        "iterations": phase.iterations,
-        "started_at": phase.started_at.isoformat() if phase.started_at else None,
-        "finished_at": phase.finished_at.isoformat() if phase.finished_at else None,
-    }
+@dataclass(frozen=True)
+class TaskInfo:
+    """A task as the API, the CLI and its events show it."""
+
+    number: int
+    title: str
+    description: str
+    weight: str
+    status: str
+    current_phase: str | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, task: Task) -> Self:
+        return cls(
+            number=task.number,
+            title=task.title,
+            description=task.description,
+            weight=task.weight,
+            status=task.status,
+            current_phase=task.current_phase,
+            created_by=task.created_by,
+            created_at=task.created_at,
+            updated_at=task.updated_at,
+        )
+
+    @property
+    def id(self) -> str:
+        return format_task_id(self.number)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "description": self.description,
+            "weight": self.weight,
+            "status": self.status,
+            "current_phase": self.current_phase,
+            "created_by": self.created_by,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class PhaseInfo:
+    """One phase of a task: how often it ran, when it last started and finished."""
+
+    name: str
+    status: str
+    iterations: int
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, phase: TaskPhase) -> PhaseInfo:
+        return cls(phase.name, phase.status, phase.iterations, phase.started_at, phase.finished_at)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "iterations": self.iterations,
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+        }
+
+
+@dataclass(frozen=True)
+class TaskDetail(TaskInfo):
+    """A task with its phases, oldest first."""
+
+    phases: tuple[PhaseInfo, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "phases": [phase.to_json() for phase in self.phases]}
 
 
 async def _locked_task(conn: BaseDBAsyncClient, number: int) -> Task:
@@ -90,8 +147,8 @@ async def _locked_task(conn: BaseDBAsyncClient, number: int) -> Task:
 
 
 async def create_task(
-    title: str, description: str = "", weight: str = "medium", created_by: str = ""
-) -> dict[str, Any]:
+    title: str, description: str = "", weight: str = DEFAULT_WEIGHT, created_by: str = ""
+) -> TaskInfo:
     """Create a task (status created) and its task_created event."""
     async with change_transaction() as conn:
         task = await Task.create(
@@ -102,23 +159,23 @@ async def create_task(
             created_by=created_by,
             using_db=conn,
         )
-        data = task_dict(task)
-        await emit(conn, "task_created", data["id"], data)
-    return data
+        info = TaskInfo.of(task)
+        await emit(conn, "task_created", info.id, info.to_json())
+    return info
 
 
-async def get_task(number: int) -> dict[str, Any]:
+async def get_task(number: int) -> TaskDetail:
     """A task with its phases."""
     task = await Task.filter(number=number).first()
     if task is None:
         raise TaskNotFound(format_task_id(number))
     phases = await TaskPhase.filter(task_id=number).order_by("id")
-    return {**task_dict(task), "phases": [phase_dict(p) for p in phases]}
+    return replace(TaskDetail.of(task), phases=tuple(PhaseInfo.of(p) for p in phases))
 
 
 async def list_tasks(
     page: int, limit: int, status: str | None = None, weight: str | None = None
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[TaskInfo], int]:
     """One page of tasks, newest first, and the total that match the filters."""
     query = Task.all()
     if status is not None:
@@ -127,7 +184,7 @@ async def list_tasks(
         query = query.filter(weight=weight)
     total = await query.count()
     tasks = await query.order_by("-number").offset((page - 1) * limit).limit(limit)
-    return [task_dict(t) for t in tasks], total
+    return [TaskInfo.of(t) for t in tasks], total
 
 
 async def _enter_phase(conn: BaseDBAsyncClient, task: Task, name: str, now: datetime) -> TaskPhase:
@@ -161,7 +218,7 @@ async def _finish_phase(
     return phase
 
 
-async def update_task(number: int, changes: dict[str, Any]) -> dict[str, Any]:
+async def update_task(number: int, changes: dict[str, Any]) -> TaskInfo:
     """Change title, description, weight, current_phase or (planned/blocked) status."""
     now = datetime.now(UTC)
     async with change_transaction() as conn:
@@ -181,22 +238,22 @@ async def update_task(number: int, changes: dict[str, Any]) -> dict[str, Any]:
         if "current_phase" in changes and new_phase != task.current_phase:
             if new_phase is None:
                 finished = await _finish_phase(conn, task, "completed", now)
-                phase_event = phase_dict(finished) if finished else None
+                phase_event = PhaseInfo.of(finished).to_json() if finished else None
             else:
-                phase_event = phase_dict(await _enter_phase(conn, task, new_phase, now))
+                phase_event = PhaseInfo.of(await _enter_phase(conn, task, new_phase, now)).to_json()
         for field, value in changes.items():
             setattr(task, field, value)
         await task.save(using_db=conn)
-        data = task_dict(task)
-        await emit(conn, "task_updated", task_id, {**data, "changed": sorted(changes)})
+        info = TaskInfo.of(task)
+        await emit(conn, "task_updated", task_id, {**info.to_json(), "changed": sorted(changes)})
         if task.status != previous_status:
             await emit(conn, "state", task_id, {"from": previous_status, "to": task.status})
         if phase_event is not None:
             await emit(conn, "phase", task_id, phase_event)
-    return data
+    return info
 
 
-async def transition(number: int, action: str) -> dict[str, Any]:
+async def transition(number: int, action: str) -> TaskInfo:
     """Apply run/pause/resume/complete/fail, or raise TransitionNotAllowed."""
     allowed_from, target = ACTIONS[action]
     now = datetime.now(UTC)
@@ -214,11 +271,11 @@ async def transition(number: int, action: str) -> dict[str, Any]:
             finished = await _finish_phase(conn, task, target, now)
         task.status = target
         await task.save(using_db=conn)
-        data = task_dict(task)
+        info = TaskInfo.of(task)
         await emit(conn, "state", task_id, {"from": previous, "to": target, "action": action})
         if finished is not None:
-            await emit(conn, "phase", task_id, phase_dict(finished))
-    return data
+            await emit(conn, "phase", task_id, PhaseInfo.of(finished).to_json())
+    return info
 
 
 async def delete_task(number: int) -> None:

@@ -7,6 +7,7 @@ so the numbers are exact whether or not the aggregation job has run.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -14,7 +15,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from orc.db.models import Task
 from orc.db.sql import fetch, hour_bucket, snapshot_transaction
-from orc.tasks.lifecycle import ACTIVE_STATUS, format_task_id
+from orc.tasks.lifecycle import format_task_id
+from orc.tasks.vocabulary import ACTIVE_STATUS
 from orc.usage.pricing import TOKEN_TYPES, PriceList
 from orc.usage.rollups import read_watermark
 
@@ -25,6 +27,75 @@ _SUMS = (
 TOP_TASKS = 10
 
 Tokens = dict[str, int]
+
+
+@dataclass(frozen=True)
+class CostBlock:
+    """Tokens by type, their sum and their cost in US dollars (to the micro-dollar)."""
+
+    tokens: Tokens
+    total_tokens: int
+    cost_usd: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    """One model's usage this month, and whether the price list knows it."""
+
+    model: str
+    cost: CostBlock
+    priced: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, **self.cost.to_json(), "priced": self.priced}
+
+
+@dataclass(frozen=True)
+class TaskCost:
+    """One of the costliest tasks this month (``title`` is None once it is deleted)."""
+
+    task_id: str
+    title: str | None
+    total_tokens: int
+    cost_usd: float
+
+
+@dataclass(frozen=True)
+class CostSummary:
+    """Today, this week, this month (UTC); by model and the top tasks of the month."""
+
+    generated_at: datetime
+    today: CostBlock
+    week: CostBlock
+    month: CostBlock
+    by_model: list[ModelCost]
+    top_tasks: list[TaskCost]
+    unpriced_models: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "generated_at": self.generated_at.isoformat(),
+            "today": self.today.to_json(),
+            "week": self.week.to_json(),
+            "month": self.month.to_json(),
+            "by_model": [row.to_json() for row in self.by_model],
+            "top_tasks": [asdict(row) for row in self.top_tasks],
+            "unpriced_models": list(self.unpriced_models),
+        }
+
+
+@dataclass(frozen=True)
+class DayCost:
+    """One UTC day's usage."""
+
+    day: date
+    cost: CostBlock
+
+    def to_json(self) -> dict[str, Any]:
+        return {"date": self.day.isoformat(), **self.cost.to_json()}
 
 
 def _tokens(row: Any) -> Tokens:
@@ -72,16 +143,17 @@ async def _running_tasks(conn: BaseDBAsyncClient) -> int:
     return int(rows[0]["n"])
 
 
-def _cost_block(by_model: dict[str, Tokens], prices: PriceList) -> dict[str, Any]:
+def _cost_block(by_model: dict[str, Tokens], prices: PriceList) -> CostBlock:
     tokens: Tokens = dict.fromkeys(TOKEN_TYPES, 0)
     cost = 0.0
     for model, model_tokens in by_model.items():
         _add(tokens, model_tokens)
         cost += prices.cost(model, model_tokens)
-    return {"tokens": tokens, "total_tokens": sum(tokens.values()), "cost_usd": round(cost, 6)}
+    return CostBlock(tokens, sum(tokens.values()), round(cost, 6))
 
 
 def period_starts(now: datetime) -> dict[str, datetime]:
+    """When today, this week and this month began (UTC)."""
     today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return {
         "today": today,
@@ -90,7 +162,7 @@ def period_starts(now: datetime) -> dict[str, datetime]:
     }
 
 
-async def cost_summary(prices: PriceList, now: datetime | None = None) -> dict[str, Any]:
+async def cost_summary(prices: PriceList, now: datetime | None = None) -> CostSummary:
     """Tokens and cost for today, this week and this month; by model; top tasks this month."""
     now = now or datetime.now(UTC)
     starts = period_starts(now)
@@ -106,11 +178,7 @@ async def cost_summary(prices: PriceList, now: datetime | None = None) -> dict[s
                 _add(periods[name][model], tokens)
     month = periods["month"]
     by_model = [
-        {
-            "model": model,
-            **_cost_block({model: tokens}, prices),
-            "priced": prices.price_for(model) is not None,
-        }
+        ModelCost(model, _cost_block({model: tokens}, prices), prices.price_for(model) is not None)
         for model, tokens in sorted(month.items())
     ]
     task_costs: dict[int, float] = defaultdict(float)
@@ -120,26 +188,25 @@ async def cost_summary(prices: PriceList, now: datetime | None = None) -> dict[s
         task_tokens[int(number)] += sum(tokens.values())
     top = sorted(task_costs.items(), key=lambda item: (-item[1], item[0]))[:TOP_TASKS]
     titles = dict(await Task.filter(number__in=[n for n, _ in top]).values_list("number", "title"))
-    return {
-        "generated_at": now.isoformat(),
-        **{name: _cost_block(periods[name], prices) for name in starts},
-        "by_model": by_model,
-        "top_tasks": [
-            {
-                "task_id": format_task_id(number),
-                "title": titles.get(number),
-                "total_tokens": task_tokens[number],
-                "cost_usd": round(cost, 6),
-            }
+    return CostSummary(
+        generated_at=now,
+        today=_cost_block(periods["today"], prices),
+        week=_cost_block(periods["week"], prices),
+        month=_cost_block(month, prices),
+        by_model=by_model,
+        top_tasks=[
+            TaskCost(
+                format_task_id(number), titles.get(number), task_tokens[number], round(cost, 6)
+            )
             for number, cost in top
         ],
-        "unpriced_models": sorted(m for m in month if prices.price_for(m) is None),
-    }
+        unpriced_models=sorted(m for m in month if prices.price_for(m) is None),
+    )
 
 
 async def cost_timeseries(
     prices: PriceList, days: int, now: datetime | None = None
-) -> list[dict[str, Any]]:
+) -> list[DayCost]:
     """One bucket per UTC day for the last ``days`` days, today included, oldest first."""
     now = now or datetime.now(UTC)
     first_day = period_starts(now)["today"] - timedelta(days=days - 1)
@@ -149,7 +216,7 @@ async def cost_timeseries(
     for hour, model, tokens in hourly:
         _add(by_day[_as_datetime(hour).date()][model], tokens)
     return [
-        {"date": day.isoformat(), **_cost_block(by_day.get(day, {}), prices)}
+        DayCost(day, _cost_block(by_day.get(day, {}), prices))
         for day in (first_day.date() + timedelta(days=i) for i in range(days))
     ]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -29,13 +29,50 @@ class UsageRecord:
     cache_write_tokens: int = 0
 
 
+@dataclass(frozen=True)
+class UsageRecorded:
+    """What one report of usage added: its events, their tokens by type, the models."""
+
+    recorded: int
+    tokens: dict[str, int]
+    models: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class UsageLine:
+    """A task's tokens and cost for one (phase, model)."""
+
+    phase: str
+    model: str
+    events: int
+    tokens: dict[str, int]
+    cost_usd: float
+
+
+@dataclass(frozen=True)
+class TaskUsage:
+    """A task's tokens and cost, in total and by (phase, model)."""
+
+    task_id: str
+    tokens: dict[str, int]
+    cost_usd: float
+    by_phase_and_model: list[UsageLine]
+    unpriced_models: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def token_dict(row: Any) -> dict[str, int]:
     """{input, output, cache_read, cache_write} from an object or mapping with *_tokens fields."""
     get = row.get if isinstance(row, dict) else lambda key: getattr(row, key)
     return {kind: int(get(f"{kind}_tokens") or 0) for kind in TOKEN_TYPES}
 
 
-async def record_usage(number: int, records: list[UsageRecord]) -> dict[str, Any]:
+async def record_usage(number: int, records: list[UsageRecord]) -> UsageRecorded:
     """Append usage events for a task and one ``tokens`` event, all or nothing."""
     task_id = format_task_id(number)
     async with change_transaction() as conn:
@@ -59,16 +96,12 @@ async def record_usage(number: int, records: list[UsageRecord]) -> dict[str, Any
             using_db=conn,
         )
         tokens = {kind: sum(getattr(r, f"{kind}_tokens") for r in records) for kind in TOKEN_TYPES}
-        summary = {
-            "recorded": len(records),
-            "tokens": tokens,
-            "models": sorted({r.model for r in records}),
-        }
-        await emit(conn, "tokens", task_id, summary)
-    return summary
+        recorded = UsageRecorded(len(records), tokens, sorted({r.model for r in records}))
+        await emit(conn, "tokens", task_id, recorded.to_json())
+    return recorded
 
 
-async def task_usage(number: int, prices: PriceList) -> dict[str, Any]:
+async def task_usage(number: int, prices: PriceList) -> TaskUsage:
     """A task's tokens and cost, in total and by (phase, model)."""
     if not await Task.filter(number=number).exists():
         raise TaskNotFound(format_task_id(number))
@@ -88,24 +121,18 @@ async def task_usage(number: int, prices: PriceList) -> dict[str, Any]:
         if prices.price_for(row["model"]) is None:
             unpriced.add(row["model"])
         breakdown.append(
-            {
-                "phase": row["phase"],
-                "model": row["model"],
-                "events": row["events"],
-                "tokens": tokens,
-                "cost_usd": round(cost, 6),
-            }
+            UsageLine(row["phase"], row["model"], row["events"], tokens, round(cost, 6))
         )
         total_cost += cost
         for kind in TOKEN_TYPES:
             total_tokens[kind] += tokens[kind]
-    return {
-        "task_id": format_task_id(number),
-        "tokens": total_tokens,
-        "cost_usd": round(total_cost, 6),
-        "by_phase_and_model": breakdown,
-        "unpriced_models": sorted(unpriced),
-    }
+    return TaskUsage(
+        task_id=format_task_id(number),
+        tokens=total_tokens,
+        cost_usd=round(total_cost, 6),
+        by_phase_and_model=breakdown,
+        unpriced_models=sorted(unpriced),
+    )
 
 
 async def usage_by_task(numbers: list[int], prices: PriceList) -> dict[int, tuple[int, float]]:

@@ -2,14 +2,6 @@
 // the WebSocket (/api/ws) and are applied in place, so the page never needs a reload.
 "use strict";
 
-const STATUSES = ["created", "planned", "running", "paused", "blocked", "completed", "failed"];
-const ACTIONS = {
-  run: ["created", "planned", "blocked", "failed"],
-  pause: ["running"],
-  resume: ["paused"],
-  complete: ["running", "paused"],
-  fail: ["running", "paused", "blocked"],
-};
 const RANK = { viewer: 0, member: 1, admin: 2, owner: 3 };
 const PAGE_SIZE = 20;
 const MAX_BACKOFF_MS = 10000;
@@ -18,6 +10,7 @@ const PING_MS = 25000;
 const state = {
   auth: "none",
   me: null,
+  vocabulary: null, // task weights, statuses and actions: GET /api/vocabulary
   view: null,
   taskId: null,
   page: 1,
@@ -119,6 +112,7 @@ async function boot() {
   try {
     state.auth = (await api("GET", "/auth/config")).auth;
     state.me = await api("GET", "/auth/me");
+    await loadVocabulary();
   } catch (error) {
     if (error.status === 401) return showLogin();
     // The server is not answering yet: say so and try again.
@@ -160,6 +154,7 @@ $("token-form").addEventListener("submit", async (event) => {
   try {
     state.me = await api("POST", "/auth/session", { token: input.value });
     input.value = "";
+    await loadVocabulary();
     if (location.hash === "#/signed-out") location.hash = "#/tasks";
     startApp();
   } catch (error) {
@@ -249,7 +244,16 @@ function refreshSoon(delay = 250) {
 
 // ---- tasks -----------------------------------------------------------------------------------
 
-for (const status of STATUSES) $("status-filter").append(h("option", { value: status, text: status }));
+/** The server's task vocabulary (once): it fills the status filter and the weight choices. */
+async function loadVocabulary() {
+  if (state.vocabulary) return;
+  state.vocabulary = await api("GET", "/api/vocabulary");
+  const { statuses, weights, default_weight: chosen } = state.vocabulary;
+  for (const status of statuses) $("status-filter").append(h("option", { value: status, text: status }));
+  $("new-weight").replaceChildren(...weights.map((weight) => h("option", { text: weight })));
+  $("new-weight").value = chosen;
+}
+
 $("status-filter").addEventListener("change", () => {
   state.status = $("status-filter").value;
   state.page = 1;
@@ -380,8 +384,8 @@ function renderActions(task) {
   const box = $("task-actions");
   box.hidden = !mayChange(task);
   if (box.hidden) return box.replaceChildren();
-  const buttons = Object.entries(ACTIONS)
-    .filter(([, from]) => from.includes(task.status))
+  const buttons = Object.entries(state.vocabulary.actions)
+    .filter(([, allowed]) => allowed.from.includes(task.status))
     .map(([action]) => h("button", { type: "button", text: action[0].toUpperCase() + action.slice(1),
       onclick: () => act(task.id, "POST", `/api/tasks/${task.id}/${action}`) }));
   buttons.push(h("button", { type: "button", class: "danger", text: "Delete",
