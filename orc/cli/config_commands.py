@@ -7,21 +7,30 @@ from pathlib import Path
 
 import click
 
-from orc.cli.console import pass_settings
+from orc.cli.console import pass_settings, run_on_database
 from orc.config import Settings
 
 
 @click.command()
 @pass_settings
 def init(settings: Settings) -> None:
-    """Create .orc/config.yaml in this project (never overwrites your edits)."""
+    """Create .orc/config.yaml here (never overwrites your edits); in a git repository, also
+    register it as a project that tasks can run in."""
     from orc.config.project_file import init_project
+    from orc.projects.registry import NotAGitRepository, add_project
 
     path, created = init_project(Path.cwd(), settings.home)
     if created:
         click.echo(f"created {path}")
     else:
         click.echo(f"{path} already exists; left unchanged")
+    try:
+        project, new = run_on_database(settings, lambda: add_project(Path.cwd()))
+    except NotAGitRepository:
+        click.echo("not a git repository: no project registered (tasks need one to run)")
+    else:
+        state = "registered project" if new else "project already registered:"
+        click.echo(f"{state} {project.name} ({project.path})")
     click.echo("next: orc serve")
 
 

@@ -15,7 +15,9 @@ from orc.cli import (
     auth_commands,
     backup_commands,
     config_commands,
+    project_commands,
     replication_commands,
+    run_commands,
     serve_commands,
     task_commands,
 )
@@ -36,6 +38,8 @@ for _module in (
     serve_commands,
     config_commands,
     task_commands,
+    project_commands,
+    run_commands,
     auth_commands,
     backup_commands,
     replication_commands,

@@ -36,6 +36,7 @@ def serve(
     """Run the API (and the job worker) until SIGTERM or Ctrl-C."""
     from orc.auth.policy import check_auth_policy
     from orc.config import parse_host
+    from orc.runs.agent_env import check_agent_policy
     from orc.runtime import launcher
     from orc.runtime.logs import setup_logging
     from orc.usage.pricing import load_prices
@@ -50,6 +51,8 @@ def serve(
     stop.install()
     settings = settings_from(ctx, host=host, port=port, workers=workers)
     check_auth_policy(settings)
+    if not no_worker:
+        check_agent_policy(settings)
     load_prices(settings.home)  # a broken pricing.yaml stops start-up here, in one line
     setup_logging(settings.log_level, settings.log_format)
     launcher.check_port_free(settings.host, settings.port)
@@ -153,9 +156,11 @@ def api_process(settings: Settings) -> None:
 @pass_settings
 def worker(settings: Settings) -> None:
     """Run the job worker. SIGINT stops gracefully; SIGTERM stops at once."""
+    from orc.runs.agent_env import check_agent_policy
     from orc.runtime.logs import setup_logging
     from workers.consumer import run_consumer
 
+    check_agent_policy(settings)
     setup_logging(settings.log_level, settings.log_format)
     run_consumer(settings)
 

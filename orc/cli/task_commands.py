@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import getpass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -38,18 +38,48 @@ def _moment(value: datetime | None) -> str:
 @click.argument("title")
 @click.option("--weight", type=click.Choice(WEIGHTS), default=DEFAULT_WEIGHT, show_default=True)
 @click.option("--description", default="", help="Longer description.")
+@click.option(
+    "--project",
+    help="Project name or path (default: the repository you are in, or the only project).",
+)
+@click.option("--base", help="Branch or commit the task starts from (default: HEAD).")
+@click.option(
+    "--budget",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Spend limit in USD (default: ORC_TASK_BUDGET_USD).",
+)
 @pass_settings
-def new_task(settings: Settings, title: str, weight: str, description: str) -> None:
-    """Create a task."""
+def new_task(
+    settings: Settings,
+    title: str,
+    weight: str,
+    description: str,
+    project: str | None,
+    base: str | None,
+    budget: float | None,
+) -> None:
+    """Create a task in a project."""
+    from pathlib import Path
+
+    from orc.projects.registry import project_for_task
     from orc.tasks.lifecycle import create_task
 
     title = title.strip()
     if not title or len(title) > 200:
         raise click.UsageError("the title must have 1 to 200 characters")
-    task = run_on_database(
-        settings, lambda: create_task(title, description, weight, getpass.getuser())
-    )
-    click.echo(f"{task.id} created: {task.title} ({task.weight})")
+
+    async def make() -> Any:
+        target = await project_for_task(project, Path.cwd())
+        return await create_task(
+            title, description, weight, getpass.getuser(), target, base, budget
+        )
+
+    task = run_on_database(settings, make)
+    if task.project:
+        click.echo(f"{task.id} created in {task.project}: {task.title} ({task.weight})")
+        click.echo(f"next: orc run {task.id} --follow")
+    else:
+        click.echo(f"{task.id} created: {task.title} ({task.weight})")
 
 
 @click.command("list")

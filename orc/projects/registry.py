@@ -167,3 +167,23 @@ async def remove_project(name: str) -> ProjectInfo:
     info = ProjectInfo.of(project)
     await project.delete()
     return info
+
+
+async def project_for_task(reference: str | None, cwd: Path | None = None) -> Project | None:
+    """The project a new task belongs to: the one it names; else the registered repository
+    that holds ``cwd`` (``orc new`` inside a project); else the only project; else none (a task
+    without a project is tracked but cannot run). Several projects and no name: an error."""
+    if reference is not None and reference.strip():
+        return await find_project(reference)
+    if cwd is not None:
+        try:
+            root = await repository_root(cwd)
+        except NotAGitRepository:
+            root = None
+        if root is not None:
+            here = await Project.get_or_none(path=str(root))
+            if here is not None:
+                return here
+    if not await Project.exists():
+        return None
+    return await find_project(None)

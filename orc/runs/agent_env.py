@@ -8,8 +8,11 @@ files there), so runs of different tasks never share state and the operator's ow
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
+
+from orc.config import ConfigError, Settings
 
 # Credentials the agent needs (one of the first two) and where its API lives.
 AGENT_CREDENTIALS = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")
@@ -53,3 +56,13 @@ def agent_environment(
     # Claude Code must not update itself or phone home from a server's worker.
     env["DISABLE_AUTOUPDATER"] = "1"
     return env
+
+
+def check_agent_policy(settings: Settings, euid: int | None = None) -> None:
+    """Refuse, at start-up, an agent configuration that would fail every run."""
+    euid = os.geteuid() if euid is None else euid
+    if settings.agent_permission_mode == "bypassPermissions" and euid == 0:
+        raise ConfigError(
+            "ORC_AGENT_PERMISSION_MODE=bypassPermissions: Claude Code refuses it when run as "
+            "root; run orc as a non-root user (the container runs as uid 1000) or use acceptEdits"
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from orc.config import ConfigError, Settings
+from orc.config import Settings
 from orc.config.parsers import split_author
 from orc.runs.agent import AgentConfig, bundled_cli, launcher_path
 from orc.runs.engine import RunPolicy
@@ -39,16 +39,6 @@ def secrets_of(settings: Settings) -> tuple[str, ...]:
         password,
     )
     return tuple(value for value in values if value)
-
-
-def check_agent_policy(settings: Settings, euid: int | None = None) -> None:
-    """Refuse, at start-up, an agent configuration that would fail every run."""
-    euid = os.geteuid() if euid is None else euid
-    if settings.agent_permission_mode == "bypassPermissions" and euid == 0:
-        raise ConfigError(
-            "ORC_AGENT_PERMISSION_MODE=bypassPermissions: Claude Code refuses it when run as "
-            "root; run orc as a non-root user (the container runs as uid 1000) or use acceptEdits"
-        )
 
 
 def run_policy(settings: Settings, environ: Mapping[str, str] | None = None) -> RunPolicy:

@@ -228,3 +228,10 @@ async def remove_worktree(workspace: Workspace) -> None:
         check=False,
         trust=(workspace.repository,),
     )
+
+
+def branch_repository(project: Path, project_name: str, home: Path) -> tuple[Path, bool]:
+    """Where a task branch of ``project`` lives: the project, or orc's clone of it."""
+    if is_writable(project):
+        return project, False
+    return home / CLONES_DIR / project_name, True

@@ -9,7 +9,7 @@ from typing import Any, Self
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from orc.db.models import Task, TaskPhase
+from orc.db.models import Project, Task, TaskPhase
 from orc.errors import EXIT_USAGE, OrcError
 from orc.outbox.events import change_transaction, emit
 from orc.tasks.vocabulary import ACTIONS, DEFAULT_WEIGHT, PATCHABLE_STATUSES
@@ -69,9 +69,15 @@ class TaskInfo:
     created_by: str
     created_at: datetime
     updated_at: datetime
+    project: str | None = None
+    base: str | None = None
+    base_commit: str | None = None
+    budget_usd: float | None = None
+    reason: str | None = None
 
     @classmethod
-    def of(cls, task: Task) -> Self:
+    def of(cls, task: Task, project: str | None = None) -> Self:
+        """``project`` names the task's project (callers that fetched it pass its name)."""
         return cls(
             number=task.number,
             title=task.title,
@@ -82,6 +88,11 @@ class TaskInfo:
             created_by=task.created_by,
             created_at=task.created_at,
             updated_at=task.updated_at,
+            project=project,
+            base=task.base_ref,
+            base_commit=task.base_commit,
+            budget_usd=task.budget_usd,
+            reason=task.reason,
         )
 
     @property
@@ -99,6 +110,12 @@ class TaskInfo:
             "created_by": self.created_by,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
+            "project": self.project,
+            "branch": f"orc/{self.id}" if self.base_commit else None,
+            "base": self.base,
+            "base_commit": self.base_commit,
+            "budget_usd": self.budget_usd,
+            "reason": self.reason,
         }
 
 
@@ -147,9 +164,15 @@ async def _locked_task(conn: BaseDBAsyncClient, number: int) -> Task:
 
 
 async def create_task(
-    title: str, description: str = "", weight: str = DEFAULT_WEIGHT, created_by: str = ""
+    title: str,
+    description: str = "",
+    weight: str = DEFAULT_WEIGHT,
+    created_by: str = "",
+    project: Project | None = None,
+    base: str | None = None,
+    budget_usd: float | None = None,
 ) -> TaskInfo:
-    """Create a task (status created) and its task_created event."""
+    """Create a task (status created) in ``project`` and its task_created event."""
     async with change_transaction() as conn:
         task = await Task.create(
             title=title,
@@ -157,20 +180,24 @@ async def create_task(
             weight=weight,
             status="created",
             created_by=created_by,
+            project=project,
+            base_ref=base,
+            budget_usd=budget_usd,
             using_db=conn,
         )
-        info = TaskInfo.of(task)
+        info = TaskInfo.of(task, project.name if project else None)
         await emit(conn, "task_created", info.id, info.to_json())
     return info
 
 
 async def get_task(number: int) -> TaskDetail:
     """A task with its phases."""
-    task = await Task.filter(number=number).first()
+    task = await Task.filter(number=number).select_related("project").first()
     if task is None:
         raise TaskNotFound(format_task_id(number))
     phases = await TaskPhase.filter(task_id=number).order_by("id")
-    return replace(TaskDetail.of(task), phases=tuple(PhaseInfo.of(p) for p in phases))
+    detail = TaskDetail.of(task, _project_name(task))
+    return replace(detail, phases=tuple(PhaseInfo.of(p) for p in phases))
 
 
 async def list_tasks(
@@ -183,8 +210,27 @@ async def list_tasks(
     if weight is not None:
         query = query.filter(weight=weight)
     total = await query.count()
-    tasks = await query.order_by("-number").offset((page - 1) * limit).limit(limit)
-    return [TaskInfo.of(t) for t in tasks], total
+    tasks = (
+        await query.select_related("project")
+        .order_by("-number")
+        .offset((page - 1) * limit)
+        .limit(limit)
+    )
+    return [TaskInfo.of(t, _project_name(t)) for t in tasks], total
+
+
+async def _project_of(conn: BaseDBAsyncClient, task: Task) -> str | None:
+    project_id = task.project_id  # type: ignore[attr-defined]
+    if project_id is None:
+        return None
+    project = await Project.get_or_none(id=project_id, using_db=conn)
+    return project.name if project else None
+
+
+def _project_name(task: Task) -> str | None:
+    """The name of a task's project when the query fetched it (select_related)."""
+    project = task.project if task.project_id is not None else None  # type: ignore[attr-defined]
+    return project.name if isinstance(project, Project) else None
 
 
 async def _enter_phase(conn: BaseDBAsyncClient, task: Task, name: str, now: datetime) -> TaskPhase:
@@ -244,7 +290,7 @@ async def update_task(number: int, changes: dict[str, Any]) -> TaskInfo:
         for field, value in changes.items():
             setattr(task, field, value)
         await task.save(using_db=conn)
-        info = TaskInfo.of(task)
+        info = TaskInfo.of(task, await _project_of(conn, task))
         await emit(conn, "task_updated", task_id, {**info.to_json(), "changed": sorted(changes)})
         if task.status != previous_status:
             await emit(conn, "state", task_id, {"from": previous_status, "to": task.status})
@@ -271,7 +317,7 @@ async def transition(number: int, action: str) -> TaskInfo:
             finished = await _finish_phase(conn, task, target, now)
         task.status = target
         await task.save(using_db=conn)
-        info = TaskInfo.of(task)
+        info = TaskInfo.of(task, await _project_of(conn, task))
         await emit(conn, "state", task_id, {"from": previous, "to": target, "action": action})
         if finished is not None:
             await emit(conn, "phase", task_id, PhaseInfo.of(finished).to_json())

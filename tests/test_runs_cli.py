@@ -1,0 +1,125 @@
+"""What a user does: orc init in a repository, orc serve, orc new, orc run --follow, orc diff.
+
+Real processes throughout (orc serve with its job worker, the Claude Code CLI through
+claude-agent-sdk); only Anthropic's API is the fake of tests/fake_anthropic.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fake_anthropic import CWD, FakeAnthropic, text, tool_calls, write
+from tests.support import run_orc
+
+DONE = '{"status": "complete", "summary": "%s"}'
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic() as server:
+        yield server
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "shop"
+    path.mkdir()
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Dev",
+        "GIT_AUTHOR_EMAIL": "dev@example.com",
+        "GIT_COMMITTER_NAME": "Dev",
+        "GIT_COMMITTER_EMAIL": "dev@example.com",
+    }
+    (path / "README.md").write_text("# shop\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-qm", "start"]):
+        subprocess.run(["git", "-C", str(path), *args], check=True, env=env)
+    return path
+
+
+def agent_env(orc_env: dict[str, str], fake: FakeAnthropic) -> dict[str, str]:
+    """orc's environment with the agent pointed at the fake API."""
+    fake_env = fake.agent_env("unused")
+    return {
+        **orc_env,
+        "ANTHROPIC_BASE_URL": fake_env["ANTHROPIC_BASE_URL"],
+        "ANTHROPIC_API_KEY": fake_env["ANTHROPIC_API_KEY"],
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "ORC_GIT_AUTHOR": "orc bot <bot@example.com>",
+    }
+
+
+def test_a_user_runs_a_task_to_a_reviewable_branch(orc_env, fake, repo, server_factory):
+    env = agent_env(orc_env, fake)
+    init = run_orc(["init"], env, cwd=repo)
+    assert init.returncode == 0, init.stderr
+    assert f"registered project shop ({repo})" in init.stdout
+    server = server_factory(env).start()
+
+    created = run_orc(["new", "Add a greeting", "--weight", "trivial"], env, cwd=repo)
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.startswith("TASK-001 created in shop")
+
+    fake.script(
+        [
+            tool_calls(write(CWD + "/greeting.py", "print('hello')\n")),
+            text("Added greeting.py.\n" + DONE % "added a greeting"),
+        ]
+    )
+    run = run_orc(["run", "TASK-001", "--follow"], env, cwd=repo, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "TASK-001 queued" in run.stdout
+    assert "⚙ Write" in run.stdout and "Added greeting.py." in run.stdout
+    assert "TASK-001 completed" in run.stderr
+
+    diff = run_orc(["diff", "TASK-001"], env, cwd=repo)
+    assert diff.returncode == 0 and "+print('hello')" in diff.stdout
+    log = run_orc(["log", "TASK-001"], env)
+    assert "» implement #1" in log.stdout and "⚙ Write" in log.stdout
+
+    task = server.get("/api/tasks/TASK-001").json()
+    assert (task["status"], task["project"], task["branch"]) == (
+        "completed",
+        "shop",
+        "orc/TASK-001",
+    )
+    commit = subprocess.run(
+        ["git", "-C", str(repo), "log", "-1", "--format=%an|%s", "orc/TASK-001"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert commit == "orc bot|TASK-001 implement: added a greeting"
+    # The user's checkout is where it was.
+    head = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--abbrev-ref", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert head == "main" and not (repo / "greeting.py").exists()
+
+
+def test_bad_input_is_one_line_and_exit_2(orc_env, tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    added = run_orc(["project", "add", str(plain)], orc_env)
+    assert added.returncode == 2
+    assert added.stderr.strip() == (
+        f"orc: error: {plain} is not a git repository; give the path of a repository "
+        "(or run `git init` there and commit once)"
+    )
+    unknown = run_orc(["run", "TASK-9"], orc_env)
+    assert (unknown.returncode, unknown.stderr.strip()) == (2, "orc: error: no task TASK-009")
+    bad = run_orc(["diff", "nonsense"], orc_env)
+    assert bad.returncode == 2 and "ids look like TASK-001" in bad.stderr
+    created = run_orc(["new", "No project here"], orc_env, cwd=plain)
+    assert created.returncode == 0
+    refused = run_orc(["run", "TASK-001"], orc_env)
+    assert refused.returncode == 2 and "belongs to no project" in refused.stderr
