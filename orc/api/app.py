@@ -19,6 +19,7 @@ from orc.api import (
     event_routes,
     health_routes,
     metrics_routes,
+    run_routes,
     task_routes,
     usage_routes,
     user_routes,
@@ -145,5 +146,6 @@ def create_app(settings: Settings) -> Sanic:
     app.blueprint(user_routes.bp)
     app.blueprint(dashboard_routes.bp)
     app.blueprint(backup_routes.bp)
+    app.blueprint(run_routes.bp)
     install_docs(app)
     return app

@@ -55,6 +55,13 @@ ROUTE_ROLES: dict[str, str] = {
     "users.users_index": "admin",
     "users.users_create": "admin",
     "users.users_update": "admin",
+    # Runs: what the agent did; projects are the server's repositories (admins register them).
+    "runs.transcript_index": "viewer",
+    "runs.diff_show": "viewer",
+    "runs.run_show": "viewer",
+    "runs.projects_index": "viewer",
+    "runs.projects_create": "admin",
+    "runs.projects_delete": "admin",
     "backups.get_backups": "admin",
     "backups.post_backup": "admin",
 }

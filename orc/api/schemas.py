@@ -37,6 +37,19 @@ class TaskCreate(StrictBody):
     description: str = Field(default="", max_length=20_000)
     weight: Weight = "medium"
     created_by: str = Field(default="", max_length=255)
+    # A project's name or path; default: the only registered project (or none).
+    project: str | None = Field(default=None, min_length=1, max_length=1024)
+    base: str | None = Field(default=None, min_length=1, max_length=255)
+    budget_usd: float | None = Field(default=None, gt=0, le=1_000_000)
+
+
+class ResumeBody(StrictBody):
+    note: str | None = Field(default=None, max_length=20_000)
+
+
+class ProjectCreate(StrictBody):
+    path: str = Field(min_length=1, max_length=1024)
+    name: str | None = Field(default=None, min_length=1, max_length=100)
 
 
 class TaskPatch(StrictBody):

@@ -7,10 +7,19 @@ from sanic.response import HTTPResponse, empty, json
 from sanic_ext import openapi
 
 from orc.api.route_roles import identity_of, require_owner_or_admin
-from orc.api.schemas import TaskCreate, TaskPatch, parse_body, query_choice, query_int
+from orc.api.schemas import (
+    ResumeBody,
+    TaskCreate,
+    TaskPatch,
+    parse_body,
+    query_choice,
+    query_int,
+)
 from orc.auth.identity import LOCAL_OWNER
 from orc.db.models import Task
 from orc.errors import ApiError
+from orc.projects.registry import project_for_task
+from orc.runs.control import cancel_run, end_for_override, pause_run, queue_run, resume_run
 from orc.tasks.lifecycle import (
     TaskNotFound,
     create_task,
@@ -77,7 +86,10 @@ async def tasks_create(request: Request) -> HTTPResponse:
     identity = identity_of(request)
     # With auth on, a task is created by whoever is signed in (ownership depends on it).
     created_by = body.created_by if identity is LOCAL_OWNER else identity.subject
-    task = await create_task(body.title, body.description, body.weight, created_by)
+    project = await project_for_task(body.project)
+    task = await create_task(
+        body.title, body.description, body.weight, created_by, project, body.base, body.budget_usd
+    )
     return json(task.to_json(), status=201, headers={"Location": f"/api/tasks/{task.id}"})
 
 
@@ -108,11 +120,29 @@ async def tasks_delete(request: Request, task_id: str) -> HTTPResponse:
 
 @bp.post("/api/tasks/<task_id>/<action>")
 async def tasks_action(request: Request, task_id: str, action: str) -> HTTPResponse:
-    """run, pause, resume, complete or fail; 409 when the task's status does not allow it."""
+    """run (queue a run), pause, resume (``{"note": …}`` answers a blocked agent), cancel;
+    complete and fail are admin overrides. 409 when the task's status does not allow it."""
     if action not in ACTIONS:
         raise ApiError(404, "not_found", f"unknown action {action!r}; use {', '.join(ACTIONS)}")
     number = task_number(task_id)
-    if request.body and request.body.strip() not in (b"", b"{}"):
+    note = None
+    if action == "resume" and request.body and request.body.strip():
+        note = parse_body(request, ResumeBody).note
+    elif request.body and request.body.strip() not in (b"", b"{}"):
         raise ApiError(422, "validation_error", f"{action} takes no body")
     await check_may_change(request, number)
-    return json((await transition(number, action)).to_json())
+    identity = identity_of(request)
+    if action == "run":
+        result = await queue_run(number, identity.subject)
+    elif action == "pause":
+        result = await pause_run(number)
+    elif action == "resume":
+        result = await resume_run(number, note)
+    elif action == "cancel":
+        result = await cancel_run(number)
+    else:
+        if not identity.can("admin"):
+            raise ApiError(403, "forbidden", f"{action} is an admin override of the run's outcome")
+        await end_for_override(number, action)
+        return json((await transition(number, action)).to_json())
+    return json(result.to_json(), status=202 if result.status != "paused" else 200)

@@ -17,10 +17,11 @@ from orc.errors import EXIT_USAGE, OrcError
 from orc.outbox.events import change_transaction, emit
 from orc.runs.claims import BLOCKED, CANCELLED, PAUSED, QUEUED, RUNNING
 from orc.tasks.lifecycle import TaskNotFound, TransitionNotAllowed
+from orc.tasks.vocabulary import ACTIONS
 
-# Task statuses from which a new run may be queued.
-RUNNABLE = ("created", "planned", "failed", "completed")
-RESUMABLE = ("paused", "blocked")
+# Task statuses from which a new run may be queued, and from which a run resumes.
+RUNNABLE = ACTIONS["run"][0]
+RESUMABLE = ACTIONS["resume"][0]
 
 
 class RunRefused(TransitionNotAllowed):
@@ -162,3 +163,19 @@ async def cancel_run(number: int) -> RunRequest:
         await run.save(using_db=conn, update_fields=["status", "ended_at", "reason"])
         await _set_status(conn, task, "failed", "cancel", "cancelled")
     return RunRequest(_task_id(number), "failed", run.id, "cancelled")
+
+
+async def end_for_override(number: int, action: str) -> None:
+    """An admin decides the outcome (complete/fail): the run ends here, and a worker that
+    holds it finds its lease gone and stops the agent."""
+    async with change_transaction() as conn:
+        run = await _latest_run(conn, number)
+        if run is None or run.status not in (QUEUED, RUNNING, PAUSED, BLOCKED):
+            return
+        run.status = "completed" if action == "complete" else "failed"
+        run.reason = f"{action}d by an admin"
+        run.ended_at = datetime.now(UTC)
+        run.lease_owner = None
+        run.lease_expires_at = None
+        run.control = None
+        await run.save(using_db=conn)

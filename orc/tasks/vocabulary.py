@@ -10,16 +10,28 @@ from typing import Any
 
 WEIGHTS = ("trivial", "small", "medium", "large")
 DEFAULT_WEIGHT = "medium"
-STATUSES = ("created", "planned", "running", "paused", "blocked", "completed", "failed")
+STATUSES = (
+    "created",
+    "planned",
+    "queued",
+    "running",
+    "paused",
+    "blocked",
+    "completed",
+    "failed",
+)
 ACTIVE_STATUS = "running"
 
-# action: (statuses it may start from, status it leads to)
+# action: (statuses it may start from, status it leads to). A run is queued, then a job worker
+# claims it (running); pause and cancel of a running task take effect when the worker sees
+# them; complete and fail are admin overrides of a run's outcome.
 ACTIONS: dict[str, tuple[tuple[str, ...], str]] = {
-    "run": (("created", "planned", "blocked", "failed"), "running"),
-    "pause": (("running",), "paused"),
-    "resume": (("paused",), "running"),
-    "complete": (("running", "paused"), "completed"),
-    "fail": (("running", "paused", "blocked"), "failed"),
+    "run": (("created", "planned", "failed", "completed"), "queued"),
+    "pause": (("queued", "running"), "paused"),
+    "resume": (("paused", "blocked"), "queued"),
+    "cancel": (("queued", "running", "paused", "blocked"), "failed"),
+    "complete": (("queued", "running", "paused", "blocked"), "completed"),
+    "fail": (("queued", "running", "paused", "blocked"), "failed"),
 }
 # Statuses a PATCH may set directly, and from where.
 PATCHABLE_STATUSES: dict[str, tuple[str, ...]] = {
