@@ -89,6 +89,10 @@ def test_a_user_runs_a_task_to_a_reviewable_branch(orc_env, fake, repo, server_f
         "shop",
         "orc/TASK-001",
     )
+    metrics = server.get("/api/metrics").text
+    assert 'orc_runs_total{outcome="completed"} 1.0' in metrics
+    assert 'orc_phase_duration_seconds_count{phase="implement"} 1.0' in metrics
+    assert "orc_runs_queued 0.0" in metrics and "orc_tasks_active 0.0" in metrics
     commit = subprocess.run(
         ["git", "-C", str(repo), "log", "-1", "--format=%an|%s", "orc/TASK-001"],
         capture_output=True,

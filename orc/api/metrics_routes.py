@@ -31,7 +31,10 @@ async def business_metrics(prices: PriceList) -> list[Metric]:
         for kind in TOKEN_TYPES:
             tokens.add_metric([model, kind], counts.get(kind, 0))
         cost.add_metric([model], prices.cost(model, counts))
-    return [active, tokens, cost, *await backup_and_replication_metrics()]
+    from orc.runs.run_metrics import run_metric_families
+
+    families = [active, tokens, cost, *await run_metric_families()]
+    return families + await backup_and_replication_metrics()
 
 
 async def backup_and_replication_metrics() -> list[Metric]:
