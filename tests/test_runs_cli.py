@@ -11,9 +11,10 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
-from tests.fake_anthropic import CWD, FakeAnthropic, text, tool_calls, write
+from tests.fake_anthropic import CWD, FakeAnthropic, bash, text, tool_calls, write
 from tests.support import run_orc
 
 DONE = '{"status": "complete", "summary": "%s"}'
@@ -127,3 +128,40 @@ def test_bad_input_is_one_line_and_exit_2(orc_env, tmp_path):
     assert created.returncode == 0
     refused = run_orc(["run", "TASK-001"], orc_env)
     assert refused.returncode == 2 and "belongs to no project" in refused.stderr
+
+
+def test_a_worker_killed_mid_phase_leaves_no_agent_and_the_run_goes_on(
+    orc_env, fake, repo, server_factory
+):
+    from tests.test_worker import poll, worker_child
+
+    env = agent_env(orc_env, fake)
+    assert run_orc(["init"], env, cwd=repo).returncode == 0
+    server = server_factory(env).start()
+    assert run_orc(["new", "Wait for it", "--weight", "trivial"], env, cwd=repo).returncode == 0
+    marker = repo.parent / "tool-started"
+    fake.script(
+        [
+            # A tool that would run for a long time: the worker dies while it runs.
+            tool_calls(bash(f"touch {marker} && python3 -c 'import time; time.sleep(300)'")),
+            text("Picked up again.\n" + DONE % "finished after the crash"),
+        ]
+    )
+    assert run_orc(["run", "TASK-001"], env).returncode == 0
+    poll(lambda: True if marker.exists() else None, 60, "the tool to start", server.logs)
+    worker = poll(lambda: worker_child(server), 10, "the worker", server.logs)
+    agent = [p for p in worker.children(recursive=True) if "sleep(300)" in " ".join(p.cmdline())]
+    assert agent, "the tool runs under the worker"
+    worker.kill()
+
+    # The agent's processes die with their worker (nothing is orphaned) ...
+    _, alive = psutil.wait_procs(agent, timeout=10)
+    assert not alive
+    # ... and the restarted worker takes the run over at once and finishes the phase.
+    follow = run_orc(["log", "TASK-001", "--follow"], env, timeout=120)
+    assert follow.returncode == 0, follow.stdout + follow.stderr
+    assert "Picked up again." in follow.stdout
+    task = server.get("/api/tasks/TASK-001").json()
+    assert task["status"] == "completed"
+    implement = next(p for p in task["phases"] if p["name"] == "implement")
+    assert implement["status"] == "completed"

@@ -9,6 +9,7 @@ concurrent runs holds across all of them. A worker that finds its lease gone sto
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -147,3 +148,36 @@ async def requeue_run(claim: Claim, reason: str) -> None:
         run.lease_expires_at = None
         await run.save(using_db=conn)
         await _set_task_status(conn, claim.task_number, "queued", reason, "requeued")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def release_dead_local_leases(hostname: str, now: datetime | None = None) -> int:
+    """Runs held by workers of this host that are gone (kill -9, a crash) become claimable at
+    once instead of after their lease; how many. Owners are ``hostname:pid``."""
+    now = _now(now)
+    held = await Run.filter(status=RUNNING, lease_owner__startswith=f"{hostname}:").values_list(
+        "id", "lease_owner"
+    )
+    dead = [
+        (run_id, owner)
+        for run_id, owner in held
+        if (pid := str(owner).rpartition(":")[2]).isdigit() and not _alive(int(pid))
+    ]
+    released = 0
+    for run_id, owner in dead:
+        async with change_transaction() as conn:
+            released += await (
+                Run.filter(id=run_id, status=RUNNING, lease_owner=owner)
+                .using_db(conn)
+                .update(lease_expires_at=now)
+            )
+    return released

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 
-from orc.runs.claims import Claim, claim_next_run, requeue_run
+from orc.runs.claims import Claim, claim_next_run, release_dead_local_leases, requeue_run
 from orc.runs.engine import RunExecution, RunPolicy
 
 log = logging.getLogger("orc.runs")
@@ -23,8 +23,10 @@ class Dispatcher:
     """Claims and executes runs until ``stop()``."""
 
     def __init__(self, policy: RunPolicy, owner: str, max_running: int) -> None:
+        """``owner`` is ``hostname:pid``: a worker of the same host recognises a dead one's."""
         self.policy = policy
         self.owner = owner
+        self.hostname = owner.rpartition(":")[0]
         self.max_running = max_running
         self.running: dict[asyncio.Task[str], Claim] = {}
         self._stopping = asyncio.Event()
@@ -45,6 +47,9 @@ class Dispatcher:
     async def _claim_what_fits(self) -> None:
         for done in [task for task in self.running if task.done()]:
             self.running.pop(done)
+        released = await release_dead_local_leases(self.hostname)
+        if released:
+            log.info("took back %d run(s) of a worker of this host that died", released)
         while len(self.running) < self.max_running:
             claim = await claim_next_run(self.owner, self.max_running)
             if claim is None:
