@@ -89,6 +89,11 @@ async def check_readiness(settings: Settings) -> Readiness:
         result.info["worker_heartbeat_age_seconds"] = None if age is None else round(age, 1)
     else:
         result.checks["worker"] = "unknown: database unreachable"
+    result.checks["agent"] = (
+        "ok"
+        if settings.anthropic_api_key or settings.claude_code_oauth_token
+        else "not configured: set ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN to run tasks"
+    )
     if result.checks["database"] == "ok":
         await _backup_and_replication(result, settings)
     return result
