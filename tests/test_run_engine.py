@@ -258,3 +258,63 @@ async def test_pause_waits_for_the_turn_and_keeps_the_session(store, fake, proje
     assert "Half way." in "\n".join(last.texts(("assistant",)))
     await task.refresh_from_db()
     assert task.status == "completed"
+
+
+async def test_a_small_task_passes_its_spec_on_and_a_review_sends_it_back_once(
+    store, fake, project, tmp_path
+):
+    task = await queued_task(project, weight="small")
+    fake.script(
+        [
+            text("# Spec\nPrint hello from hello.py.\n" + DONE % "spec written"),
+            tool_calls(write(CWD + "/hello.py", "print('helo')\n")),
+            text(DONE % "added hello.py"),
+            text(
+                'Found a typo.\n{"status": "complete", "summary": "1 problem", '
+                '"findings": ["hello.py: helo is misspelt"]}'
+            ),
+            tool_calls(write(CWD + "/hello.py", "print('hello')\n")),
+            text(DONE % "fixed the typo"),
+            text('{"status": "complete", "summary": "ready", "findings": []}'),
+        ]
+    )
+    assert await run_once(tmp_path, fake) == "completed"
+
+    implement_prompts = sorted(
+        {
+            text
+            for request in fake.message_requests
+            for text in request.user_texts()
+            if "This is the **implement** phase" in text
+        },
+        key=len,
+    )
+    assert len(implement_prompts) == 2  # once, then again after the review
+    assert "Print hello from hello.py." in implement_prompts[0]  # the spec reached implement
+    assert "hello.py: helo is misspelt" in implement_prompts[1]  # and so did the findings
+    branch = f"orc/TASK-{task.number:03d}"
+    log = git(project, "log", "--format=%s", branch).splitlines()
+    assert log[:2] == [
+        f"TASK-{task.number:03d} implement: fixed the typo",
+        f"TASK-{task.number:03d} implement: added hello.py",
+    ]
+    assert git(project, "show", f"{branch}:hello.py") == "print('hello')\n"
+    run = await Run.get(task_id=task.number)
+    assert run.review_rounds == 1
+
+
+async def test_a_review_that_keeps_finding_problems_fails_the_task(store, fake, project, tmp_path):
+    task = await queued_task(project, weight="small")
+    finding = '{"status": "complete", "summary": "no", "findings": ["still wrong"]}'
+    fake.script(
+        [
+            text(DONE % "spec"),
+            text(DONE % "implemented"),
+            text(finding),
+            text(DONE % "implemented again"),
+            text(finding),
+        ]
+    )
+    assert await run_once(tmp_path, fake, max_review_rounds=1) == "failed"
+    await task.refresh_from_db()
+    assert task.reason == "review still found 1 problem(s) after 1 round(s) of changes"

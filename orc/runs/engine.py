@@ -181,7 +181,9 @@ class RunExecution:
                 description=task.description,
                 base_commit=workspace.base_commit,
                 artifacts={n: d.artifact for n, d in done.items() if d.artifact},
-                review_findings=self._findings(done),
+                review_findings=(
+                    await phase_records.review_findings(task.number) if run.review_rounds else ""
+                ),
             )
             resuming = run.phase == name and run.session_id is not None
             outcome = await self._run_phase(name, context, workspace, project, run, resuming)
@@ -213,10 +215,6 @@ class RunExecution:
                 back = tuple(phases[phases.index("implement") :])
                 await phase_records.reopen_phases(task.number, back)
                 run = await Run.get(id=run.id)
-
-    def _findings(self, done: Mapping[str, phase_records.DonePhase]) -> str:
-        review = done.get("review")
-        return review.artifact or "" if review else ""
 
     async def _run_phase(
         self,

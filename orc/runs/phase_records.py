@@ -110,3 +110,9 @@ async def reopen_phases(task_number: int, names: tuple[str, ...]) -> None:
             .using_db(conn)
             .update(review_rounds=F("review_rounds") + 1)
         )
+
+
+async def review_findings(task_number: int) -> str:
+    """The last review's findings (kept when the review is reopened for another round)."""
+    review = await TaskPhase.get_or_none(task_id=task_number, name="review")
+    return (review.artifact or "") if review else ""
