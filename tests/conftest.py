@@ -121,3 +121,32 @@ async def store(database_url: str) -> AsyncIterator[str]:
     finally:
         await close_database()
         EXECUTOR_CACHE.clear()
+
+
+@pytest.fixture
+def fake() -> Iterator[object]:
+    """The fake Anthropic API on loopback (the real Claude Code CLI talks to it)."""
+    from tests.fake_anthropic import FakeAnthropic
+
+    with FakeAnthropic() as server:
+        yield server
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git repository with one commit on main, named shop."""
+    import subprocess
+
+    path = tmp_path / "shop"
+    path.mkdir()
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Dev",
+        "GIT_AUTHOR_EMAIL": "dev@example.com",
+        "GIT_COMMITTER_NAME": "Dev",
+        "GIT_COMMITTER_EMAIL": "dev@example.com",
+    }
+    (path / "README.md").write_text("# shop\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-qm", "start"]):
+        subprocess.run(["git", "-C", str(path), *args], check=True, env=env)
+    return path

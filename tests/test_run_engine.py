@@ -11,7 +11,6 @@ import asyncio
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,12 +37,6 @@ from tests.fake_anthropic import (
 
 TOOLS = ("Write", "Edit", "Bash", "Read")
 DONE = '{"status": "complete", "summary": "%s"}'
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
 
 
 @pytest.fixture

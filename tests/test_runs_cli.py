@@ -6,41 +6,14 @@ claude-agent-sdk); only Anthropic's API is the fake of tests/fake_anthropic.py.
 
 from __future__ import annotations
 
-import os
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
 import psutil
-import pytest
 
 from tests.fake_anthropic import CWD, FakeAnthropic, bash, text, tool_calls, write
 from tests.support import run_orc
 
 DONE = '{"status": "complete", "summary": "%s"}'
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    path = tmp_path / "shop"
-    path.mkdir()
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "Dev",
-        "GIT_AUTHOR_EMAIL": "dev@example.com",
-        "GIT_COMMITTER_NAME": "Dev",
-        "GIT_COMMITTER_EMAIL": "dev@example.com",
-    }
-    (path / "README.md").write_text("# shop\n")
-    for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-qm", "start"]):
-        subprocess.run(["git", "-C", str(path), *args], check=True, env=env)
-    return path
 
 
 def agent_env(orc_env: dict[str, str], fake: FakeAnthropic) -> dict[str, str]:

@@ -36,7 +36,7 @@ async def diff_show(request: Request, task_id: str) -> HTTPResponse:
     return json(diff.to_json())
 
 
-@bp.get("/api/tasks/<task_id>/run")
+@bp.get("/api/tasks/<task_id>/runs/latest")
 async def run_show(request: Request, task_id: str) -> HTTPResponse:
     """Where the task's latest run stands: phase, iteration, tokens, cost."""
     return json((await run_status(task_number(task_id))).to_json())

@@ -13,6 +13,7 @@ const state = {
   vocabulary: null, // task weights, statuses and actions: GET /api/vocabulary
   view: null,
   taskId: null,
+  transcriptAfter: 0, // id of the last transcript entry shown on the task page
   page: 1,
   status: "",
   items: [],
@@ -201,6 +202,12 @@ function route() {
   const hash = location.hash || "#/tasks";
   const task = hash.match(/^#\/tasks\/(TASK-\d+)$/);
   if (task) {
+    if (state.taskId !== task[1]) {
+      state.transcriptAfter = 0;
+      $("transcript").replaceChildren();
+      $("transcript-empty").hidden = false;
+      $("diff-box").open = false;
+    }
     state.taskId = task[1];
     showView("task");
   } else if (hash === "#/cost") {
@@ -348,12 +355,16 @@ async function loadTask(taskId) {
     ["Status", h("span", { class: `status status-${task.status}`, text: task.status, id: "task-status" })],
     ["Weight", task.weight],
     ["Phase", task.current_phase || "–"],
+    ["Project", task.project || "–"],
+    ["Branch", task.branch || "–"],
     ["Created by", task.created_by || "–"],
     ["Created", fmtTime(task.created_at)],
     ["Updated", fmtTime(task.updated_at)],
   ];
+  if (task.reason) facts.splice(1, 0, ["Reason", h("span", { id: "task-reason", text: task.reason })]);
   $("task-facts").replaceChildren(...facts.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", {}, v)]));
   renderActions(task);
+  await loadRun(taskId);
   $("phases-body").replaceChildren(...(task.phases || []).map((p) =>
     h("tr", {},
       h("td", { text: p.name }),
@@ -380,12 +391,65 @@ async function loadTask(taskId) {
   $("usage-body").replaceChildren(...rows);
 }
 
+// A run's transcript: loaded once, then appended to from `transcript` events.
+async function loadRun(taskId) {
+  const [status, page] = await Promise.all([
+    api("GET", `/api/tasks/${taskId}/runs/latest`),
+    api("GET", `/api/tasks/${taskId}/transcript?after=${state.transcriptAfter}&limit=500`),
+  ]);
+  if (state.taskId !== taskId) return;
+  const where = status.phase ? `${status.phase} #${status.iteration}` : status.status;
+  $("run-status").textContent = status.run_id
+    ? `Run ${status.run_id}: ${where} · ${fmtTokens(status.total_tokens)} tokens · ${fmtCost(status.cost_usd)}`
+    : "";
+  page.items.forEach(appendEntry);
+  if (taskHasBranch()) loadDiffIfOpen(taskId);
+}
+
+const taskHasBranch = () => ($("task-facts").textContent || "").includes("orc/");
+
+function entryText(entry) {
+  const c = entry.content || {};
+  switch (entry.kind) {
+    case "prompt": return `» ${entry.phase} #${entry.iteration}\n${c.text || ""}`;
+    case "tool_use": return `⚙ ${c.name} ${JSON.stringify(c.input || {})}`;
+    case "tool_result": return `${c.is_error ? "✗" : "↳"} ${c.content || ""}`;
+    case "result": return `✓ turn ended${c.cost_usd != null ? ` (${fmtCost(c.cost_usd)})` : ""}`;
+    default: return c.text || "";
+  }
+}
+
+function appendEntry(entry) {
+  if (entry.id <= state.transcriptAfter) return;
+  state.transcriptAfter = entry.id;
+  const list = $("transcript");
+  const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
+  list.append(h("li", { class: `kind-${entry.kind}`, text: entryText(entry) }));
+  $("transcript-empty").hidden = true;
+  if (atBottom) list.scrollTop = list.scrollHeight;
+}
+
+async function loadDiffIfOpen(taskId) {
+  if (!$("diff-box").open) return;
+  try {
+    const diff = await api("GET", `/api/tasks/${taskId}/diff`);
+    $("diff-stat").textContent = diff.stat || "No committed changes yet.";
+    $("diff-patch").textContent = diff.patch + (diff.truncated ? "\n[truncated]" : "");
+  } catch (error) {
+    $("diff-stat").textContent = error.message;
+    $("diff-patch").textContent = "";
+  }
+}
+
 function renderActions(task) {
   const box = $("task-actions");
   box.hidden = !mayChange(task);
   if (box.hidden) return box.replaceChildren();
+  // complete and fail overrule a run's outcome: admins only.
+  const overrides = ["complete", "fail"];
   const buttons = Object.entries(state.vocabulary.actions)
-    .filter(([, allowed]) => allowed.from.includes(task.status))
+    .filter(([action, allowed]) => allowed.from.includes(task.status)
+      && (!overrides.includes(action) || can("admin")))
     .map(([action]) => h("button", { type: "button", text: action[0].toUpperCase() + action.slice(1),
       onclick: () => act(task.id, "POST", `/api/tasks/${task.id}/${action}`) }));
   buttons.push(h("button", { type: "button", class: "danger", text: "Delete",
@@ -593,7 +657,9 @@ async function connect() {
     state.socket = null;
     clearInterval(state.pingTimer);
     // 4401: the session was revoked (signed out elsewhere): check who we are before retrying.
-    if (event.code === 4401) return boot();
+    if (event.code === 4401) return $("diff-box").addEventListener("toggle", () => state.taskId && loadDiffIfOpen(state.taskId));
+
+boot();
     reconnectLater();
   };
 }
@@ -666,10 +732,13 @@ function onEvent(event) {
     refreshSoon();
   } else if (state.view === "task" && event.task_id === state.taskId) {
     if (event.event_type === "task_deleted") $("task-error").textContent = `${state.taskId} was deleted.`;
+    else if (event.event_type === "transcript") appendEntry(event.data);
     else refreshSoon();
   } else if (state.view === "cost" && event.event_type === "tokens") {
     refreshSoon(1000);
   }
 }
+
+$("diff-box").addEventListener("toggle", () => state.taskId && loadDiffIfOpen(state.taskId));
 
 boot();
