@@ -1,0 +1,96 @@
+"""`create_app(settings)` served in this process: no socket, no subprocess, same app as `orc serve`.
+
+The app runs on its own event loop in a thread, as it would in the API process, so background
+work (the outbox tailer) keeps going between requests and tests stay synchronous. The client is
+a plain ``httpx.Client``; each request goes through the ASGI interface on that loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from sanic.asgi import Lifespan
+
+from orc.api.app import create_app
+from orc.config import Settings, load_settings
+from orc.db.schema import migrate_database
+
+T = TypeVar("T")
+BASE_URL = "http://orc.test"
+CLIENT_ADDRESS = "127.0.0.1"
+CALL_TIMEOUT_SECONDS = 60.0
+
+
+async def _no_messages() -> dict[str, Any]:
+    raise AssertionError("the lifespan is driven directly, not through messages")
+
+
+class _LoopTransport(httpx.BaseTransport):
+    """Hands each request of a sync client to the app's loop and waits for the answer."""
+
+    def __init__(self, live: LiveApp, client_address: str) -> None:
+        self.live = live
+        self.asgi = httpx.ASGITransport(app=live.app, client=(client_address, 40000))
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        body = request.read()
+
+        async def answer() -> httpx.Response:
+            forwarded = httpx.Request(
+                request.method, request.url, headers=request.headers, content=body
+            )
+            response = await self.asgi.handle_async_request(forwarded)
+            content = await response.aread()
+            return httpx.Response(response.status_code, headers=response.headers, content=content)
+
+        return self.live.run(answer())
+
+
+class LiveApp:
+    """One orc app with its startup done; ``http`` talks to it, ``env`` reaches the same data."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.env = env
+        self.settings: Settings = load_settings(environ=env, cwd=cwd)
+        asyncio.run(migrate_database(self.settings.database_url))
+        self.app = create_app(self.settings)
+        self.app.asgi = True
+        self.base_url = BASE_URL
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self._lifespan = Lifespan(self.app, {"type": "lifespan"}, _no_messages, _no_messages)
+        self._clients: list[httpx.Client] = []
+        self.run(self._lifespan.startup())
+        self.http = self.client()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the app's loop (where its database connections live)."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        return future.result(CALL_TIMEOUT_SECONDS)
+
+    def client(self, address: str = CLIENT_ADDRESS, **kwargs: Any) -> httpx.Client:
+        """A new client (own cookies) whose requests come from ``address``."""
+        client = httpx.Client(
+            base_url=BASE_URL, transport=_LoopTransport(self, address), timeout=15, **kwargs
+        )
+        self._clients.append(client)
+        return client
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.http.get(path, **kwargs)
+
+    def close(self) -> None:
+        for client in self._clients:
+            client.close()
+        try:
+            self.run(self._lifespan.shutdown())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            self.loop.close()
