@@ -294,22 +294,24 @@ def _malformed_values(count: int) -> list[str]:
     return values
 
 
-def test_malformed_authorization_headers_are_401_json_never_500(server: OrcServer):
-    """Thousands of malformed values over real HTTP; each source address stays under the
-    rate limit (10 failures), so every answer is the auth check's own."""
+def test_malformed_authorization_headers_are_401_json_never_500(app_factory, tmp_path: Path):
+    """Thousands of malformed values through the whole app; each source address stays under
+    the rate limit (10 failures), so every answer is the auth check's own."""
+    live = app_factory(base_env(tmp_path), ORC_AUTH_TOKEN=TOKEN)
     values = _malformed_values(3000)
     statuses: dict[int, int] = {}
     for start in range(0, len(values), 10):
         address = f"127.0.{10 + start // 2500}.{1 + (start // 10) % 250}"
-        with client_from(address, server) as client:
-            for value in values[start : start + 10]:
-                headers = {"Authorization": value.encode("latin-1")}
-                response = client.get("/api/tasks", headers=headers)
-                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-                assert response.status_code == 401, (value, response.text)
-                assert response.json()["error"] == "unauthorized"
+        client = live.client(address)
+        for value in values[start : start + 10]:
+            headers = {"Authorization": value.encode("latin-1")}
+            response = client.get("/api/tasks", headers=headers)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            assert response.status_code == 401, (value, response.text)
+            assert response.json()["error"] == "unauthorized"
+        client.close()
     assert statuses == {401: len(values)}
-    assert server.get("/api/health").status_code == 200
+    assert live.get("/api/health").status_code == 200
 
 
 async def test_the_token_is_compared_in_constant_time(app_client, monkeypatch):
