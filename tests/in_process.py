@@ -8,7 +8,9 @@ a plain ``httpx.Client``; each request goes through the ASGI interface on that l
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -52,7 +54,10 @@ class _LoopTransport(httpx.BaseTransport):
 
 
 class LiveApp:
-    """One orc app with its startup done; ``http`` talks to it, ``env`` reaches the same data."""
+    """One orc app with its startup done; ``http`` talks to it, ``env`` reaches the same data.
+
+    One at a time: Tortoise's connections are global to the process, as in `orc serve`.
+    """
 
     def __init__(self, env: dict[str, str], cwd: Path) -> None:
         self.env = env
@@ -85,11 +90,29 @@ class LiveApp:
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
         return self.http.get(path, **kwargs)
 
+    def _shut_down(self) -> None:
+        done = asyncio.run_coroutine_threadsafe(self._lifespan.shutdown(), self.loop)
+        deadline = time.monotonic() + CALL_TIMEOUT_SECONDS
+        while True:
+            try:
+                done.result(0.5)
+                return
+            except concurrent.futures.TimeoutError:
+                assert time.monotonic() < deadline, "the app did not shut down"
+            # A cancellation that lands while the outbox tailer awaits the database can be
+            # swallowed there (seen on SQLite), and stop_tailer then waits forever; repeat it.
+            tailer = getattr(self.app.ctx, "tailer_task", None)
+            if tailer is not None:
+                self.loop.call_soon_threadsafe(tailer.cancel)
+
     def close(self) -> None:
+        """Shut the app down (its shutdown listeners run); safe to call twice."""
+        if self.loop.is_closed():
+            return
         for client in self._clients:
             client.close()
         try:
-            self.run(self._lifespan.shutdown())
+            self._shut_down()
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)
