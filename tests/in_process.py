@@ -65,7 +65,8 @@ class LiveApp:
         asyncio.run(migrate_database(self.settings.database_url))
         self.app = create_app(self.settings)
         self.app.asgi = True
-        self.base_url = BASE_URL
+        # The address orc believes it has (redirects, cookies, Origin checks); never dialled.
+        self.base_url = env.get("ORC_BASE_URL") or BASE_URL
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
@@ -82,7 +83,7 @@ class LiveApp:
     def client(self, address: str = CLIENT_ADDRESS, **kwargs: Any) -> httpx.Client:
         """A new client (own cookies) whose requests come from ``address``."""
         client = httpx.Client(
-            base_url=BASE_URL, transport=_LoopTransport(self, address), timeout=15, **kwargs
+            base_url=self.base_url, transport=_LoopTransport(self, address), timeout=15, **kwargs
         )
         self._clients.append(client)
         return client
