@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -113,3 +114,48 @@ def metric_samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], fl
             if sample.name == name:
                 found[tuple(sorted(sample.labels.items()))] = sample.value
     return found
+
+
+# $3 per million input, $15 output, $0.30 cache read, $3.75 cache write (claude-sonnet-4-5).
+PLAN_COST = (1000 * 3 + 2000 * 15 + 3000 * 0.30 + 4000 * 3.75) / 1_000_000
+# The plan phase, 1M in + 1M out of sonnet, 500k in of dated sonnet, 200k out of haiku.
+MAIN_COST = PLAN_COST + 18.0 + 1.5 + 1.0
+
+
+def record_mixed_usage(api: Api) -> tuple[str, str]:
+    """Two tasks' usage: several phases and models (one dated, one unpriced), one event yesterday.
+
+    Returns the ids of the busy task ("main", its usage costs MAIN_COST) and the other one.
+    """
+    main = api.create("main")["id"]
+    other = api.create("other")["id"]
+    api.ok(api.patch(main, current_phase="plan"))
+
+    one = {
+        "model": SONNET,
+        "input_tokens": 1000,
+        "output_tokens": 2000,
+        "cache_read_tokens": 3000,
+        "cache_write_tokens": 4000,
+    }
+    assert api.record(main, one) == {
+        "recorded": 1,
+        "tokens": tokens(1000, 2000, 3000, 4000),
+        "models": [SONNET],
+    }
+    batch = [
+        {"model": SONNET, "phase": "implement", "input_tokens": 600_000, "output_tokens": 1},
+        {"model": SONNET, "phase": "implement", "input_tokens": 400_000, "output_tokens": 999_999},
+        {"model": f"{SONNET}-20250929", "phase": "implement", "input_tokens": 500_000},
+        {"model": HAIKU, "phase": "implement", "output_tokens": 200_000},
+        {"model": UNPRICED, "phase": "implement", "input_tokens": 777, "output_tokens": 1},
+    ]
+    assert api.record(main, *batch)["recorded"] == 5
+    api.record(other, {"model": SONNET, "input_tokens": 100_000})
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    api.record(
+        other,
+        {"model": SONNET, "output_tokens": 1_000, "occurred_at": yesterday.isoformat()},
+    )
+
+    return main, other

@@ -10,6 +10,7 @@ import pytest
 from orc.tasks.lifecycle import WEIGHTS
 from tests.api_client import (
     HAIKU,
+    JSON,
     SONNET,
     UNPRICED,
     Api,
@@ -17,26 +18,33 @@ from tests.api_client import (
 )
 
 
-def test_create_get_and_list_tasks_with_pagination_and_filters(api: Api):
+def _create_27_tasks(api: Api) -> tuple[httpx.Response, JSON, JSON, list[httpx.Response]]:
+    """Three tasks one after the other, then 24 at once (weights in turn)."""
     first = api.http.post(
         "/api/tasks", json={"title": "  first  ", "description": "d", "weight": "large"}
     )
-    assert first.status_code == 201
-    assert first.headers["location"] == "/api/tasks/TASK-001"
-    body = first.json()
-    assert body["id"] == "TASK-001"
-    assert body["title"] == "first"
-    assert (body["weight"], body["status"], body["current_phase"]) == ("large", "created", None)
-    assert api.create("second")["id"] == "TASK-002"
-    assert api.create("third")["weight"] == "medium"  # the default
+    second, third = api.create("second"), api.create("third")
 
-    # Concurrent creates: every task gets its own id, none is lost or repeated.
     def create(i: int) -> httpx.Response:
         weight = WEIGHTS[i % len(WEIGHTS)]
         return api.http.post("/api/tasks", json={"title": f"parallel {i}", "weight": weight})
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         responses = list(pool.map(create, range(24)))
+    return first, second, third, responses
+
+
+def test_tasks_get_sequential_ids_none_lost_or_repeated_when_created_at_once(api: Api):
+    first, second, third, responses = _create_27_tasks(api)
+    assert first.status_code == 201
+    assert first.headers["location"] == "/api/tasks/TASK-001"
+    body = first.json()
+    assert body["id"] == "TASK-001"
+    assert body["title"] == "first"
+    assert (body["weight"], body["status"], body["current_phase"]) == ("large", "created", None)
+    assert second["id"] == "TASK-002"
+    assert third["weight"] == "medium"  # the default
+
     assert [r.status_code for r in responses] == [201] * 24
     ids = [r.json()["id"] for r in responses]
     assert sorted(ids) == [f"TASK-{n:03d}" for n in range(4, 28)]
@@ -47,7 +55,10 @@ def test_create_get_and_list_tasks_with_pagination_and_filters(api: Api):
     for response in responses[:3]:
         assert api.task(response.json()["id"])["title"] == response.json()["title"]
 
-    # Pages: newest first, `total` counts everything, the pages together list every task once.
+
+def test_pages_list_every_task_once_newest_first_and_bad_queries_are_400(api: Api):
+    _create_27_tasks(api)
+    # `total` counts everything, the pages together list every task once.
     page1 = api.ok(api.http.get("/api/tasks", params={"limit": 10}))
     assert (page1["page"], page1["limit"], page1["total"]) == (1, 10, 27)
     assert [t["id"] for t in page1["items"]] == [f"TASK-{n:03d}" for n in range(27, 17, -1)]
@@ -75,7 +86,9 @@ def test_create_get_and_list_tasks_with_pagination_and_filters(api: Api):
     ):
         assert_error(api.http.get("/api/tasks", params=params), 400, "bad_query")
 
-    # Filters.
+
+def test_the_list_filters_by_status_and_by_weight_and_both(api: Api):
+    _, _, _, responses = _create_27_tasks(api)
     for task_id in ("TASK-004", "TASK-005"):
         api.ok(api.act(task_id, "run"))
     running = api.ok(api.http.get("/api/tasks", params={"status": "running"}))
