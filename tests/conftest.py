@@ -1,4 +1,5 @@
-"""Shared fixtures: a database per test on SQLite and on PostgreSQL, and real `orc serve` processes.
+"""Shared fixtures: a database per test on SQLite and on PostgreSQL, the app in-process, and real
+`orc serve` processes for the tests where the process is the point.
 
 PostgreSQL is required (it is in CI): a test that needs it fails, never skips, when it is down.
 Point ORC_TEST_POSTGRES_URL at another server if 127.0.0.1:5432 is not yours.
@@ -9,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 from sanic import Sanic
 
+from tests.api_client import Api
+from tests.in_process import LiveApp
 from tests.support import OrcServer, base_env
 
 ADMIN_URL = os.environ.get("ORC_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -88,6 +91,33 @@ def server_factory(tmp_path: Path) -> Iterator[type[OrcServer]]:
     yield TrackedServer
     for server in started:
         server.kill()
+
+
+@pytest.fixture
+def app_factory() -> Iterator[Callable[..., LiveApp]]:
+    """Start the app in-process from an orc environment (plus ``extra`` variables); closed after."""
+    started: list[LiveApp] = []
+
+    def start(env: dict[str, str], **extra: str) -> LiveApp:
+        live = LiveApp({**env, **extra}, cwd=Path(env["HOME"]))
+        started.append(live)
+        return live
+
+    yield start
+    for live in started:
+        live.close()
+
+
+@pytest.fixture
+def live_app(app_factory: Callable[..., LiveApp], orc_env: dict[str, str]) -> LiveApp:
+    """The app in-process on the parametrised database, migrated and started."""
+    return app_factory(orc_env)
+
+
+@pytest.fixture
+def api(live_app: LiveApp) -> Api:
+    """The task API of an in-process app on the parametrised database."""
+    return Api(live_app)
 
 
 @pytest.fixture(scope="module")

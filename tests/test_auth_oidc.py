@@ -17,9 +17,10 @@ import httpx
 import pytest
 import websockets
 
+from tests.in_process import LiveApp
 from tests.oidc_provider import Provider, run_provider, s256
 from tests.oidc_provider import oidc_env as provider_env
-from tests.support import OrcServer, base_env, free_port, run_orc
+from tests.support import base_env, free_port, run_orc
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -38,13 +39,12 @@ def oidc_env(tmp_path: Path, provider: Provider, port: int, **extra: str) -> dic
 
 
 @pytest.fixture(scope="module")
-def orc(provider: Provider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrcServer]:
-    """One SQLite-backed server for the refusal tests (they create no conflicting state)."""
+def orc(provider: Provider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
+    """One SQLite-backed app in-process for the refusal tests (they create no conflicting state)."""
     tmp_path = tmp_path_factory.mktemp("oidc")
-    port = free_port()
-    server = OrcServer(oidc_env(tmp_path, provider, port), "--no-worker", port=port).start()
-    yield server
-    server.kill()
+    live = LiveApp(oidc_env(tmp_path, provider, free_port()), cwd=tmp_path)
+    yield live
+    live.close()
 
 
 def begin(client: httpx.Client, return_to: str | None = None) -> str:
@@ -171,9 +171,9 @@ def test_sign_in_roles_api_websocket_and_logout(
 
 
 def test_login_sends_state_nonce_and_s256_challenge_and_proves_the_verifier(
-    orc: OrcServer, provider: Provider
+    orc: LiveApp, provider: Provider
 ):
-    client = httpx.Client(base_url=orc.base_url, timeout=10)
+    client = orc.client()
     url = begin(client)
     query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
     assert url.startswith(provider.issuer + "/oauth2/authorize")
@@ -189,65 +189,65 @@ def test_login_sends_state_nonce_and_s256_challenge_and_proves_the_verifier(
     assert s256(verifier) == query["code_challenge"]
 
 
-def test_a_changed_code_challenge_fails_the_exchange(orc: OrcServer):
-    client = httpx.Client(base_url=orc.base_url, timeout=10)
+def test_a_changed_code_challenge_fails_the_exchange(orc: LiveApp):
+    client = orc.client()
     forged = with_query(begin(client), code_challenge=s256("attacker-chosen-verifier" * 2))
     finish = client.get(consent(forged, "erin@example.com"))
     assert finish.status_code == 401 and finish.json()["error"] == "code_exchange_failed"
     assert "orc_session" not in client.cookies
 
 
-def test_a_wrong_nonce_is_refused(orc: OrcServer):
-    client = httpx.Client(base_url=orc.base_url, timeout=10)
+def test_a_wrong_nonce_is_refused(orc: LiveApp):
+    client = orc.client()
     forged = with_query(begin(client), nonce="a-nonce-orc-never-sent")
     finish = client.get(consent(forged, "frank@example.com"))
     assert finish.status_code == 401 and "nonce" in finish.json()["message"]
     assert "orc_session" not in client.cookies
 
 
-def test_a_missing_state_is_refused(orc: OrcServer):
-    client = httpx.Client(base_url=orc.base_url, timeout=10)
+def test_a_missing_state_is_refused(orc: LiveApp):
+    client = orc.client()
     callback = consent(begin(client), "gina@example.com")
     code = parse_qs(urlsplit(callback).query)["code"][0]
     response = client.get("/auth/callback", params={"code": code})
     assert response.status_code == 400 and response.json()["error"] == "missing_state"
 
 
-def test_a_replayed_callback_is_refused(orc: OrcServer):
-    client = httpx.Client(base_url=orc.base_url, timeout=10)
+def test_a_replayed_callback_is_refused(orc: LiveApp):
+    client = orc.client()
     url = begin(client)
     state = parse_qs(urlsplit(url).query)["state"][0]
     callback = consent(url, "hank@example.com")
     assert client.get(callback).status_code == 302
-    replay = httpx.get(callback, cookies={"orc_login": state}, timeout=10)
+    replay = orc.client(cookies={"orc_login": state}).get(callback)
     assert replay.status_code == 400 and replay.json()["error"] == "unknown_state"
     assert "orc_session" not in replay.cookies
 
 
-def test_a_callback_in_another_browser_is_refused(orc: OrcServer):
-    victim = httpx.Client(base_url=orc.base_url, timeout=10)
-    callback = consent(begin(httpx.Client(base_url=orc.base_url, timeout=10)), "ivan@example.com")
+def test_a_callback_in_another_browser_is_refused(orc: LiveApp):
+    victim = orc.client()
+    callback = consent(begin(orc.client()), "ivan@example.com")
     response = victim.get(callback)  # login CSRF: the attacker's sign-in in the victim's browser
     assert response.status_code == 400 and response.json()["error"] == "state_mismatch"
 
 
-def test_an_email_outside_the_allowed_domains_is_refused(orc: OrcServer):
-    client = httpx.Client(base_url=orc.base_url, timeout=10)
+def test_an_email_outside_the_allowed_domains_is_refused(orc: LiveApp):
+    client = orc.client()
     finish = client.get(consent(begin(client), "mallory@evil.test"))
     assert finish.status_code == 403 and finish.json()["error"] == "domain_not_allowed"
     assert "orc_session" not in client.cookies
 
 
-def test_after_sign_in_only_local_paths_are_redirected_to(orc: OrcServer):
+def test_after_sign_in_only_local_paths_are_redirected_to(orc: LiveApp):
     cases = (("/tasks?x=1", "/tasks?x=1"), ("https://evil.test/", "/"), ("//evil.test", "/"))
     for target, expected in cases:
-        client = httpx.Client(base_url=orc.base_url, timeout=10)
+        client = orc.client()
         finish = client.get(consent(begin(client, return_to=target), "judy@example.com"))
         assert finish.headers["location"] == expected
 
 
-def test_session_cookie_flags(orc: OrcServer):
-    client = httpx.Client(base_url=orc.base_url, timeout=10)
+def test_session_cookie_flags(orc: LiveApp):
+    client = orc.client()
     finish = client.get(consent(begin(client), "kim@example.com"))
     cookie = next(v for v in finish.headers.get_list("set-cookie") if v.startswith("orc_session="))
     flags = {part.strip().split("=")[0].lower() for part in cookie.split(";")}
@@ -259,7 +259,7 @@ def test_session_cookie_flags(orc: OrcServer):
 # --- bearer ID tokens: a real one works, each defect is refused ------------------------------
 
 
-def _me(orc: OrcServer, token: str) -> httpx.Response:
+def _me(orc: LiveApp, token: str) -> httpx.Response:
     return orc.get("/auth/me", headers={"Authorization": f"Bearer {token}"})
 
 
@@ -267,7 +267,7 @@ def _b64(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
 
-def test_a_real_id_token_from_the_issuer_is_accepted(orc: OrcServer, provider: Provider):
+def test_a_real_id_token_from_the_issuer_is_accepted(orc: LiveApp, provider: Provider):
     response = _me(orc, provider.id_token(CLIENT_ID, "liam@example.com"))
     assert response.status_code == 200, response.text
     assert response.json()["subject"] == "liam@example.com"
@@ -327,7 +327,7 @@ DEFECTS = {
 
 
 @pytest.mark.parametrize("defect", DEFECTS)
-def test_a_defective_id_token_is_refused(orc: OrcServer, provider: Provider, defect: str):
+def test_a_defective_id_token_is_refused(orc: LiveApp, provider: Provider, defect: str):
     response = _me(orc, _forged(provider, defect))
     assert response.status_code == 401, f"{defect}: {response.status_code} {response.text}"
     assert response.json()["error"] == "unauthorized"
@@ -335,7 +335,7 @@ def test_a_defective_id_token_is_refused(orc: OrcServer, provider: Provider, def
 
 
 def test_a_forged_but_correct_token_is_accepted_so_the_refusals_above_mean_something(
-    orc: OrcServer, provider: Provider
+    orc: LiveApp, provider: Provider
 ):
     token = provider.forge(provider.claims(CLIENT_ID, "nina@example.com"))
     assert _me(orc, token).status_code == 200

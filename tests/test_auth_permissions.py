@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +12,12 @@ import pytest
 
 from orc.api.app import create_app
 from orc.api.route_roles import PUBLIC, ROUTE_ROLES
+from orc.auth.access_tokens import create_access_token
+from orc.auth.users import add_user
 from orc.config import load_settings
-from tests.support import OrcServer, base_env, run_orc
+from orc.db.models import AccessToken, User
+from tests.in_process import LiveApp
+from tests.support import base_env, run_orc
 
 ADMIN_TOKEN = "admin-token-" + "x" * 40
 ROLES = ("viewer", "member", "admin", "owner")
@@ -23,16 +26,17 @@ _unique = itertools.count(1)
 
 @dataclass
 class World:
-    server: OrcServer
-    env: dict[str, str]
+    live: LiveApp
     tokens: dict[str, str]  # role (and "member2", "admin2") -> access token
     user_ids: dict[str, int]
 
+    @property
+    def env(self) -> dict[str, str]:
+        return self.live.env
+
     def request(self, who: str | None, method: str, path: str, **kwargs: object) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
-        return httpx.request(
-            method, self.server.base_url + path, headers=headers, timeout=10, **kwargs
-        )
+        return self.live.http.request(method, path, headers=headers, **kwargs)  # type: ignore[arg-type]
 
     def task_of(self, who: str) -> str:
         response = self.request(who, "POST", "/api/tasks", json={"title": f"t{next(_unique)}"})
@@ -40,17 +44,23 @@ class World:
         return str(response.json()["id"])
 
     def token_of(self, who: str) -> int:
-        """A new access token of ``who``'s user (made with the CLI: tokens cannot mint tokens)."""
-        name = f"k{next(_unique)}"
-        made = run_orc(
-            ["token", "create", "--name", name, "--user", f"{who}@example.com"], self.env
-        )
-        assert made.returncode == 0, made.stderr
-        with sqlite3.connect(Path(self.env["ORC_HOME"]) / "orc.db") as db:
-            (token_id,) = db.execute(
-                "SELECT id FROM access_token WHERE name = ?", (name,)
-            ).fetchone()
-        return int(token_id)
+        """A new access token of ``who``'s user (made beside the API: tokens cannot mint tokens)."""
+        return self.live.run(_make_token(f"k{next(_unique)}", "member", f"{who}@example.com")).id
+
+
+async def _make_token(name: str, role: str, email: str) -> AccessToken:
+    user = await User.get(email=email)
+    return (await create_access_token(name, role, user, None)).record
+
+
+async def _make_people(people: dict[str, str]) -> tuple[dict[str, str], dict[str, int]]:
+    """Users with those roles and a token of each: what `orc user add` and `orc token create` do."""
+    tokens, ids = {}, {}
+    for name, role in people.items():
+        user = await add_user(f"{name}@example.com", role)
+        tokens[name] = (await create_access_token(name, role, user, None)).secret
+        ids[name] = user.id
+    return tokens, ids
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +68,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp_path = tmp_path_factory.mktemp("matrix")
     env = base_env(tmp_path)
     env["ORC_AUTH_TOKEN"] = ADMIN_TOKEN
+    live = LiveApp(env, cwd=tmp_path)
     people = {
         "owner": "owner",
         "admin": "admin",
@@ -66,26 +77,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "member2": "member",
         "viewer": "viewer",
     }
-    tokens = {}
-    for name, role in people.items():
-        added = run_orc(["user", "add", f"{name}@example.com", "--role", role], env)
-        assert added.returncode == 0, added.stderr
-        made = run_orc(
-            ["token", "create", "--name", name, "--role", role, "--user", f"{name}@example.com"],
-            env,
-        )
-        assert made.returncode == 0, made.stderr
-        tokens[name] = made.stdout.strip()
-    server = OrcServer(env, "--no-worker").start()
-    users = httpx.get(
-        server.base_url + "/api/users",
-        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-        timeout=10,
-    ).json()["items"]
-    ids = {u["email"].split("@")[0]: u["id"] for u in users}
-    tokens["admin-token"] = ADMIN_TOKEN
-    yield World(server, env, tokens, ids)
-    server.kill()
+    try:
+        tokens, ids = live.run(_make_people(people))
+        tokens["admin-token"] = ADMIN_TOKEN
+        yield World(live, tokens, ids)
+    finally:
+        live.close()
 
 
 # (action, expected status for viewer, member, admin, owner, then the request)
@@ -244,11 +241,10 @@ def test_the_server_token_mints_tokens_up_to_admin(world: World):
     owner = world.request("admin-token", "POST", "/api/tokens", json={"name": "x", "role": "owner"})
     assert owner.status_code == 403
     # ... and what it minted cannot mint in turn.
-    child = httpx.post(
-        world.server.base_url + "/api/tokens",
+    child = world.live.http.post(
+        "/api/tokens",
         json={"name": "grandchild"},
         headers={"Authorization": f"Bearer {made.json()['token']}"},
-        timeout=10,
     )
     assert child.status_code == 403 and "cannot make access tokens" in child.json()["message"]
 
@@ -295,10 +291,10 @@ def test_a_demoted_user_takes_their_tokens_down(world: World):
         world.env,
     ).stdout.strip()
     headers = {"Authorization": f"Bearer {secret}"}
-    assert world.server.get("/api/users", headers=headers).status_code == 200
+    assert world.live.get("/api/users", headers=headers).status_code == 200
     assert run_orc(["user", "role", "temp@example.com", "viewer"], world.env).returncode == 0
-    assert world.server.get("/api/users", headers=headers).status_code == 403
-    assert world.server.get("/api/tasks", headers=headers).status_code == 200
+    assert world.live.get("/api/users", headers=headers).status_code == 403
+    assert world.live.get("/api/tasks", headers=headers).status_code == 200
 
 
 def test_the_last_owner_cannot_be_demoted(world: World):

@@ -19,6 +19,7 @@ from orc.api.app import create_app
 from orc.auth import token as token_module
 from orc.auth.ratelimit import FailureLimiter
 from orc.config import load_settings
+from tests.in_process import LiveApp
 from tests.support import OrcServer, base_env, free_port, run_orc
 
 TOKEN = "server-token-" + "s" * 40
@@ -184,15 +185,13 @@ def test_secrets_never_reach_the_logs(server: OrcServer):
 # --- /api/metrics access ---------------------------------------------------------------------
 
 
-def _metrics_server(server_factory, tmp_path: Path, **env: str) -> OrcServer:
+def _metrics_app(app_factory, tmp_path: Path, **env: str) -> LiveApp:
     tmp_path.mkdir(exist_ok=True)
-    environment = base_env(tmp_path)
-    environment.update(ORC_AUTH_TOKEN=TOKEN, **env)
-    return server_factory(environment, "--no-worker").start()
+    return app_factory(base_env(tmp_path), ORC_AUTH_TOKEN=TOKEN, **env)
 
 
-def test_the_metrics_token_reads_metrics_and_nothing_else(server_factory, tmp_path: Path):
-    server = _metrics_server(server_factory, tmp_path, ORC_METRICS_TOKEN=METRICS_TOKEN)
+def test_the_metrics_token_reads_metrics_and_nothing_else(app_factory, tmp_path: Path):
+    server = _metrics_app(app_factory, tmp_path, ORC_METRICS_TOKEN=METRICS_TOKEN)
     scraper = {"Authorization": f"Bearer {METRICS_TOKEN}"}
     assert server.get("/api/metrics", headers=scraper).status_code == 200
     assert server.get("/api/tasks", headers=scraper).status_code == 401
@@ -205,11 +204,13 @@ def test_the_metrics_token_reads_metrics_and_nothing_else(server_factory, tmp_pa
     assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
 
 
-def test_metrics_open_to_loopback_only_when_asked(server_factory, tmp_path: Path):
-    closed = _metrics_server(server_factory, tmp_path / "a")
+def test_metrics_open_to_loopback_only_when_asked(app_factory, tmp_path: Path):
+    closed = _metrics_app(app_factory, tmp_path / "a")
     assert closed.get("/api/metrics").status_code == 401
-    opened = _metrics_server(server_factory, tmp_path / "b", ORC_METRICS_PUBLIC_LOOPBACK="true")
+    closed.close()  # one app per process: Tortoise's connections are global
+    opened = _metrics_app(app_factory, tmp_path / "b", ORC_METRICS_PUBLIC_LOOPBACK="true")
     assert opened.get("/api/metrics").status_code == 200
+    assert opened.client("10.1.2.3").get("/api/metrics").status_code == 401
     assert opened.get("/api/tasks").status_code == 401
     # Through a proxy on this machine every client looks local: forwarded requests are not.
     forwarded = opened.get("/api/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
@@ -219,22 +220,20 @@ def test_metrics_open_to_loopback_only_when_asked(server_factory, tmp_path: Path
 # --- the session key ------------------------------------------------------------------------
 
 
-def test_the_session_key_is_made_once_private_and_survives_restarts(server_factory, tmp_path):
+def test_the_session_key_is_made_once_private_and_survives_restarts(app_factory, tmp_path):
     env = base_env(tmp_path)
     env["ORC_AUTH_TOKEN"] = TOKEN
-    port = free_port()
-    env["ORC_BASE_URL"] = f"http://127.0.0.1:{port}"
-    first = server_factory(env, "--no-worker", port=port).start()
+    first = app_factory(env)
     key_file = tmp_path / "home" / "secret_key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     key = key_file.read_text()
-    browser = httpx.Client(base_url=first.base_url, timeout=10)
+    browser = first.client()
     assert browser.post("/auth/session", json={"token": TOKEN}).status_code == 200
-    first.terminate()
-    second = server_factory(env, "--no-worker", port=port).start()
+    first.close()
+    second = app_factory(env)
     assert key_file.read_text() == key
-    assert browser.get("/auth/me").status_code == 200  # the session outlived the restart
-    second.terminate()
+    # The session outlived the restart.
+    assert second.client(cookies=browser.cookies).get("/auth/me").status_code == 200
 
 
 def test_a_readable_session_key_refuses_to_start(tmp_path: Path):
@@ -294,22 +293,24 @@ def _malformed_values(count: int) -> list[str]:
     return values
 
 
-def test_malformed_authorization_headers_are_401_json_never_500(server: OrcServer):
-    """Thousands of malformed values over real HTTP; each source address stays under the
-    rate limit (10 failures), so every answer is the auth check's own."""
+def test_malformed_authorization_headers_are_401_json_never_500(app_factory, tmp_path: Path):
+    """Thousands of malformed values through the whole app; each source address stays under
+    the rate limit (10 failures), so every answer is the auth check's own."""
+    live = app_factory(base_env(tmp_path), ORC_AUTH_TOKEN=TOKEN)
     values = _malformed_values(3000)
     statuses: dict[int, int] = {}
     for start in range(0, len(values), 10):
         address = f"127.0.{10 + start // 2500}.{1 + (start // 10) % 250}"
-        with client_from(address, server) as client:
-            for value in values[start : start + 10]:
-                headers = {"Authorization": value.encode("latin-1")}
-                response = client.get("/api/tasks", headers=headers)
-                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-                assert response.status_code == 401, (value, response.text)
-                assert response.json()["error"] == "unauthorized"
+        client = live.client(address)
+        for value in values[start : start + 10]:
+            headers = {"Authorization": value.encode("latin-1")}
+            response = client.get("/api/tasks", headers=headers)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            assert response.status_code == 401, (value, response.text)
+            assert response.json()["error"] == "unauthorized"
+        client.close()
     assert statuses == {401: len(values)}
-    assert server.get("/api/health").status_code == 200
+    assert live.get("/api/health").status_code == 200
 
 
 async def test_the_token_is_compared_in_constant_time(app_client, monkeypatch):

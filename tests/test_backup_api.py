@@ -46,7 +46,7 @@ def test_post_queues_a_backup_that_get_metrics_readiness_and_events_then_show(
 
 
 def test_a_failed_backup_counts_in_metrics_and_readiness_warns_without_503(
-    orc_env, server_factory, tmp_path
+    orc_env, app_factory, tmp_path
 ):
     orc_ok(["new", "x"], orc_env)
     orc_ok(["backup", "now"], orc_env)
@@ -55,7 +55,7 @@ def test_a_failed_backup_counts_in_metrics_and_readiness_warns_without_503(
     failing = dict(orc_env, ORC_BACKUP_DIR=str(blocked))
     result = run_orc(["backup", "now"], failing)
     assert result.returncode == 1 and result.stderr.startswith("orc: error: ")
-    server = server_factory(orc_env).start()
+    server = app_factory(orc_env)
     assert "orc_backup_failures_total 1.0" in server.get("/api/metrics").text
     ready = server.get("/api/health/ready")
     assert ready.status_code == 200

@@ -15,6 +15,10 @@ from tests.backup_support import backup_dir, backups, fill, orc_ok, query, title
 from tests.support import ORC, run_orc
 
 
+def _temp_files(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.name.startswith(".tmp-")]
+
+
 def test_kill_9_during_a_backup_leaves_no_partial_backup_and_older_ones_intact(
     orc_env, database_url
 ):
@@ -30,11 +34,14 @@ def test_kill_9_during_a_backup_leaves_no_partial_backup_and_older_ones_intact(
         start_new_session=True,
     )
     deadline = time.monotonic() + 60
-    while not any(p.name.startswith(".tmp-") for p in folder.iterdir()):
+    while not _temp_files(folder):
         assert proc.poll() is None, "the backup finished before it could be killed"
         assert time.monotonic() < deadline
-        time.sleep(0.01)
-    time.sleep(0.2)  # into the middle of writing
+        time.sleep(0.005)
+    # Freeze the group the moment the temp file exists: while it is there the backup has not
+    # been published, so the kill below certainly lands in the middle of it (no timing race).
+    os.killpg(proc.pid, signal.SIGSTOP)
+    assert _temp_files(folder), "the backup was published before it could be stopped"
     os.killpg(proc.pid, signal.SIGKILL)  # the whole group: pg_dump dies too, as in a container
     proc.wait()
 
@@ -43,7 +50,7 @@ def test_kill_9_during_a_backup_leaves_no_partial_backup_and_older_ones_intact(
     # The kernel released the lock; the next backup cleans up the dead one's temp file.
     second = orc_ok(["backup", "now", "-q"], orc_env).strip()
     assert [b["name"] for b in backups(orc_env)] == [first, second]
-    assert not [p for p in folder.iterdir() if p.name.startswith(".tmp-")]
+    assert not _temp_files(folder)
 
 
 def test_a_corrupted_backup_fails_verify_by_name_and_restore_refuses_it(orc_env, database_url):

@@ -12,7 +12,7 @@ from tests.support import run_orc
 
 
 def test_round_trip_restores_the_original_data_and_a_server_serves_it(
-    orc_env, database_url, server_factory
+    orc_env, database_url, app_factory
 ):
     orc_ok(["new", "kept one"], orc_env)
     orc_ok(["new", "kept two"], orc_env)
@@ -28,13 +28,13 @@ def test_round_trip_restores_the_original_data_and_a_server_serves_it(
     assert len(safety) == 1 and listed[taken]["reason"] == "manual"
     assert all(b["verified_ok"] for b in listed.values())
 
-    server = server_factory(orc_env).start()
+    server = app_factory(orc_env)
     body = server.get("/api/tasks").json()
     assert [t["title"] for t in body["items"]] == ["kept two", "kept one"]
     assert server.get("/api/health/ready").json()["checks"]["migrations"] == "ok"
 
     # The safety backup brings the later task back: restores are reversible.
-    server.terminate()
+    server.close()
     orc_ok(["backup", "restore", safety[0]["name"]], orc_env)
     assert titles(database_url) == ["kept one", "kept two", "made after the backup"]
 
@@ -53,10 +53,10 @@ def test_manifest_records_checksum_size_kind_schema_and_times(orc_env, database_
     assert (backup_dir(orc_env) / name).stat().st_mode & 0o077 == 0
 
 
-def test_restore_refuses_while_a_server_uses_the_database(orc_env, server_factory):
+def test_restore_refuses_while_a_server_uses_the_database(orc_env, app_factory):
     orc_ok(["new", "x"], orc_env)
     orc_ok(["backup", "now"], orc_env)
-    server = server_factory(orc_env).start()
+    server = app_factory(orc_env)  # in this process: for `orc backup restore` just another one
     server.get("/api/tasks")  # the API has the database open now
     result = run_orc(["backup", "restore", "latest"], orc_env)
     assert result.returncode == 1

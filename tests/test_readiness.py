@@ -1,4 +1,6 @@
-"""Readiness follows the database: 503 while it is gone, 200 again when it is back, no restart."""
+"""Readiness follows the database: 503 while it is gone, 200 again when it is back, no restart.
+
+The app runs in-process: readiness is the app's answer, not the process's."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from tests.conftest import ADMIN_URL
-from tests.support import free_port, run_orc
+from tests.support import base_env, free_port, run_orc
 
 
 def _wait_for_status(server, status: int, timeout: float = 15) -> dict:
@@ -36,14 +38,12 @@ async def _rename_database(old: str, new: str) -> None:
 
 
 def test_readiness_turns_503_while_postgres_database_is_gone(
-    server_factory, tmp_path, postgres_database
+    app_factory, tmp_path, postgres_database
 ):
-    from tests.support import base_env
-
     env = base_env(tmp_path)
     env["DATABASE_URL"] = postgres_database
     name = urlsplit(postgres_database).path.lstrip("/")
-    server = server_factory(env).start()
+    server = app_factory(env)
     assert _wait_for_status(server, 200)["checks"]["database"] == "ok"
 
     asyncio.run(_rename_database(name, name + "_away"))
@@ -63,8 +63,6 @@ def test_readiness_turns_503_while_postgres_database_is_gone(
 
 def test_serve_refuses_to_start_when_database_is_unreachable(tmp_path):
     """Nothing listens on the database's port: one clear line, exit code 1, no traceback."""
-    from tests.support import base_env
-
     env = base_env(tmp_path)
     env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:{free_port()}/orc?sslmode=disable"
     result = run_orc(["serve", "--port", str(free_port())], env, timeout=30)
@@ -73,8 +71,8 @@ def test_serve_refuses_to_start_when_database_is_unreachable(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_readiness_reports_pending_migrations_as_degraded(server_factory, sqlite_env, tmp_path):
-    server = server_factory(sqlite_env).start()
+def test_readiness_reports_pending_migrations_as_degraded(app_factory, sqlite_env, tmp_path):
+    server = app_factory(sqlite_env)
     assert _wait_for_status(server, 200)["checks"]["migrations"] == "ok"
     db_path = tmp_path / "home" / "orc.db"
     import sqlite3
