@@ -26,6 +26,7 @@ class Api:
     def __init__(self, live: LiveApp) -> None:
         self.live = live
         self.http = live.http
+        self.claims: dict[str, Any] = {}  # task id -> the claim `start` made
 
     def create(self, title: str = "a task", **fields: Any) -> JSON:
         response = self.http.post("/api/tasks", json={"title": title, **fields})
@@ -42,6 +43,22 @@ class Api:
 
     def act(self, task_id: str, action: str) -> httpx.Response:
         return self.http.post(f"/api/tasks/{task_id}/{action}")
+
+    def start(self, task_id: str) -> JSON:
+        """Queue a run and let a worker claim it, as the job worker would: the task is running
+        (no agent starts: these tests are about the API)."""
+        from orc.runs.claims import claim_next_run
+
+        queued = self.ok(self.act(task_id, "run"), 202)
+        assert queued["status"] == "queued", queued
+        number = int(task_id.removeprefix("TASK-"))
+        while True:  # runs are claimed oldest first: older queued ones are taken on the way
+            claim = self.live.run(claim_next_run("test-worker:1", max_running=1000))
+            assert claim is not None, f"{task_id}'s run was not claimable"
+            if claim.task_number == number:
+                break
+        self.claims[task_id] = claim
+        return self.task(task_id)
 
     def ok(self, response: httpx.Response, status: int = 200) -> JSON:
         assert response.status_code == status, response.text

@@ -115,9 +115,12 @@ def live_app(app_factory: Callable[..., LiveApp], orc_env: dict[str, str]) -> Li
 
 
 @pytest.fixture
-def api(live_app: LiveApp) -> Api:
-    """The task API of an in-process app on the parametrised database."""
-    return Api(live_app)
+def api(live_app: LiveApp, repo: Path) -> Api:
+    """The task API of an in-process app on the parametrised database, with one project
+    registered (so tasks made without naming one belong to it and can run)."""
+    client = Api(live_app)
+    client.ok(client.http.post("/api/projects", json={"path": str(repo)}), 201)
+    return client
 
 
 @pytest.fixture(scope="module")

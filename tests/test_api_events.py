@@ -24,9 +24,9 @@ def test_events_since_lists_every_change_in_order(api: Api):
     task_id = api.create("watched")["id"]
     api.ok(api.patch(task_id, title="renamed"))
     api.ok(api.patch(task_id, current_phase="plan"))
-    api.ok(api.act(task_id, "run"))
+    api.ok(api.act(task_id, "run"), 202)
     api.record(task_id, {"model": SONNET, "input_tokens": 3}, {"model": HAIKU, "output_tokens": 4})
-    api.ok(api.patch(task_id, status="blocked"))
+    api.ok(api.act(task_id, "pause"))  # a queued run pauses at once
     assert api.http.delete(f"/api/tasks/{task_id}").status_code == 204
 
     events = api.events()
@@ -37,21 +37,20 @@ def test_events_since_lists_every_change_in_order(api: Api):
         "phase",
         "state",
         "tokens",
-        "task_updated",
         "state",
         "task_deleted",
     ]
     ids = [e["id"] for e in events]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert all(e["type"] == "event" and e["task_id"] == task_id for e in events)
-    created, renamed, _, phase, run, used, _, blocked, deleted = (e["data"] for e in events)
+    created, renamed, _, phase, run, used, paused, deleted = (e["data"] for e in events)
     assert (created["id"], created["title"], created["status"]) == (task_id, "watched", "created")
     assert renamed["title"] == "renamed" and renamed["changed"] == ["title"]
     assert (phase["name"], phase["status"], phase["iterations"]) == ("plan", "running", 1)
-    assert (run["from"], run["to"], run["action"]) == ("created", "running", "run")
+    assert (run["from"], run["to"], run["action"]) == ("created", "queued", "run")
     assert used["recorded"] == 2 and used["tokens"] == tokens(3, 4)
     assert sorted(used["models"]) == sorted([SONNET, HAIKU])
-    assert (blocked["from"], blocked["to"]) == ("running", "blocked")
+    assert (paused["from"], paused["to"], paused["action"]) == ("queued", "paused", "pause")
     assert deleted == {"id": task_id}
 
     # since= returns exactly what came after, in order.
@@ -63,7 +62,7 @@ def test_events_since_lists_every_change_in_order(api: Api):
     assert api.ok(api.http.get("/api/events", params={"since": ids[-1]}))["last_id"] == ids[-1]
 
     other = api.create("other")["id"]
-    api.ok(api.act(other, "run"))
+    api.ok(api.act(other, "run"), 202)
     only_other = api.events(task_id=other)
     assert [e["event_type"] for e in only_other] == ["task_created", "state"]
     assert api.events(since=ids[-1]) == only_other

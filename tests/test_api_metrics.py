@@ -69,8 +69,8 @@ def _check_metrics(api: Api, sent: list[JSON], running: int) -> None:
 def test_metrics_equal_the_sum_of_usage_events_before_and_after_fold(api: Api, orc_env):
     ids = [api.create(f"task {i}")["id"] for i in range(4)]
     for task_id in ids[:3]:
-        api.ok(api.act(task_id, "run"))
-    api.ok(api.act(ids[2], "pause"))
+        api.start(task_id)
+    api.ok(api.patch(ids[2], status="blocked"))
     running = api.ok(api.http.get("/api/tasks", params={"status": "running"}))["total"]
     assert running == 2
     _check_metrics(api, [], running)

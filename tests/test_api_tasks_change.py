@@ -51,13 +51,15 @@ def test_patch_changes_fields_phases_and_only_allowed_statuses(api: Api):
     assert api.ok(api.patch(task_id, status="planned"))["status"] == "planned"  # no change
     conflict = assert_error(api.patch(task_id, status="blocked"), 409, "transition_not_allowed")
     assert "planned" in conflict["message"]
-    api.ok(api.act(task_id, "run"))
+    api.start(task_id)
     conflict = assert_error(api.patch(task_id, status="planned"), 409, "transition_not_allowed")
     assert "running" in conflict["message"] and task_id in conflict["message"]
     assert api.ok(api.patch(task_id, status="blocked"))["status"] == "blocked"
-    assert api.ok(api.act(task_id, "run"))["status"] == "running"
-    api.ok(api.act(task_id, "pause"))
-    assert api.ok(api.patch(task_id, status="blocked"))["status"] == "blocked"
+    # ... and from paused.
+    paused = api.create("paused before it started")["id"]
+    api.ok(api.act(paused, "run"), 202)
+    assert api.ok(api.act(paused, "pause"))["status"] == "paused"
+    assert api.ok(api.patch(paused, status="blocked"))["status"] == "blocked"
     # A refused change leaves every other field of the same PATCH unapplied.
     before = api.task(task_id)
     assert_error(api.patch(task_id, status="planned", title="sneaky"), 409)

@@ -90,7 +90,7 @@ def test_pages_list_every_task_once_newest_first_and_bad_queries_are_400(api: Ap
 def test_the_list_filters_by_status_and_by_weight_and_both(api: Api):
     _, _, _, responses = _create_27_tasks(api)
     for task_id in ("TASK-004", "TASK-005"):
-        api.ok(api.act(task_id, "run"))
+        api.start(task_id)
     running = api.ok(api.http.get("/api/tasks", params={"status": "running"}))
     assert [t["id"] for t in running["items"]] == ["TASK-005", "TASK-004"]
     assert running["total"] == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from orc.auth.access_tokens import create_access_token
 from orc.auth.users import add_user
 from orc.config import load_settings
 from orc.db.models import AccessToken, User
+from orc.projects.registry import add_project
 from tests.in_process import LiveApp
 from tests.support import base_env, run_orc
 
@@ -77,7 +79,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "member2": "member",
         "viewer": "viewer",
     }
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
     try:
+        live.run(add_project(repo))  # tasks belong to it, so they can be run
         tokens, ids = live.run(_make_people(people))
         tokens["admin-token"] = ADMIN_TOKEN
         yield World(live, tokens, ids)
@@ -97,6 +103,19 @@ def expect(viewer: int, member: int, admin: int, owner: int) -> dict[str, int]:
 MATRIX: list[tuple[str, dict[str, int], Action]] = [
     ("list tasks", ALLOWED_ALL, lambda w, r: w.request(r, "GET", "/api/tasks")),
     ("read the task vocabulary", ALLOWED_ALL, lambda w, r: w.request(r, "GET", "/api/vocabulary")),
+    ("list projects", ALLOWED_ALL, lambda w, r: w.request(r, "GET", "/api/projects")),
+    (
+        "register a project",
+        expect(403, 403, 200, 200),
+        lambda w, r: w.request(
+            r, "POST", "/api/projects", json={"path": str(Path(w.env["HOME"]).parent / "repo")}
+        ),
+    ),
+    (
+        "read a task's transcript",
+        ALLOWED_ALL,
+        lambda w, r: w.request(r, "GET", f"/api/tasks/{w.task_of('member')}/transcript"),
+    ),
     (
         "read someone's task",
         ALLOWED_ALL,
@@ -126,12 +145,12 @@ MATRIX: list[tuple[str, dict[str, int], Action]] = [
     ),
     (
         "run someone else's task",
-        expect(403, 403, 200, 200),
+        expect(403, 403, 202, 202),
         lambda w, r: w.request(r, "POST", f"/api/tasks/{w.task_of('member2')}/run"),
     ),
     (
         "run own task",
-        expect(403, 200, 200, 200),
+        expect(403, 202, 202, 202),
         lambda w, r: w.request(
             r, "POST", f"/api/tasks/{w.task_of(r if r != 'viewer' else 'member2')}/run"
         ),

@@ -23,4 +23,4 @@ def test_clients_get_the_vocabulary_as_json():
     served = vocabulary_json()
     assert served["weights"] == list(WEIGHTS) and served["default_weight"] in WEIGHTS
     assert served["statuses"] == list(STATUSES)
-    assert served["actions"]["run"] == {"from": list(ACTIONS["run"][0]), "to": "running"}
+    assert served["actions"]["run"] == {"from": list(ACTIONS["run"][0]), "to": "queued"}
