@@ -20,8 +20,15 @@ ASSET_BUDGET_BYTES = 500_000
 FIRST_PAINT_BUDGET_MS = 1000
 
 
+def with_project(env: dict[str, str], repo: Path) -> None:
+    """Register ``repo``: tasks made afterwards belong to it and can be queued to run."""
+    added = run_orc(["project", "add", str(repo)], env)
+    assert added.returncode == 0, added.stderr
+
+
 @pytest.fixture
-def orc(server_factory, sqlite_env) -> OrcServer:
+def orc(server_factory, sqlite_env, repo) -> OrcServer:
+    with_project(sqlite_env, repo)
     return server_factory(sqlite_env, "--no-worker").start()
 
 
@@ -57,8 +64,9 @@ def test_tasks_from_other_processes_their_status_and_tokens_appear_without_reloa
     expect(task.locator(".weight")).to_have_text("large")
     expect(task.locator(".status")).to_have_text("created")
 
-    assert httpx.post(f"{orc.base_url}/api/tasks/TASK-001/run").status_code == 200
-    expect(task.locator(".status")).to_have_text("running")
+    # No job worker here: the run waits in the queue.
+    assert httpx.post(f"{orc.base_url}/api/tasks/TASK-001/run").status_code == 202
+    expect(task.locator(".status")).to_have_text("queued")
     phase = httpx.patch(f"{orc.base_url}/api/tasks/TASK-001", json={"current_phase": "plan"})
     assert phase.status_code == 200, phase.text
     expect(task.locator(".phase")).to_have_text("plan")
@@ -69,14 +77,14 @@ def test_tasks_from_other_processes_their_status_and_tokens_appear_without_reloa
     listed = orc.get("/api/tasks").json()["items"][0]
     assert listed["cost_usd"] > 0
     expect(task.locator(".cost")).to_have_text(money(listed["cost_usd"]))
-    expect(page.locator("#today")).to_contain_text("1 running")
+    expect(page.locator("#today")).to_contain_text("1 queued")
     assert still_same_document(page)
     screenshot(page, "tasks-1280")
 
     # The task's page: phases, usage by phase and model, cost; it follows new usage live too.
     task.locator("a").click()
     expect(page.locator("#task-title")).to_have_text("TASK-001 · Written by another process")
-    expect(page.locator("#task-status")).to_have_text("running")
+    expect(page.locator("#task-status")).to_have_text("queued")
     expect(page.locator("#phases-body tr").first).to_contain_text("plan")
     usage_rows = page.locator("#usage-body tr")
     expect(usage_rows).to_have_count(1)
@@ -167,8 +175,9 @@ def test_cost_page_shows_what_the_api_reports(chromium: Browser, orc: OrcServer)
 
 
 def test_the_page_reconnects_after_a_restart_and_shows_what_changed_meanwhile(
-    chromium: Browser, server_factory, sqlite_env
+    chromium: Browser, server_factory, sqlite_env, repo
 ):
+    with_project(sqlite_env, repo)
     server = server_factory(sqlite_env, "--no-worker").start()
     run_orc(["new", "Before the restart"], sqlite_env)
     page = open_live(chromium, server)
@@ -191,8 +200,8 @@ def test_the_page_reconnects_after_a_restart_and_shows_what_changed_meanwhile(
     expect(live).to_have_attribute("data-state", "live", timeout=30_000)
     expect(row(page, "TASK-002").locator(".title")).to_have_text("Made while the server was down")
     # And it stays live: a change after the restart arrives as before.
-    assert httpx.post(f"{server.base_url}/api/tasks/TASK-002/run").status_code == 200
-    expect(row(page, "TASK-002").locator(".status")).to_have_text("running")
+    assert httpx.post(f"{server.base_url}/api/tasks/TASK-002/run").status_code == 202
+    expect(row(page, "TASK-002").locator(".status")).to_have_text("queued")
     assert still_same_document(page)
     page.context.close()
 

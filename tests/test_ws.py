@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -105,7 +106,8 @@ class Http:
         return await self.call("PATCH", f"/api/tasks/{task_id}", 200, json=changes)
 
     async def act(self, task_id: str, action: str) -> JSON:
-        return await self.call("POST", f"/api/tasks/{task_id}/{action}", 200)
+        status = 202 if action in ("run", "resume") else 200
+        return await self.call("POST", f"/api/tasks/{task_id}/{action}", status)
 
     async def usage(self, task_id: str, **event: Any) -> JSON:
         return await self.call("POST", f"/api/tasks/{task_id}/usage", 201, json=event)
@@ -127,9 +129,19 @@ class Http:
 async def http_to(server: OrcServer):
     http = Http(server)
     try:
+        # A project, so that tasks made from here on belong to it and can be run.
+        repo = git_repo(Path(server.env["HOME"]) / "repo")
+        await http.client.post("/api/projects", json={"path": str(repo)})
         yield http
     finally:
         await http.close()
+
+
+def git_repo(path: Path) -> Path:
+    if not (path / ".git").exists():
+        path.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["git", "init", "-q", str(path)], check=True)
+    return path
 
 
 # --- subscribing, and events from another process ----------------------------------------------
@@ -138,6 +150,8 @@ async def http_to(server: OrcServer):
 async def test_orc_new_in_another_process_reaches_a_star_subscriber_within_a_second(
     server_factory, orc_env
 ):
+    repo = git_repo(Path(orc_env["HOME"]) / "repo")
+    assert run_orc(["project", "add", str(repo)], orc_env).returncode == 0
     server = server_factory(orc_env, "--no-worker").start()
     async with connect(ws_url(server)) as ws:
         subscribed = await subscribe(ws, "*")
@@ -145,6 +159,7 @@ async def test_orc_new_in_another_process_reaches_a_star_subscriber_within_a_sec
         assert await receive(ws) == {
             "type": "session_update",
             "running_tasks": 0,
+            "queued_tasks": 0,
             "tokens_today": 0,
             "cost_today_usd": 0,
         }
@@ -168,7 +183,7 @@ async def test_orc_new_in_another_process_reaches_a_star_subscriber_within_a_sec
         async with http_to(server) as http:
             await http.act("TASK-001", "run")
             state = await receive_until(ws, is_event("state"), timeout=LIVE_DEADLINE)
-            assert state[-1]["data"] == {"from": "created", "to": "running", "action": "run"}
+            assert state[-1]["data"] == {"from": "created", "to": "queued", "action": "run"}
             await http.usage("TASK-001", model="claude-sonnet-4-5", input_tokens=1_000_000)
             tokens = await receive_until(ws, is_event("tokens"), timeout=LIVE_DEADLINE)
             assert tokens[-1]["data"]["tokens"]["input"] == 1_000_000
@@ -624,8 +639,8 @@ async def test_the_last_session_update_after_a_burst_shows_the_final_state(
 ):
     """Regression (found by this suite): orc/outbox/live.py OutboxTailer._publish_session_update:
     updates within 1 s of the previous one are dropped, not deferred, so after a burst of
-    changes the last session_update a '*' client got is stale (here: running_tasks 0 while a
-    task runs) until some later event.
+    changes the last session_update a '*' client got is stale (here: queued_tasks 0 while a
+    task waits for a worker) until some later event.
     """
     server = server_factory(sqlite_env, "--no-worker").start()
     async with http_to(server) as http, connect(ws_url(server)) as ws:
@@ -636,7 +651,7 @@ async def test_the_last_session_update_after_a_burst_shows_the_final_state(
         await http.act(task_id, "run")  # well within a second of the previous update
         messages = await receive_until(
             ws,
-            lambda m: m["type"] == "session_update" and m["running_tasks"] == 1,
+            lambda m: m["type"] == "session_update" and m["queued_tasks"] == 1,
             timeout=2.5,
         )
-        assert messages[-1]["running_tasks"] == 1
+        assert messages[-1]["queued_tasks"] == 1

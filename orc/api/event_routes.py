@@ -27,6 +27,7 @@ from orc.api.route_roles import identity_of
 from orc.api.schemas import query_int
 from orc.errors import ApiError
 from orc.outbox.events import event_message, events_since, latest_event_id, oldest_event_id
+from orc.db.models import Task
 from orc.outbox.live import ALL, BATCH, Hub, OutboxTailer, Subscriber, encode
 from orc.tasks.lifecycle import canonical_task_id
 from orc.usage.cost import usage_today
@@ -66,12 +67,14 @@ async def events_index(request: Request) -> HTTPResponse:
 
 
 async def session_update(app: Sanic) -> dict[str, Any]:
-    """Running tasks and today's tokens and estimated cost."""
+    """Running and queued tasks, and today's tokens and estimated cost."""
     by_model, running = await usage_today()
+    queued = await Task.filter(status="queued").count()
     prices = app.ctx.prices
     return {
         "type": "session_update",
         "running_tasks": running,
+        "queued_tasks": queued,
         "tokens_today": sum(sum(t.values()) for t in by_model.values()),
         "cost_today_usd": round(sum(prices.cost(m, t) for m, t in by_model.items()), 6),
     }

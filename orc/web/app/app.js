@@ -704,7 +704,7 @@ function onMessage(message) {
   } else if (message.type === "session_update") {
     const today = $("today");
     today.hidden = false;
-    today.textContent = `${message.running_tasks} running · ${fmtTokens(message.tokens_today)} tokens today · ${fmtCost(message.cost_today_usd)} today`;
+    today.textContent = `${message.running_tasks} running${message.queued_tasks ? ` · ${message.queued_tasks} queued` : ""} · ${fmtTokens(message.tokens_today)} tokens today · ${fmtCost(message.cost_today_usd)} today`;
   }
 }
 
