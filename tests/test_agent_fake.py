@@ -11,7 +11,7 @@ import itertools
 import os
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,12 +72,6 @@ class Run:
     def retries(self) -> list[dict[str, Any]]:
         """The CLI's `api_retry` notices (one per retried API call)."""
         return [m.data for m in self.of(SystemMessage) if m.subtype == "api_retry"]
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
 
 
 @pytest.fixture

@@ -40,18 +40,8 @@ DONE = '{"status": "complete", "summary": "%s"}'
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    repo = tmp_path / "project"
-    repo.mkdir()
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "Dev",
-        "GIT_AUTHOR_EMAIL": "d@example.com",
-        "GIT_COMMITTER_NAME": "Dev",
-        "GIT_COMMITTER_EMAIL": "d@example.com",
-    }
-    for args in (["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "start"]):
-        subprocess.run(["git", "-C", str(repo), *args], check=True, env=env)
+def project(repo: Path) -> Path:
+    """The repository tasks run in (conftest's ``repo``)."""
     return repo
 
 

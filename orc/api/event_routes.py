@@ -25,9 +25,9 @@ from websockets.exceptions import ConnectionClosed
 
 from orc.api.route_roles import identity_of
 from orc.api.schemas import query_int
+from orc.db.models import Task
 from orc.errors import ApiError
 from orc.outbox.events import event_message, events_since, latest_event_id, oldest_event_id
-from orc.db.models import Task
 from orc.outbox.live import ALL, BATCH, Hub, OutboxTailer, Subscriber, encode
 from orc.tasks.lifecycle import canonical_task_id
 from orc.usage.cost import usage_today

@@ -16,7 +16,7 @@ from orc.db.models import Run, Task, TaskPhase
 from orc.errors import EXIT_USAGE, OrcError
 from orc.outbox.events import change_transaction, emit
 from orc.runs.claims import BLOCKED, CANCELLED, PAUSED, QUEUED, RUNNING
-from orc.tasks.lifecycle import TaskNotFound, TransitionNotAllowed
+from orc.tasks.lifecycle import TransitionNotAllowed, locked_task
 from orc.tasks.vocabulary import ACTIONS
 
 # Task statuses from which a new run may be queued, and from which a run resumes.
@@ -56,16 +56,6 @@ def _task_id(number: int) -> str:
     return f"TASK-{number:03d}"
 
 
-async def _task(conn: BaseDBAsyncClient, number: int) -> Task:
-    query = Task.filter(number=number).using_db(conn)
-    if conn.capabilities.dialect == "postgres":
-        query = query.select_for_update()
-    task = await query.first()
-    if task is None:
-        raise TaskNotFound(_task_id(number))
-    return task
-
-
 async def _latest_run(conn: BaseDBAsyncClient, number: int) -> Run | None:
     return await Run.filter(task_id=number).using_db(conn).order_by("-id").first()
 
@@ -86,7 +76,7 @@ async def _set_status(
 async def queue_run(number: int, requested_by: str) -> RunRequest:
     """Queue a new run of the task (its branch and committed phases carry over)."""
     async with change_transaction() as conn:
-        task = await _task(conn, number)
+        task = await locked_task(conn, number)
         if task.status not in RUNNABLE:
             hint = " (resume it instead)" if task.status in RESUMABLE else ""
             raise RunRefused(f"cannot run {_task_id(number)}: it is {task.status}{hint}")
@@ -111,7 +101,7 @@ async def queue_run(number: int, requested_by: str) -> RunRequest:
 
 async def pause_run(number: int) -> RunRequest:
     async with change_transaction() as conn:
-        task = await _task(conn, number)
+        task = await locked_task(conn, number)
         run = await _latest_run(conn, number)
         if run is None or run.status not in (QUEUED, RUNNING):
             raise RunRefused(f"cannot pause {_task_id(number)}: it is {task.status}")
@@ -130,7 +120,7 @@ async def pause_run(number: int) -> RunRequest:
 async def resume_run(number: int, note: str | None = None) -> RunRequest:
     """Queue a paused or blocked run again; ``note`` answers the agent's question."""
     async with change_transaction() as conn:
-        task = await _task(conn, number)
+        task = await locked_task(conn, number)
         run = await _latest_run(conn, number)
         if task.status not in RESUMABLE or run is None or run.status not in (PAUSED, BLOCKED):
             raise RunRefused(
@@ -147,7 +137,7 @@ async def resume_run(number: int, note: str | None = None) -> RunRequest:
 
 async def cancel_run(number: int) -> RunRequest:
     async with change_transaction() as conn:
-        task = await _task(conn, number)
+        task = await locked_task(conn, number)
         run = await _latest_run(conn, number)
         if run is None or run.status not in (QUEUED, RUNNING, PAUSED, BLOCKED):
             raise RunRefused(f"cannot cancel {_task_id(number)}: it is {task.status}")

@@ -153,7 +153,8 @@ class TaskDetail(TaskInfo):
         return {**super().to_json(), "phases": [phase.to_json() for phase in self.phases]}
 
 
-async def _locked_task(conn: BaseDBAsyncClient, number: int) -> Task:
+async def locked_task(conn: BaseDBAsyncClient, number: int) -> Task:
+    """The task, locked for the rest of the change transaction (PostgreSQL: FOR UPDATE)."""
     query = Task.filter(number=number).using_db(conn)
     if conn.capabilities.dialect == "postgres":
         query = query.select_for_update()
@@ -268,7 +269,7 @@ async def update_task(number: int, changes: dict[str, Any]) -> TaskInfo:
     """Change title, description, weight, current_phase or (planned/blocked) status."""
     now = datetime.now(UTC)
     async with change_transaction() as conn:
-        task = await _locked_task(conn, number)
+        task = await locked_task(conn, number)
         task_id = format_task_id(number)
         previous_status = task.status
         if "status" in changes and changes["status"] != task.status:
@@ -304,7 +305,7 @@ async def transition(number: int, action: str) -> TaskInfo:
     allowed_from, target = ACTIONS[action]
     now = datetime.now(UTC)
     async with change_transaction() as conn:
-        task = await _locked_task(conn, number)
+        task = await locked_task(conn, number)
         task_id = format_task_id(number)
         if task.status not in allowed_from:
             raise TransitionNotAllowed(
@@ -327,6 +328,6 @@ async def transition(number: int, action: str) -> TaskInfo:
 async def delete_task(number: int) -> None:
     """Delete a task and its phases; its usage stays in the cost history."""
     async with change_transaction() as conn:
-        task = await _locked_task(conn, number)
+        task = await locked_task(conn, number)
         await task.delete(using_db=conn)
         await emit(conn, "task_deleted", format_task_id(number), {"id": format_task_id(number)})
