@@ -20,8 +20,26 @@ import psutil
 ORC = [sys.executable, "-m", "orc"]
 
 
+# With pytest-xdist, each worker takes ports from a range of its own, below the kernel's
+# ephemeral range: two workers can never pick the same port between its check and its use.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_PORTS = (
+    iter(range(10000 + 2000 * int(_WORKER.removeprefix("gw")), 12000 + 2000 * int(_WORKER[2:])))
+    if _WORKER.startswith("gw")
+    else None
+)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    if _PORTS is not None:
+        for port in _PORTS:
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
