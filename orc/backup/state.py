@@ -33,15 +33,6 @@ async def read_state(key: str) -> str | None:
     return row.value if row is not None else None
 
 
-async def read_json(key: str) -> dict[str, Any] | None:
-    text = await read_state(key)
-    try:
-        value = json.loads(text) if text else None
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
 async def record_success(manifest: Manifest) -> None:
     """Remember the last good backup and tell the event stream."""
     facts = {
