@@ -25,7 +25,8 @@ def test_post_queues_a_backup_that_get_metrics_readiness_and_events_then_show(
     queued = httpx.post(server.base_url + "/api/backups", timeout=10)
     assert queued.status_code == 202 and queued.json()["status"] == "queued"
     deadline = time.monotonic() + 60
-    while not (body := server.get("/api/backups").json())["backups"]:
+    # The backup is listed once its manifest is written; its outcome is recorded just after.
+    while not (body := server.get("/api/backups").json())["backups"] or body["status"] != "ok":
         assert time.monotonic() < deadline, server.logs()[-3000:]
         time.sleep(0.3)
     (backup,) = body["backups"]
