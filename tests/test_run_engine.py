@@ -301,3 +301,15 @@ async def test_a_review_that_keeps_finding_problems_fails_the_task(store, fake, 
     assert await run_once(tmp_path, fake, max_review_rounds=1) == "failed"
     await task.refresh_from_db()
     assert task.reason == "review still found 1 problem(s) after 1 round(s) of changes"
+
+
+async def test_a_run_that_reaches_its_budget_pauses_with_the_reason(store, fake, project, tmp_path):
+    task = await queued_task(project, budget_usd=0.000001)
+    fake.script([text("Looked around, more to do."), text(DONE % "never reached")])
+    assert await run_once(tmp_path, fake) == "paused"
+    await task.refresh_from_db()
+    assert task.status == "paused"
+    assert (task.reason or "").startswith("budget reached: $")
+    run = await Run.get(task_id=task.number)
+    assert run.cost_usd > 0 and run.session_id  # the agent's own figure; the session is kept
+    assert len(fake.message_requests) == 1  # it stopped after the turn that crossed the budget
