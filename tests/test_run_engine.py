@@ -313,3 +313,28 @@ async def test_a_run_that_reaches_its_budget_pauses_with_the_reason(store, fake,
     run = await Run.get(task_id=task.number)
     assert run.cost_usd > 0 and run.session_id  # the agent's own figure; the session is kept
     assert len(fake.message_requests) == 1  # it stopped after the turn that crossed the budget
+
+
+async def test_a_stopping_worker_hands_its_runs_back_to_the_queue(store, fake, project, tmp_path):
+    from orc.runs.dispatcher import Dispatcher
+
+    task = await queued_task(project)
+    fake.script([tool_calls(bash("python3 -c 'import time; time.sleep(300)'")), Stall(120)])
+    dispatcher = Dispatcher(policy(tmp_path, fake), "test-host:1", max_running=2)
+    loop = asyncio.create_task(dispatcher.run_forever())
+
+    async def tool_running() -> bool:
+        return await TranscriptEntry.filter(task_number=task.number, kind="tool_use").exists()
+
+    await wait_until(tool_running)
+    pid = agent_pid(tmp_path, task)
+    tree = {pid, *(p.pid for p in psutil.Process(pid).children(recursive=True))}
+    dispatcher.stop()
+    await asyncio.wait_for(loop, 15)
+
+    await task.refresh_from_db()
+    run = await Run.get(task_id=task.number)
+    assert (task.status, run.status, run.lease_owner) == ("queued", "queued", None)
+    assert run.session_id and run.phase == "implement"  # the next worker resumes the phase
+    await asyncio.sleep(0.5)
+    assert not [p for p in tree if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]

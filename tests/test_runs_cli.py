@@ -7,6 +7,7 @@ claude-agent-sdk); only Anthropic's API is the fake of tests/fake_anthropic.py.
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 
 import psutil
@@ -143,6 +144,8 @@ def test_a_worker_killed_mid_phase_leaves_no_agent_and_the_run_goes_on(
     follow = run_orc(["log", "TASK-001", "--follow"], env, timeout=120)
     assert follow.returncode == 0, follow.stdout + follow.stderr
     assert "Picked up again." in follow.stdout
+    # The interrupted phase's session was resumed: its history came along.
+    assert "sleep(300)" in json.dumps(fake.message_requests[-1].messages)
     task = server.get("/api/tasks/TASK-001").json()
     assert task["status"] == "completed"
     implement = next(p for p in task["phases"] if p["name"] == "implement")

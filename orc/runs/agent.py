@@ -25,6 +25,7 @@ from orc.runs.agent_exec import CLI, ENV_KEYS, PIDFILE
 from orc.runs.transcript import TranscriptItem
 
 OnItem = Callable[[TranscriptItem], Awaitable[None]]
+OnSession = Callable[[str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -119,8 +120,11 @@ FATAL_API_STATUSES = (401, 403)
 class _TurnReader:
     """Turns the SDK's messages into transcript items and the turn's result."""
 
-    def __init__(self, session_id: str | None, on_item: OnItem) -> None:
+    def __init__(
+        self, session_id: str | None, on_item: OnItem, on_session: OnSession | None = None
+    ) -> None:
         self.result = TurnResult(session_id=session_id)
+        self.on_session = on_session
         self.on_item = on_item
         self.per_message: dict[str, MessageUsage] = {}
         self.last_text: list[str] = []
@@ -134,6 +138,9 @@ class _TurnReader:
             UserMessage,
         )
 
+        known = self.result.session_id
+        if isinstance(message, SystemMessage) and message.subtype == "init":
+            self.result.session_id = message.data.get("session_id") or known
         if isinstance(message, AssistantMessage):
             await self._assistant(message)
         elif isinstance(message, UserMessage) and isinstance(message.content, list):
@@ -142,6 +149,9 @@ class _TurnReader:
             return await self._retry(message.data)
         elif isinstance(message, ResultMessage):
             await self._end(message)
+        if self.on_session and self.result.session_id and self.result.session_id != known:
+            # Known before the turn ends: a worker that dies mid-turn leaves it for the next.
+            await self.on_session(self.result.session_id)
         return True
 
     async def _assistant(self, message: Any) -> None:
@@ -236,6 +246,7 @@ async def run_turn(
     session_id: str | None,
     pidfile: Path,
     on_item: OnItem,
+    on_session: OnSession | None = None,
 ) -> TurnResult:
     """Send ``prompt`` (resuming ``session_id`` if given) and follow the agent to its result."""
     from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKError, query
@@ -256,7 +267,7 @@ async def run_turn(
         resume=session_id,
         setting_sources=[],  # the server's own ~/.claude settings never apply
     )
-    reader = _TurnReader(session_id, on_item)
+    reader = _TurnReader(session_id, on_item, on_session)
     await on_item(TranscriptItem("prompt", {"text": prompt}))
     try:
         stream = cast(AsyncGenerator[Any, None], query(prompt=prompt, options=options))

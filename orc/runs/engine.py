@@ -309,6 +309,9 @@ class RunExecution:
                 session_id=session,
                 pidfile=pidfile,
                 on_item=on_item,
+                on_session=lambda found: phase_records.remember_session(
+                    self.claim.run_id, found, 0.0
+                ),
             )
         )
         try:
