@@ -62,16 +62,19 @@ def _now(now: datetime | None) -> datetime:
     return now or datetime.now(UTC)
 
 
-async def _set_task_status(
-    conn: BaseDBAsyncClient, number: int, status: str, reason: str | None, action: str
+async def set_task_status(
+    conn: BaseDBAsyncClient, task: Task | int, status: str, action: str, reason: str | None = None
 ) -> None:
-    task = await Task.get(number=number, using_db=conn)
+    """Give the task ``status`` (and its reason) with its ``state`` event, in ``conn``'s change."""
+    if isinstance(task, int):
+        task = await Task.get(number=task, using_db=conn)
+    number = task.number
     previous = task.status
     task.status = status
     task.reason = reason
     await task.save(using_db=conn, update_fields=["status", "reason", "updated_at"])
     task_id = f"TASK-{number:03d}"
-    data = {"from": previous, "to": status, "action": action}
+    data: dict[str, object] = {"from": previous, "to": status, "action": action}
     if reason:
         data["reason"] = reason
     await emit(conn, "state", task_id, data)
@@ -98,7 +101,7 @@ async def claim_next_run(owner: str, max_running: int, now: datetime | None = No
         run.lease_expires_at = now + timedelta(seconds=LEASE_SECONDS)
         run.started_at = run.started_at or now
         await run.save(using_db=conn)
-        await _set_task_status(conn, run.task_id, "running", None, "claimed")  # type: ignore[attr-defined]
+        await set_task_status(conn, run.task_id, "running", "claimed")  # type: ignore[attr-defined]
         return Claim(run.id, run.task_id, owner, resumed)  # type: ignore[attr-defined]
 
 
@@ -134,7 +137,7 @@ async def end_run(
         if status in ENDED:
             run.ended_at = now
         await run.save(using_db=conn)
-        await _set_task_status(conn, claim.task_number, TASK_STATUS_OF_RUN[status], reason, status)
+        await set_task_status(conn, claim.task_number, TASK_STATUS_OF_RUN[status], status, reason)
 
 
 async def requeue_run(claim: Claim, reason: str) -> None:
@@ -147,7 +150,7 @@ async def requeue_run(claim: Claim, reason: str) -> None:
         run.lease_owner = None
         run.lease_expires_at = None
         await run.save(using_db=conn)
-        await _set_task_status(conn, claim.task_number, "queued", reason, "requeued")
+        await set_task_status(conn, claim.task_number, "queued", "requeued", reason)
 
 
 def _alive(pid: int) -> bool:

@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from orc.db.models import Run, Task, TaskPhase
+from orc.db.models import Run, TaskPhase
 from orc.errors import EXIT_USAGE, OrcError
-from orc.outbox.events import change_transaction, emit
-from orc.runs.claims import BLOCKED, CANCELLED, PAUSED, QUEUED, RUNNING
+from orc.outbox.events import change_transaction
+from orc.runs.claims import BLOCKED, CANCELLED, PAUSED, QUEUED, RUNNING, set_task_status
 from orc.tasks.lifecycle import TransitionNotAllowed, locked_task
 from orc.tasks.vocabulary import ACTIONS
 
@@ -60,19 +60,6 @@ async def _latest_run(conn: BaseDBAsyncClient, number: int) -> Run | None:
     return await Run.filter(task_id=number).using_db(conn).order_by("-id").first()
 
 
-async def _set_status(
-    conn: BaseDBAsyncClient, task: Task, status: str, action: str, reason: str | None = None
-) -> None:
-    previous = task.status
-    task.status = status
-    task.reason = reason
-    await task.save(using_db=conn, update_fields=["status", "reason", "updated_at"])
-    data: dict[str, object] = {"from": previous, "to": status, "action": action}
-    if reason:
-        data["reason"] = reason
-    await emit(conn, "state", _task_id(task.number), data)
-
-
 async def queue_run(number: int, requested_by: str) -> RunRequest:
     """Queue a new run of the task (its branch and committed phases carry over)."""
     async with change_transaction() as conn:
@@ -95,7 +82,7 @@ async def queue_run(number: int, requested_by: str) -> RunRequest:
             queued_at=datetime.now(UTC),
             using_db=conn,
         )
-        await _set_status(conn, task, "queued", "run")
+        await set_task_status(conn, task, "queued", "run")
     return RunRequest(_task_id(number), "queued", run.id, "queued; a worker starts it")
 
 
@@ -108,7 +95,7 @@ async def pause_run(number: int) -> RunRequest:
         if run.status == QUEUED:
             run.status = PAUSED
             await run.save(using_db=conn, update_fields=["status"])
-            await _set_status(conn, task, "paused", "pause", "paused before it started")
+            await set_task_status(conn, task, "paused", "pause", "paused before it started")
             return RunRequest(_task_id(number), "paused", run.id, "paused")
         run.control = "pause"
         await run.save(using_db=conn, update_fields=["control"])
@@ -131,7 +118,7 @@ async def resume_run(number: int, note: str | None = None) -> RunRequest:
         run.note = note.strip() if note and note.strip() else None
         run.control = None
         await run.save(using_db=conn, update_fields=["status", "note", "control"])
-        await _set_status(conn, task, "queued", "resume")
+        await set_task_status(conn, task, "queued", "resume")
     return RunRequest(_task_id(number), "queued", run.id, "queued; the run continues")
 
 
@@ -151,7 +138,7 @@ async def cancel_run(number: int) -> RunRequest:
         run.ended_at = datetime.now(UTC)
         run.reason = "cancelled"
         await run.save(using_db=conn, update_fields=["status", "ended_at", "reason"])
-        await _set_status(conn, task, "failed", "cancel", "cancelled")
+        await set_task_status(conn, task, "failed", "cancel", "cancelled")
     return RunRequest(_task_id(number), "failed", run.id, "cancelled")
 
 
