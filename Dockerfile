@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1.7
 # orc's image: one container in which supervisord runs the API and the job worker.
 #
 #   docker build -t orc:latest .                                # the image
