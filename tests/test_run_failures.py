@@ -1,0 +1,246 @@
+"""When a run goes wrong: API errors, a crashed or silent agent, a full disk, a moving base.
+
+Each case runs the real Claude Code CLI (through claude-agent-sdk and orc-agent-exec) against
+the fake Anthropic API of tests/fake_anthropic.py (Anthropic's API is the one thing that cannot
+run here), in a real git worktree, on SQLite and PostgreSQL. Each must end in a clear task
+state with a reason a person can act on, with no agent process left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from orc.db.models import Run, Task, TaskPhase, TranscriptEntry
+from orc.runs.agent import AgentConfig, launcher_path
+from orc.runs.control import queue_run
+from orc.runs.engine import RunPolicy
+from tests.fake_anthropic import (
+    CWD,
+    Failure,
+    FakeAnthropic,
+    Stall,
+    bash,
+    overloaded,
+    rate_limited,
+    server_error,
+    text,
+    tool_calls,
+    write,
+)
+from tests.test_run_engine import (
+    DONE,
+    TOOLS,
+    execute_in_background,
+    git,
+    policy,
+    project,
+    queued_task,
+    run_once,
+    wait_until,
+)
+
+
+def retrying(tmp_path: Path, fake: FakeAnthropic, retries: int) -> dict[str, object]:
+    """Policy changes that bound Claude Code's API retries (10 by default: minutes)."""
+    environ = dict(policy(tmp_path, fake).environ)
+    environ["CLAUDE_CODE_MAX_RETRIES"] = str(retries)
+    return {"environ": environ}
+
+
+async def notes(task: Task) -> list[str]:
+    entries = await TranscriptEntry.filter(task_number=task.number, kind="note").order_by("id")
+    return [entry.content["text"] for entry in entries]
+
+
+async def assert_ended(task: Task, status: str) -> str:
+    """The task and its run ended with ``status``, no worker holds it; the task's reason."""
+    await task.refresh_from_db()
+    run = await Run.filter(task_id=task.number).order_by("-id").first()
+    assert run is not None
+    assert (task.status, run.status, run.lease_owner) == (status, status, None)
+    return task.reason or ""
+
+
+def agent_tree(tmp_path: Path, task: Task) -> list[psutil.Process]:
+    """The running agent: its launcher and everything below it (from the pidfile)."""
+    path = tmp_path / "home" / "agent-home" / f"TASK-{task.number:03d}" / "agent.pid"
+    launcher = psutil.Process(int(path.read_text().split()[0]))
+    return [launcher, *launcher.children(recursive=True)]
+
+
+def gone(processes: list[psutil.Process]) -> bool:
+    """Whether every one of ``processes`` has ended (zombies count as ended)."""
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                return False
+    return True
+
+
+async def assert_gone(processes: list[psutil.Process], within: float = 5.0) -> None:
+    async def ended() -> bool:
+        return gone(processes)
+
+    await wait_until(ended, within)
+
+
+def cli_of(tree: list[psutil.Process]) -> psutil.Process:
+    (cli,) = [p for p in tree if p.name() == "claude"]
+    return cli
+
+
+async def tool_running(marker: Path) -> None:
+    async def started() -> bool:
+        return marker.exists()
+
+    await wait_until(started, 60)
+
+
+def long_tool(marker: Path) -> str:
+    return f"touch {marker} && python3 -c 'import time; time.sleep(300)'"
+
+
+# -- the API fails -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        (lambda: rate_limited(retry_after=1), "kept answering 429 (rate limited)"),
+        (overloaded, "stayed overloaded (529)"),
+        (server_error, "the Anthropic API failed (HTTP 500)"),
+    ],
+    ids=["429", "529", "500"],
+)
+async def test_an_api_error_past_the_retries_fails_the_run_with_the_reason(
+    store, fake, project, tmp_path, failure: Callable[[], Failure], reason: str
+):
+    task = await queued_task(project)
+    fake.script([failure() for _ in range(5)])
+    assert await run_once(tmp_path, fake, **retrying(tmp_path, fake, 2)) == "failed"
+
+    message = await assert_ended(task, "failed")
+    assert reason in message and "run the task again later" in message
+    assert len(fake.message_requests) == 3  # the call and Claude Code's two retries, no more
+    retried = await notes(task)
+    assert len(retried) == 2 and all("retry" in note for note in retried)
+
+
+async def test_api_errors_within_the_retries_are_waited_out_and_the_run_completes(
+    store, fake, project, tmp_path
+):
+    task = await queued_task(project)
+    fake.script(
+        [rate_limited(retry_after=1), overloaded(), server_error(), text(DONE % "done at last")]
+    )
+    assert await run_once(tmp_path, fake, **retrying(tmp_path, fake, 3)) == "completed"
+    await assert_ended(task, "completed")
+    retried = await notes(task)
+    assert len(retried) == 3
+    assert all(status in note for status, note in zip(("429", "529", "500"), retried, strict=True))
+
+
+# -- the agent's process dies ----------------------------------------------------------------
+
+
+async def test_an_agent_killed_mid_turn_is_resumed_once_and_the_phase_completes(
+    store, fake, project, tmp_path
+):
+    task = await queued_task(project)
+    marker = tmp_path / "tool-started"
+    fake.script([tool_calls(bash(long_tool(marker))), text(DONE % "finished after the crash")])
+    _, running = await execute_in_background(tmp_path, fake)
+    await tool_running(marker)
+    tree = agent_tree(tmp_path, task)
+    cli_of(tree).kill()  # from outside: the OOM killer, a person
+
+    assert await asyncio.wait_for(running, 60) == "completed"
+    assert gone(tree)  # the launcher ended the tool with the CLI
+    await assert_ended(task, "completed")
+    assert "the agent stopped unexpectedly (its process was killed (SIGKILL)); resuming its " in (
+        "\n".join(await notes(task))
+    )
+    # The same session went on: the killed tool call is in what the agent sent next.
+    assert "sleep(300)" in str(fake.message_requests[-1].messages)
+    phase = await TaskPhase.get(task_id=task.number, name="implement")
+    assert (phase.status, phase.iterations) == ("completed", 2)
+
+
+async def test_an_agent_that_dies_twice_in_a_phase_fails_the_run(store, fake, project, tmp_path):
+    task = await queued_task(project)
+    first, second = tmp_path / "first", tmp_path / "second"
+    fake.script([tool_calls(bash(long_tool(first))), tool_calls(bash(long_tool(second)))])
+    _, running = await execute_in_background(tmp_path, fake)
+    trees = []
+    for marker in (first, second):
+        await tool_running(marker)
+        trees.append(agent_tree(tmp_path, task))
+        cli_of(trees[-1]).kill()
+
+    assert await asyncio.wait_for(running, 60) == "failed"
+    reason = await assert_ended(task, "failed")
+    assert reason == (
+        "the agent stopped unexpectedly twice in the implement phase: its process was killed "
+        "(SIGKILL)"
+    )
+    await assert_gone([p for tree in trees for p in tree])
+
+
+async def test_a_cli_that_exits_non_zero_is_tried_twice_then_fails(
+    store, fake, project, tmp_path
+):
+    task = await queued_task(project)
+    broken = tmp_path / "broken-claude"
+    broken.write_text("#!/bin/sh\necho 'claude: cannot start' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    agent = AgentConfig(str(broken), launcher_path(), None, "acceptEdits", TOOLS)
+    assert await run_once(tmp_path, fake, agent=agent) == "failed"
+    reason = await assert_ended(task, "failed")
+    assert reason == (
+        "the agent stopped unexpectedly twice in the implement phase: its process exited "
+        "with code 3"
+    )
+
+
+# -- the agent goes silent, or takes too long ------------------------------------------------
+
+
+async def test_a_stalled_stream_is_interrupted_and_the_retry_completes_the_phase(
+    store, fake, project, tmp_path
+):
+    task = await queued_task(project)
+    fake.script([Stall(60), text(DONE % "answered the second time")])
+    # Long enough for the CLI to start and send its request under load (it takes seconds).
+    assert await run_once(tmp_path, fake, idle_timeout_seconds=10.0) == "completed"
+    await assert_ended(task, "completed")
+    assert [r.answer for r in fake.message_requests] == ["stall 60s", "200 stream"]
+    assert any("interrupted, trying again" in note for note in await notes(task))
+
+
+async def test_a_phase_past_its_timeout_fails_and_its_agent_is_gone(
+    store, fake, project, tmp_path
+):
+    task = await queued_task(project)
+    fake.script([Stall(60)])
+    _, running = await execute_in_background(
+        tmp_path, fake, phase_timeout_seconds=15.0, idle_timeout_seconds=60.0
+    )
+    pidfile = tmp_path / "home" / "agent-home" / f"TASK-{task.number:03d}" / "agent.pid"
+
+    async def agent_started() -> bool:  # the agent is waiting on the stalled stream
+        return bool(fake.message_requests) and pidfile.exists()
+
+    await wait_until(agent_started)
+    tree = agent_tree(tmp_path, task)
+
+    assert await asyncio.wait_for(running, 60) == "failed"
+    reason = await assert_ended(task, "failed")
+    assert reason == "the implement phase ran longer than 15 s (ORC_AGENT_PHASE_TIMEOUT)"
+    await assert_gone(tree)
