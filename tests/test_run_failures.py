@@ -244,3 +244,77 @@ async def test_a_phase_past_its_timeout_fails_and_its_agent_is_gone(
     reason = await assert_ended(task, "failed")
     assert reason == "the implement phase ran longer than 15 s (ORC_AGENT_PHASE_TIMEOUT)"
     await assert_gone(tree)
+
+
+# -- the disk fills ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs (mounting needs root: skipped where it is not allowed)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "--lazy", str(disk)], check=False)
+
+
+async def test_a_full_disk_fails_the_run_with_the_reason_and_keeps_committed_phases(
+    store, fake, repo, small_disk, tmp_path
+):
+    # The repository and the task's worktree on the small disk; orc's database elsewhere.
+    project = small_disk / "shop"
+    subprocess.run(["cp", "-a", str(repo), str(project)], check=True)
+    (small_disk / "worktrees").mkdir()
+    (tmp_path / "home").mkdir(exist_ok=True)
+    (tmp_path / "home" / "worktrees").symlink_to(small_disk / "worktrees")
+    task = await queued_task(project, weight="small")
+    fake.script(
+        [
+            tool_calls(write(CWD + "/SPEC.md", "Say hello.\n")),
+            text(DONE % "spec written"),
+            # Random bytes do not compress: the file fills the disk, and git cannot store it.
+            tool_calls(bash(f"head -c 4000000 /dev/urandom > {CWD}/big.bin")),
+            text(DONE % "implemented"),
+        ]
+    )
+    assert await run_once(tmp_path, fake) == "failed"
+
+    reason = await assert_ended(task, "failed")
+    assert reason.startswith("the disk is full: could not commit the implement phase's work: ")
+    assert "No space left on device" in reason
+    assert reason.endswith("; free space there and run the task again")
+    branch = f"orc/TASK-{task.number:03d}"
+    assert git(project, "log", "--format=%s", branch).splitlines()[0] == (
+        f"TASK-{task.number:03d} spec: spec written"
+    )
+    spec = await TaskPhase.get(task_id=task.number, name="spec")
+    assert spec.status == "completed"
+
+    # Space is freed and the task runs again: the committed spec phase is not repeated.
+    worktree = small_disk / "worktrees" / "shop" / f"TASK-{task.number:03d}"
+    (worktree / "big.bin").unlink()
+    fake.script(
+        [
+            tool_calls(write(CWD + "/hello.py", "print('hello')\n")),
+            text(DONE % "implemented"),
+            text('{"status": "complete", "summary": "fine", "findings": []}'),
+        ]
+    )
+    await queue_run(task.number, "test")
+    assert await run_once(tmp_path, fake) == "completed"
+    log = git(project, "log", "--format=%s", branch).splitlines()
+    assert [line for line in log if " spec: " in line] == [f"TASK-{task.number:03d} spec: spec written"]
+    assert log[0] == f"TASK-{task.number:03d} implement: implemented"
+    spec_prompts = [
+        r for r in fake.message_requests if "This is the **spec** phase" in str(r.user_texts())
+    ]
+    assert len({r.headers.get("x-claude-code-session-id") for r in spec_prompts}) == 1
