@@ -318,3 +318,52 @@ async def test_a_full_disk_fails_the_run_with_the_reason_and_keeps_committed_pha
         r for r in fake.message_requests if "This is the **spec** phase" in str(r.user_texts())
     ]
     assert len({r.headers.get("x-claude-code-session-id") for r in spec_prompts}) == 1
+
+
+# -- the base branch moves ---------------------------------------------------------------------
+
+
+async def test_commits_on_the_base_branch_during_a_run_stay_out_of_the_task_branch(
+    store, fake, project, tmp_path
+):
+    from orc.runs.views import task_diff
+
+    task = await queued_task(project, weight="small")
+    started_at = git(project, "rev-parse", "main").strip()
+    someone_commits = (
+        f"echo news > {project}/NEWS.md && git -C {project} add NEWS.md && "
+        f"git -C {project} -c user.name=Dev -c user.email=dev@example.com commit -qm news"
+    )
+    fake.script(
+        [
+            # While the spec phase runs, someone commits on main (the task's base).
+            tool_calls(bash(someone_commits), write(CWD + "/SPEC.md", "Say hello.\n")),
+            text(DONE % "spec written"),
+            tool_calls(write(CWD + "/hello.py", "print('hello')\n")),
+            text(DONE % "implemented"),
+            text('{"status": "complete", "summary": "fine", "findings": []}'),
+        ]
+    )
+    assert await run_once(tmp_path, fake) == "completed"
+
+    await task.refresh_from_db()
+    branch = f"orc/TASK-{task.number:03d}"
+    assert git(project, "rev-parse", "main").strip() != started_at  # main moved
+    assert task.base_commit == started_at  # the task keeps the commit it started from
+    assert git(project, "merge-base", "main", branch).strip() == started_at
+    assert git(project, "ls-tree", "--name-only", branch).split() == [
+        "README.md",
+        "SPEC.md",
+        "hello.py",
+    ]
+    diff = await task_diff(task.number, tmp_path / "home")
+    assert diff.base_commit == started_at
+    assert diff.stat.split("\n")[:2] == [" SPEC.md  | 1 +", " hello.py | 1 +"]
+    assert "NEWS.md" not in diff.patch
+    # What docs/tasks.md tells the user: the branch merges onto the moved main cleanly.
+    merged = subprocess.run(
+        ["git", "-C", str(project), "merge-tree", "--write-tree", "main", branch],
+        capture_output=True,
+        text=True,
+    )
+    assert merged.returncode == 0, merged.stdout
