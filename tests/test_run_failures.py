@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +23,6 @@ import pytest
 from orc.db.models import Run, Task, TaskPhase, TranscriptEntry
 from orc.runs.agent import AgentConfig, launcher_path
 from orc.runs.control import queue_run
-from orc.runs.engine import RunPolicy
 from tests.fake_anthropic import (
     CWD,
     Failure,
@@ -34,13 +36,13 @@ from tests.fake_anthropic import (
     tool_calls,
     write,
 )
+from tests.support import descendants, run_orc
 from tests.test_run_engine import (
     DONE,
     TOOLS,
     execute_in_background,
     git,
     policy,
-    project,
     queued_task,
     run_once,
     wait_until,
@@ -120,9 +122,9 @@ def long_tool(marker: Path) -> str:
     ids=["429", "529", "500"],
 )
 async def test_an_api_error_past_the_retries_fails_the_run_with_the_reason(
-    store, fake, project, tmp_path, failure: Callable[[], Failure], reason: str
+    store, fake, repo, tmp_path, failure: Callable[[], Failure], reason: str
 ):
-    task = await queued_task(project)
+    task = await queued_task(repo)
     fake.script([failure() for _ in range(5)])
     assert await run_once(tmp_path, fake, **retrying(tmp_path, fake, 2)) == "failed"
 
@@ -134,9 +136,9 @@ async def test_an_api_error_past_the_retries_fails_the_run_with_the_reason(
 
 
 async def test_api_errors_within_the_retries_are_waited_out_and_the_run_completes(
-    store, fake, project, tmp_path
+    store, fake, repo, tmp_path
 ):
-    task = await queued_task(project)
+    task = await queued_task(repo)
     fake.script(
         [rate_limited(retry_after=1), overloaded(), server_error(), text(DONE % "done at last")]
     )
@@ -151,9 +153,9 @@ async def test_api_errors_within_the_retries_are_waited_out_and_the_run_complete
 
 
 async def test_an_agent_killed_mid_turn_is_resumed_once_and_the_phase_completes(
-    store, fake, project, tmp_path
+    store, fake, repo, tmp_path
 ):
-    task = await queued_task(project)
+    task = await queued_task(repo)
     marker = tmp_path / "tool-started"
     fake.script([tool_calls(bash(long_tool(marker))), text(DONE % "finished after the crash")])
     _, running = await execute_in_background(tmp_path, fake)
@@ -173,8 +175,8 @@ async def test_an_agent_killed_mid_turn_is_resumed_once_and_the_phase_completes(
     assert (phase.status, phase.iterations) == ("completed", 2)
 
 
-async def test_an_agent_that_dies_twice_in_a_phase_fails_the_run(store, fake, project, tmp_path):
-    task = await queued_task(project)
+async def test_an_agent_that_dies_twice_in_a_phase_fails_the_run(store, fake, repo, tmp_path):
+    task = await queued_task(repo)
     first, second = tmp_path / "first", tmp_path / "second"
     fake.script([tool_calls(bash(long_tool(first))), tool_calls(bash(long_tool(second)))])
     _, running = await execute_in_background(tmp_path, fake)
@@ -193,10 +195,8 @@ async def test_an_agent_that_dies_twice_in_a_phase_fails_the_run(store, fake, pr
     await assert_gone([p for tree in trees for p in tree])
 
 
-async def test_a_cli_that_exits_non_zero_is_tried_twice_then_fails(
-    store, fake, project, tmp_path
-):
-    task = await queued_task(project)
+async def test_a_cli_that_exits_non_zero_is_tried_twice_then_fails(store, fake, repo, tmp_path):
+    task = await queued_task(repo)
     broken = tmp_path / "broken-claude"
     broken.write_text("#!/bin/sh\necho 'claude: cannot start' >&2\nexit 3\n")
     broken.chmod(0o755)
@@ -213,9 +213,9 @@ async def test_a_cli_that_exits_non_zero_is_tried_twice_then_fails(
 
 
 async def test_a_stalled_stream_is_interrupted_and_the_retry_completes_the_phase(
-    store, fake, project, tmp_path
+    store, fake, repo, tmp_path
 ):
-    task = await queued_task(project)
+    task = await queued_task(repo)
     fake.script([Stall(60), text(DONE % "answered the second time")])
     # Long enough for the CLI to start and send its request under load (it takes seconds).
     assert await run_once(tmp_path, fake, idle_timeout_seconds=10.0) == "completed"
@@ -224,10 +224,8 @@ async def test_a_stalled_stream_is_interrupted_and_the_retry_completes_the_phase
     assert any("interrupted, trying again" in note for note in await notes(task))
 
 
-async def test_a_phase_past_its_timeout_fails_and_its_agent_is_gone(
-    store, fake, project, tmp_path
-):
-    task = await queued_task(project)
+async def test_a_phase_past_its_timeout_fails_and_its_agent_is_gone(store, fake, repo, tmp_path):
+    task = await queued_task(repo)
     fake.script([Stall(60)])
     _, running = await execute_in_background(
         tmp_path, fake, phase_timeout_seconds=15.0, idle_timeout_seconds=60.0
@@ -312,7 +310,9 @@ async def test_a_full_disk_fails_the_run_with_the_reason_and_keeps_committed_pha
     await queue_run(task.number, "test")
     assert await run_once(tmp_path, fake) == "completed"
     log = git(project, "log", "--format=%s", branch).splitlines()
-    assert [line for line in log if " spec: " in line] == [f"TASK-{task.number:03d} spec: spec written"]
+    assert [line for line in log if " spec: " in line] == [
+        f"TASK-{task.number:03d} spec: spec written"
+    ]
     assert log[0] == f"TASK-{task.number:03d} implement: implemented"
     spec_prompts = [
         r for r in fake.message_requests if "This is the **spec** phase" in str(r.user_texts())
@@ -324,10 +324,11 @@ async def test_a_full_disk_fails_the_run_with_the_reason_and_keeps_committed_pha
 
 
 async def test_commits_on_the_base_branch_during_a_run_stay_out_of_the_task_branch(
-    store, fake, project, tmp_path
+    store, fake, repo, tmp_path
 ):
     from orc.runs.views import task_diff
 
+    project = repo
     task = await queued_task(project, weight="small")
     started_at = git(project, "rev-parse", "main").strip()
     someone_commits = (
@@ -367,3 +368,84 @@ async def test_commits_on_the_base_branch_during_a_run_stay_out_of_the_task_bran
         text=True,
     )
     assert merged.returncode == 0, merged.stdout
+
+
+# -- orc serve killed as a whole ---------------------------------------------------------------
+
+
+def test_orc_serve_killed_mid_phase_leaves_no_agent_and_goes_on_after_a_restart(
+    orc_env, fake, repo, server_factory
+):
+    from tests.test_runs_cli import agent_env
+    from tests.test_worker import poll, worker_child
+
+    env = agent_env(orc_env, fake)
+    assert run_orc(["init"], env, cwd=repo).returncode == 0
+    server = server_factory(env).start()
+    assert run_orc(["new", "Survive a crash", "--weight", "small"], env, cwd=repo).returncode == 0
+    marker = repo.parent / "tool-started"
+    fake.script(
+        [
+            tool_calls(write(CWD + "/SPEC.md", "Say hello.\n")),
+            text(DONE % "spec written"),
+            tool_calls(bash(long_tool(marker))),
+            # After the restart: the implement phase's session resumed.
+            tool_calls(write(CWD + "/hello.py", "print('hello')\n")),
+            text("Picked up again.\n" + DONE % "implemented after the crash"),
+            text('{"status": "complete", "summary": "fine", "findings": []}'),
+        ]
+    )
+    assert run_orc(["run", "TASK-001"], env).returncode == 0
+    poll(lambda: True if marker.exists() else None, 90, "the tool to start", server.logs)
+    worker = poll(lambda: worker_child(server), 10, "the worker", server.logs)
+    agent = worker.children(recursive=True)
+    assert {"orc-agent-exec", "claude"} <= {p.name() for p in agent}, agent
+
+    # kill -9 of everything orc serve is: the launcher's group and its children's sessions.
+    groups = {os.getpgid(server.pid)} | {
+        os.getpgid(p.pid) for p in psutil.Process(server.pid).children()
+    }
+    for group in groups:
+        os.killpg(group, signal.SIGKILL)
+    assert server.process is not None
+    server.process.wait(10)
+
+    # No agent process outlives it: the launcher, the CLI and the tool all end ...
+    _, alive = psutil.wait_procs(agent, timeout=10)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], alive
+    # ... and the run is still held by the dead worker: nothing ended it as failed.
+    shown_then = run_orc(["show", "TASK-001"], env)
+    assert "running" in shown_then.stdout, shown_then.stdout + shown_then.stderr
+
+    restarted = server_factory(env).start()
+    follow = run_orc(["log", "TASK-001", "--follow"], env, timeout=180)
+    assert follow.returncode == 0, follow.stdout + follow.stderr + restarted.logs()
+    assert "Picked up again." in follow.stdout
+    # The interrupted phase's session was resumed: its history came along.
+    assert "sleep(300)" in json.dumps(fake.message_requests[-2].messages)
+    shown = restarted.get("/api/tasks/TASK-001").json()
+    assert shown["status"] == "completed"
+    assert [(p["name"], p["status"]) for p in shown["phases"]] == [
+        ("spec", "completed"),
+        ("implement", "completed"),
+        ("review", "completed"),
+    ]
+    # The committed spec phase ran once, in one session, and was not repeated.
+    spec_sessions = {
+        r.headers.get("x-claude-code-session-id")
+        for r in fake.message_requests
+        if "This is the **spec** phase" in json.dumps(r.messages)
+    }
+    assert len(spec_sessions) == 1
+    log = subprocess.run(
+        ["git", "-C", str(repo), "log", "--format=%s", "orc/TASK-001"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert log[:2] == [
+        "TASK-001 implement: implemented after the crash",
+        "TASK-001 spec: spec written",
+    ]
+    # One agent at a time, and none left once the run is over.
+    assert not [p for p in descendants(restarted.pid) if p.name() in ("claude", "orc-agent-exec")]
