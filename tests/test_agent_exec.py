@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -90,6 +91,37 @@ def test_a_worker_killed_with_sigkill_leaves_no_agent_process_behind(tmp_path: P
     worker.kill()
     worker.wait()
     assert gone(cli) and gone(tool)
+
+
+def test_killing_the_workers_whole_process_group_leaves_no_agent_process_behind(tmp_path: Path):
+    # orc serve killed as a whole: the worker's group goes at once, the launcher included if
+    # it stayed in it (it leaves it, and ends the agent when its worker's death reaches it).
+    worker = subprocess.Popen(
+        [sys.executable, "-c", f"import subprocess; subprocess.run([{AGENT_EXEC!r}])"],
+        env=launch_env(tmp_path),
+        start_new_session=True,
+    )
+    wait_for(tmp_path / "tool")
+    tool = int((tmp_path / "tool").read_text())
+    cli = int((tmp_path / "agent.pid").read_text().split()[1])
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    assert gone(cli) and gone(tool)
+
+
+def test_a_launcher_killed_with_sigkill_takes_its_cli_along(tmp_path: Path):
+    proc = subprocess.Popen([AGENT_EXEC], env=launch_env(tmp_path))
+    wait_for(tmp_path / "tool")
+    tool = int((tmp_path / "tool").read_text())
+    cli = int((tmp_path / "agent.pid").read_text().split()[1])
+    try:
+        proc.kill()
+        proc.wait()
+        # The CLI gets SIGTERM (the real one then ends its tools; this stand-in cannot).
+        assert gone(cli)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(tool, signal.SIGKILL)
 
 
 def test_without_a_cli_it_says_so_and_exits_2(tmp_path: Path):
