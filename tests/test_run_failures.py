@@ -193,6 +193,8 @@ async def test_an_agent_that_dies_twice_in_a_phase_fails_the_run(store, fake, re
         "(SIGKILL)"
     )
     await assert_gone([p for tree in trees for p in tree])
+    phase = await TaskPhase.get(task_id=task.number, name="implement")
+    assert (phase.status, phase.iterations) == ("failed", 2)  # not shown as still running
 
 
 async def test_a_cli_that_exits_non_zero_is_tried_twice_then_fails(store, fake, repo, tmp_path):
@@ -294,8 +296,8 @@ async def test_a_full_disk_fails_the_run_with_the_reason_and_keeps_committed_pha
     assert git(project, "log", "--format=%s", branch).splitlines()[0] == (
         f"TASK-{task.number:03d} spec: spec written"
     )
-    spec = await TaskPhase.get(task_id=task.number, name="spec")
-    assert spec.status == "completed"
+    phases = await TaskPhase.filter(task_id=task.number).order_by("id")
+    assert [(p.name, p.status) for p in phases] == [("spec", "completed"), ("implement", "failed")]
 
     # Space is freed and the task runs again: the committed spec phase is not repeated.
     worktree = small_disk / "worktrees" / "shop" / f"TASK-{task.number:03d}"

@@ -159,6 +159,11 @@ class RunExecution:
         if self.watcher.lost:
             log.warning("run %s: another worker holds it now; stopped", self.claim.run_id)
             return "lost"
+        if status in (FAILED, CANCELLED):
+            try:
+                await phase_records.end_running_phase(self.claim.task_number, FAILED)
+            except Exception:  # the run's own ending matters more: record it regardless
+                log.warning("could not end the phase of run %s", self.claim.run_id, exc_info=True)
         with contextlib.suppress(LeaseLost):
             await end_run(self.claim, status, reason)
         return status
