@@ -375,6 +375,7 @@ async def test_commits_on_the_base_branch_during_a_run_stay_out_of_the_task_bran
 # -- orc serve killed as a whole ---------------------------------------------------------------
 
 
+@pytest.mark.timeout(300)  # three phases, a crash and a restart of real processes
 def test_orc_serve_killed_mid_phase_leaves_no_agent_and_goes_on_after_a_restart(
     orc_env, fake, repo, server_factory
 ):
@@ -416,7 +417,7 @@ def test_orc_serve_killed_mid_phase_leaves_no_agent_and_goes_on_after_a_restart(
     _, alive = psutil.wait_procs(agent, timeout=10)
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], alive
     # ... and the run is still held by the dead worker: nothing ended it as failed.
-    shown_then = run_orc(["show", "TASK-001"], env)
+    shown_then = run_orc(["show", "TASK-001"], env, timeout=60)
     assert "running" in shown_then.stdout, shown_then.stdout + shown_then.stderr
 
     restarted = server_factory(env).start()
