@@ -6,7 +6,9 @@ with the agent's question; a review with findings sends the task back to impleme
 number of times). While the agent works, a watcher renews the run's lease and reads a person's
 requests: cancel ends the turn at once (the agent's process group is killed), pause waits for
 the turn to end. A worker that takes over a dead worker's run resumes the interrupted phase's
-session; phases already committed are never run again.
+session; phases already committed are never run again. An agent whose process dies mid-turn,
+or that goes silent (the idle watchdog), gets one more try in its session; every failure ends
+the run with a reason a person can act on (docs/tasks.md, "When things go wrong").
 """
 
 from __future__ import annotations
