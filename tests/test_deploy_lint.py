@@ -32,7 +32,7 @@ BIN = Path(sys.executable).parent
 DEPLOY = REPO / "deploy"
 COMPOSE_FILES = sorted(DEPLOY.glob("docker-compose*.yml"))
 MAIN_COMPOSE_FILES = [p for p in COMPOSE_FILES if p.name != "docker-compose.airgap.yml"]
-K8S_FILES = sorted((DEPLOY / "k8s").glob("*.yaml"))
+K8S_FILES = sorted((DEPLOY / "k8s").rglob("*.yaml"))
 EXAMPLE_ENV = {
     "PATH": "/usr/bin:/bin",
     "ORC_AUTH_TOKEN": "t" * 40,
