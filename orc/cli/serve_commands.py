@@ -213,8 +213,11 @@ def healthcheck(settings: Settings, timeout: float, ready: bool) -> None:
     host = probe_address(settings.host)
     host = f"[{host}]" if ":" in host else host
     url = f"http://{host}:{settings.port}/api/health" + ("/ready" if ready else "")
+    # Never through HTTP_PROXY: behind a corporate proxy the probe of our own loopback port
+    # would go to the proxy, which cannot reach it, and the container would look unhealthy.
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with direct.open(url, timeout=timeout) as response:
             body = json.loads(response.read())
     except urllib.error.HTTPError as exc:
         # Readiness answers 503 with its checks when degraded: show them.
