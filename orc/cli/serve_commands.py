@@ -158,6 +158,10 @@ def api_process(settings: Settings) -> None:
 @pass_settings
 def worker(settings: Settings) -> None:
     """Run the job worker. SIGINT stops gracefully; SIGTERM stops at once."""
+    import signal
+
+    # Held (pending) until the consumer can act on them: see workers.consumer.run_consumer.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     from orc.runs.agent_env import check_agent_policy
     from orc.runtime.logs import setup_logging
     from workers.consumer import run_consumer
