@@ -2,9 +2,9 @@
 
 The job worker is the process that used to print a raw traceback (a KeyboardInterrupt, or
 aiosqlite's "Event loop is closed") or hang when its stop signal arrived during its start-up.
-It is started here exactly as `orc serve` starts it (``launcher.worker_child``) and stopped with its stop
-signal at twenty moments spread over its start-up, from before Python has imported anything to
-after the job consumer runs.
+It is started here exactly as `orc serve` starts it (``launcher.worker_child``) and stopped with
+its stop signal at twenty moments spread over its start-up, from before Python has imported
+anything to after the job consumer runs.
 """
 
 from __future__ import annotations
