@@ -70,9 +70,14 @@ async def assert_ended(task: Task, status: str) -> str:
     return task.reason or ""
 
 
-def agent_tree(tmp_path: Path, task: Task) -> list[psutil.Process]:
+async def agent_tree(tmp_path: Path, task: Task) -> list[psutil.Process]:
     """The running agent: its launcher and everything below it (from the pidfile)."""
     path = tmp_path / "home" / "agent-home" / f"TASK-{task.number:03d}" / "agent.pid"
+
+    async def written() -> bool:  # the CLI may start a tool before the launcher writes it
+        return path.exists()
+
+    await wait_until(written)
     launcher = psutil.Process(int(path.read_text().split()[0]))
     return [launcher, *launcher.children(recursive=True)]
 
@@ -160,7 +165,7 @@ async def test_an_agent_killed_mid_turn_is_resumed_once_and_the_phase_completes(
     fake.script([tool_calls(bash(long_tool(marker))), text(DONE % "finished after the crash")])
     _, running = await execute_in_background(tmp_path, fake)
     await tool_running(marker)
-    tree = agent_tree(tmp_path, task)
+    tree = await agent_tree(tmp_path, task)
     cli_of(tree).kill()  # from outside: the OOM killer, a person
 
     assert await asyncio.wait_for(running, 60) == "completed"
@@ -183,7 +188,7 @@ async def test_an_agent_that_dies_twice_in_a_phase_fails_the_run(store, fake, re
     trees = []
     for marker in (first, second):
         await tool_running(marker)
-        trees.append(agent_tree(tmp_path, task))
+        trees.append(await agent_tree(tmp_path, task))
         cli_of(trees[-1]).kill()
 
     assert await asyncio.wait_for(running, 60) == "failed"
@@ -238,7 +243,7 @@ async def test_a_phase_past_its_timeout_fails_and_its_agent_is_gone(store, fake,
         return bool(fake.message_requests) and pidfile.exists()
 
     await wait_until(agent_started)
-    tree = agent_tree(tmp_path, task)
+    tree = await agent_tree(tmp_path, task)
 
     assert await asyncio.wait_for(running, 60) == "failed"
     reason = await assert_ended(task, "failed")
