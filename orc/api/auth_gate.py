@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 from dataclasses import dataclass, field
@@ -143,11 +142,13 @@ class Authenticator:
 
     def csrf_ok(self, request: Request, session_id: str) -> bool:
         """A cookie-authenticated change comes from our own pages (Origin) or knows the token."""
+        # Compared as bytes: a header may hold any character, and compare_digest refuses
+        # non-ASCII str.
         origin = request.headers.get("origin")
-        if origin is not None and hmac.compare_digest(origin, self.base_origin):
+        if origin is not None and token_matches(origin, self.base_origin):
             return True
-        presented = request.headers.get(CSRF_HEADER, "")
-        return hmac.compare_digest(presented, csrf_token(session_id, self.secret_key))
+        presented = request.headers.get(CSRF_HEADER)
+        return token_matches(presented, csrf_token(session_id, self.secret_key))
 
     def metrics_open(self, request: Request) -> bool:
         """/api/metrics without a user: the metrics token, or loopback when allowed."""
