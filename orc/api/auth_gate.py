@@ -25,7 +25,7 @@ from orc.auth.sessions import (
 )
 from orc.auth.tickets import TicketBook, ticket_identity
 from orc.auth.token import token_matches
-from orc.auth.users import SignInRefused, sign_in_user
+from orc.auth.users import SignInRefused, check_claim_length, sign_in_user
 from orc.config import Settings, is_loopback
 from orc.db.models import User
 
@@ -130,14 +130,15 @@ class Authenticator:
         except OidcError as exc:
             # Counted even when the issuer is away: garbage tokens must not buy free lookups.
             raise Refused(str(exc)) from None
-        user = await User.get_or_none(subject=claims["sub"])
-        if user is None:
-            try:
+        try:
+            check_claim_length("subject", claims["sub"])
+            user = await User.get_or_none(subject=claims["sub"])
+            if user is None:
                 email = claims_email(claims)
                 name = str(claims.get("name", ""))
                 user = await sign_in_user(claims["sub"], email, name, self.settings)
-            except (OidcError, SignInRefused) as exc:
-                raise Refused(str(exc)) from None
+        except (OidcError, SignInRefused) as exc:
+            raise Refused(str(exc)) from None
         return Identity(kind="id_token", subject=user.email, role=user.role, user_id=user.id)
 
     def csrf_ok(self, request: Request, session_id: str) -> bool:

@@ -23,7 +23,6 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-
 class _NoListing(DirectoryHandler):
     """A directory under /app is not a file: 404 (Sanic's default raises, which is a 500)."""
 

@@ -9,6 +9,7 @@ from sanic import Request, Sanic
 from sanic.exceptions import SanicException
 from sanic.handlers import ErrorHandler
 from sanic.response import HTTPResponse, json
+from tortoise.exceptions import ValidationError as ModelValidationError
 
 from orc.db.unavailable import is_database_unavailable
 from orc.errors import OrcError
@@ -37,6 +38,10 @@ class JsonErrorHandler(ErrorHandler):
             if exception.status >= 500:
                 log.warning("%s: %s", exception.code, exception.message)
             return error_response(exception.status, exception.code, exception.message)
+        if isinstance(exception, ModelValidationError):
+            # A value the client sent does not fit a column (Tortoise checks lengths and ranges
+            # before the query): the database would refuse it too, or silently keep it on SQLite.
+            return error_response(422, "validation_error", str(exception)[:300])
         if isinstance(exception, SanicException) and exception.status_code < 500:
             status = exception.status_code
             return error_response(status, _code_for(status), str(exception) or _code_for(status))

@@ -225,7 +225,9 @@ async def _close_revoked(ws: Any) -> None:
 async def websocket(request: Request, ws: Any) -> None:
     """Live events; see the module docstring for the protocol."""
     try:
-        since = query_int(request, "since", -1, 0, MAX_EVENT_ID) if "since" in request.args else None
+        since = (
+            query_int(request, "since", -1, 0, MAX_EVENT_ID) if "since" in request.args else None
+        )
     except ApiError as exc:
         await _close_bad_request(ws, exc)
         return

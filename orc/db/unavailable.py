@@ -31,6 +31,9 @@ _POSTGRES_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.ObjectNotInPrerequisiteStateError,
     asyncpg.exceptions.InvalidCatalogNameError,
     asyncpg.InterfaceError,
+    # What asyncpg raises on the first use of a pooled connection the server has just cut
+    # (e.g. a PostgreSQL restart): "cannot switch to state …; another operation is in progress".
+    asyncpg.exceptions._base.InternalClientError,
     DBConnectionError,
     ConnectionError,  # the server's port is closed or the connection was reset
 )
