@@ -7,6 +7,7 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sanic import Request
+from sanic_ext import openapi
 
 from orc.api.json_body import parse_json
 from orc.errors import ApiError
@@ -161,13 +162,18 @@ def query_int(request: Request, name: str, default: int, low: int, high: int) ->
     return default if raw is None else whole_number(raw, name, low, high)
 
 
-def path_id(raw: str) -> int:
-    """A row id in a URL path (Sanic's ``int`` parameters): ValueError, so a 404, when it
-    cannot name a row."""
+def row_id(raw: str) -> int:
+    """The cast of every ``<x:int>`` path parameter: a row id, or ValueError (no route
+    matches, so a 404) for a number no row can have (negative, or past the column, which
+    would overflow the database driver)."""
     try:
         return whole_number(raw, "id", 0, MAX_ROW_ID)
     except ApiError as exc:
         raise ValueError(exc.message) from None
+
+
+# How OpenAPI documents those parameters (sanic-ext cannot read a custom cast).
+ROW_ID_SCHEMA = openapi.Integer(minimum=0, maximum=MAX_ROW_ID)
 
 
 def query_choice(request: Request, name: str, choices: tuple[str, ...]) -> str | None:
