@@ -120,6 +120,7 @@ async def tasks_delete(request: Request, task_id: str) -> HTTPResponse:
 
 
 @bp.post("/api/tasks/<task_id>/<action>")
+@openapi.parameter("action", openapi.String(enum=list(ACTIONS)), "path", required=True)
 async def tasks_action(request: Request, task_id: str, action: str) -> HTTPResponse:
     """run (queue a run), pause, resume (``{"note": …}`` answers a blocked agent), cancel;
     complete and fail are admin overrides. 409 when the task's status does not allow it."""
