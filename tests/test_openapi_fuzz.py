@@ -1,13 +1,15 @@
 """Property-based test of the whole OpenAPI document (schemathesis): no input answers a 5xx.
 
 Against a real `orc serve` (token auth on, so the auth routes and the role rules run too), on
-both databases. Two phases:
-- every operation on its own, with generated valid and invalid input;
-- a stateful phase: schemathesis chains calls along OpenAPI links (a task, token or user made
+both databases, through the schemathesis CLI. Its phases:
+- coverage: each operation with boundary and just-out-of-bounds values of every field;
+- fuzzing: each operation with generated valid and invalid input;
+- stateful: schemathesis chains calls along OpenAPI links (a task, token or user made
   by one call is what the next call reads, changes or deletes), so path operations reach real
   rows and real logic instead of stopping at 404.
-Bounded (examples, steps, no per-example deadline) to keep the suite's time budget; the seed is
-fixed, so a failure replays.
+Bounded (examples per operation, steps per scenario) to keep the suite's time budget; the seed
+is fixed, so a failure replays (`st replay` with the case id it prints). Responses are checked
+for 5xx only: the document declares no response schemas to conform to.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from tests.support import OrcServer, free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-EXAMPLES_PER_OPERATION = 10
-STATEFUL_STEPS = 12
+EXAMPLES_PER_OPERATION = 6
+STATEFUL_STEPS = 10
 SEED = 12
 
 # OpenAPI links (what a response gives the next call); sanic-ext does not write them, the
@@ -105,6 +107,8 @@ def _start(server_factory, orc_env: dict[str, str], repo) -> tuple[OrcServer, di
     return server, auth
 
 
+# About 30 s of CPU per database here; the limit is for a machine shared with other work.
+@pytest.mark.timeout(300)
 def test_no_operation_in_the_openapi_document_answers_5xx(
     server_factory, orc_env, repo, tmp_path: Path
 ):
@@ -143,7 +147,6 @@ def test_no_operation_in_the_openapi_document_answers_5xx(
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     summary = result.stdout
-    print(summary[-5000:])
     assert "Stateful" in summary or "stateful" in summary, summary[-3000:]
     # The server stayed healthy and wrote no traceback meanwhile.
     assert server.get("/api/health").status_code == 200
