@@ -1,4 +1,4 @@
-"""README.md as a Markdown renderer reads it: its tables are whole, its endpoint table is complete."""
+"""README.md as a Markdown renderer reads it: whole tables; every route in the endpoint table."""
 
 from __future__ import annotations
 
