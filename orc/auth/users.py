@@ -58,7 +58,8 @@ def check_claim_length(claim: str, value: str) -> None:
     if len(value) > limit:
         raise SignInRefused(
             "claim_too_long",
-            f"the identity provider's {claim} is longer than {limit} characters; orc cannot store it",
+            f"the identity provider's {claim} is longer than {limit} characters;"
+            " orc cannot store it",
         )
 
 
