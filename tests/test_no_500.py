@@ -11,6 +11,7 @@ import http.client
 import json
 import logging
 import sqlite3
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 
 from orc.auth.token import generate_token
 from orc.db.models import User
+from orc.runtime.logs import ExceptionOnOneLine, JsonFormatter
 from tests.api_client import assert_error
 from tests.conftest import ADMIN_URL
 from tests.in_process import LiveApp
@@ -227,3 +229,23 @@ def test_a_long_return_to_and_claims_longer_than_the_columns_are_4xx(
         return (await User.get(subject="long-name")).name
 
     assert live.run(stored_name()) == "N" * 200
+
+
+def test_asyncpgs_pool_retry_is_logged_on_one_line_without_a_traceback():
+    """asyncpg logs a traceback each time its pool fails to reconnect (PostgreSQL down): orc's
+    log set-up keeps the line and the error, not the traceback."""
+    record = logging.LogRecord(
+        "asyncpg.pool", logging.WARNING, __file__, 1, "retrying %s", ("x",), None
+    )
+    try:
+        raise ConnectionRefusedError(111, "Connect call failed")
+    except ConnectionRefusedError:
+        record.exc_info = sys.exc_info()
+    assert ExceptionOnOneLine().filter(record)
+    line = JsonFormatter().format(record)
+    assert "exception" not in json.loads(line)
+    assert (
+        json.loads(line)["message"]
+        == "retrying x: ConnectionRefusedError: [Errno 111] Connect call failed"
+    )
+    assert "\n" not in line
