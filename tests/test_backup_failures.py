@@ -39,6 +39,7 @@ asyncio.run(take_backup(load_settings(), "manual", HoldBeforePublishing()))
 """
 
 
+@pytest.mark.slow
 def test_kill_9_during_a_backup_leaves_no_partial_backup_and_older_ones_intact(
     orc_env, database_url
 ):
@@ -68,6 +69,7 @@ def test_kill_9_during_a_backup_leaves_no_partial_backup_and_older_ones_intact(
     assert not _temp_files(folder)
 
 
+@pytest.mark.slow
 def test_a_corrupted_backup_fails_verify_by_name_and_restore_refuses_it(orc_env, database_url):
     orc_ok(["new", "original"], orc_env)
     good = orc_ok(["backup", "now", "-q"], orc_env).strip()

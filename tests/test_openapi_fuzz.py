@@ -109,6 +109,7 @@ def _start(server_factory, orc_env: dict[str, str], repo) -> tuple[OrcServer, di
 
 # About 30 s of CPU per database here; the limit is for a machine shared with other work.
 @pytest.mark.timeout(300)
+@pytest.mark.slow(seconds=60)
 def test_no_operation_in_the_openapi_document_answers_5xx(
     server_factory, orc_env, repo, tmp_path: Path
 ):
