@@ -22,8 +22,8 @@ from orc.config import load_settings
 from tests.in_process import LiveApp
 from tests.support import OrcServer, base_env, free_port, run_orc
 
-TOKEN = "server-token-" + "s" * 40
-METRICS_TOKEN = "metrics-token-" + "m" * 40
+TOKEN = "server-token-jtxFlP_a0uzLtiWPeZ4sNvVftTCLiyYV"
+METRICS_TOKEN = "metrics-token-Hehd1wTSz1DuaWhf9WcS_7-TcAObXuWE"
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 from orc.config import SETTINGS
 from tests.support import base_env, free_port, run_orc
 
-TOKEN = "tok-" + "T" * 40
+TOKEN = "tok-O8s2sSN7UyUbiFsYGiPcMEUwfa2AeStX"
 DB_PASSWORD = "pg-Pa55word-never-shown"
 
 

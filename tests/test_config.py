@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from orc.auth.policy import check_auth_policy
+from orc.auth.token import generate_token
 from orc.cli.main import cli
 from orc.config import (
     POSTGRES_URL_OPTIONS,
@@ -22,7 +26,7 @@ from orc.config import (
 from orc.config.project_file import config_template
 
 SECRET = "s3cr3t-Pa55word-never-shown"
-TOKEN = "tok-" + "x" * 40
+TOKEN = "tok-GlTMhw6noT0EVXShlvYOv7Jr2gZwwJRH"
 
 
 @pytest.fixture
@@ -528,6 +532,14 @@ def test_oidc_lists_read_from_env_and_yaml(load, work):
         ({**OIDC, "ORC_OIDC_ISSUER": "http://idp.example.com"}, "must use https://"),
         ({**OIDC, "ORC_HOST": "0.0.0.0"}, "set it to the URL users open"),
         ({"ORC_AUTH_TOKEN": TOKEN, "ORC_METRICS_TOKEN": "short-token-abc"}, "ORC_METRICS_TOKEN"),
+        # Long enough, but guessable: one letter repeated, a prefix and a repeat, a sequence.
+        ({"ORC_AUTH_TOKEN": "a" * 32}, "ORC_AUTH_TOKEN is too easy to guess"),
+        ({"ORC_AUTH_TOKEN": "tok-" + "x" * 40}, "too easy to guess"),
+        ({"ORC_AUTH_TOKEN": "abcdefghijklmnopqrstuvwxyz0123456789"}, "too easy to guess"),
+        ({"ORC_AUTH_TOKEN": "change-me-change-me-change-me-123"}, "too easy to guess"),
+        ({"ORC_AUTH_TOKEN": TOKEN, "ORC_METRICS_TOKEN": "m" * 64}, "ORC_METRICS_TOKEN"),
+        ({"ORC_AUTH_TOKEN": TOKEN, "ORC_SECRET_KEY": "k" * 40}, "ORC_SECRET_KEY"),
+        ({"ORC_AUTH_TOKEN": "x" * 500}, "too easy to guess"),
     ],
 )
 def test_policy_refuses_unsafe_configurations_in_one_line(load, env, expected):
@@ -599,3 +611,43 @@ def test_booleans_are_shown_as_users_write_them(load):
 def test_relative_orc_home_is_relative_to_the_project_directory(work):
     settings = load_settings(environ={"ORC_HOME": "data", "HOME": str(work)}, cwd=work)
     assert settings.home == work / "data"
+
+
+def _k8s_example_token() -> str:
+    """The auth token of the example Kubernetes Secret orc ships, wherever it lives."""
+    for path in sorted((Path(__file__).resolve().parent.parent / "deploy").rglob("*.y*ml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if isinstance(document, dict) and document.get("kind") == "Secret":
+                return str(document["stringData"]["auth-token"])
+    raise AssertionError("no example Secret under deploy/: point this test at it")
+
+
+@pytest.mark.parametrize(
+    "placeholder",
+    [
+        _k8s_example_token(),
+        "your-secure-token-here",  # the deployment spec's .env example
+        " Replace-With-The-Output-Of-Orc-Token-Generate ",
+    ],
+)
+def test_policy_refuses_every_placeholder_orc_ships(load, placeholder):
+    with pytest.raises(ConfigError) as info:
+        check_auth_policy(load(ORC_AUTH_TOKEN=placeholder))
+    message = str(info.value)
+    assert "placeholder" in message and "orc token generate" in message
+    with pytest.raises(ConfigError, match="placeholder"):
+        check_auth_policy(load(**{**OIDC, "ORC_OIDC_CLIENT_SECRET": "your-client-secret"}))
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        generate_token(),
+        secrets.token_hex(16),  # openssl rand -hex 16
+        secrets.token_hex(32),
+        base64.b64encode(secrets.token_bytes(32)).decode(),  # openssl rand -base64 32
+        secrets.token_urlsafe(256),
+    ],
+)
+def test_policy_accepts_random_tokens_of_every_usual_shape(load, token):
+    check_auth_policy(load(ORC_AUTH_TOKEN=token, ORC_METRICS_TOKEN=generate_token()))
