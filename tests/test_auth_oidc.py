@@ -233,7 +233,7 @@ def test_a_callback_in_another_browser_is_refused(orc: LiveApp):
 
 def test_an_email_outside_the_allowed_domains_is_refused(orc: LiveApp):
     client = orc.client()
-    finish = client.get(consent(begin(client), "mallory@evil.test"))
+    finish = client.get(consent(begin(client), "mallory@evil.org"))
     assert finish.status_code == 403 and finish.json()["error"] == "domain_not_allowed"
     assert "orc_session" not in client.cookies
 
@@ -339,6 +339,35 @@ def test_a_forged_but_correct_token_is_accepted_so_the_refusals_above_mean_somet
 ):
     token = provider.forge(provider.claims(CLIENT_ID, "nina@example.com"))
     assert _me(orc, token).status_code == 200
+
+
+def test_a_string_email_verified_is_not_verified(orc: LiveApp, provider: Provider):
+    """A hostile provider's token for another subject with the admin's address and
+    ``"email_verified": "false"`` is refused under the allow-list, and never becomes admin."""
+    claims = provider.claims(CLIENT_ID, "hostile-sub", email="boss@example.com")
+    for claimed in ("false", "true", 1):
+        response = _me(orc, provider.forge({**claims, "email_verified": claimed}))
+        assert response.status_code == 401, response.text
+        assert "not verified" in response.json()["message"]
+    client = orc.client()
+    provider_url = begin(client)
+    httpx.put(
+        f"{provider.issuer}/users/hostile-2",
+        json={"email": "boss@example.com", "email_verified": "false"},
+        timeout=5,
+    )
+    finish = client.get(consent(provider_url, "hostile-2"))
+    assert finish.status_code == 403 and finish.json()["error"] == "email_not_verified"
+    assert "orc_session" not in client.cookies
+
+
+@pytest.mark.parametrize("email", ["x@evil@example.com", '"x@evil"@example.com'])
+def test_an_address_that_is_not_one_valid_email_is_refused(orc: LiveApp, email: str):
+    client = orc.client()
+    finish = client.get(consent(begin(client), email))
+    assert finish.status_code == 403 and finish.json()["error"] == "invalid_email"
+    assert "not a valid email address" in finish.json()["message"]
+    assert "orc_session" not in client.cookies
 
 
 # --- start-up ----------------------------------------------------------------------------------

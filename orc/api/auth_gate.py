@@ -15,7 +15,7 @@ from orc.api.error_handler import error_response
 from orc.api.route_roles import PUBLIC, required_role, route_key
 from orc.auth.access_tokens import access_token_identity, looks_like_access_token
 from orc.auth.identity import SERVER_TOKEN_IDENTITY, Identity
-from orc.auth.oidc import OidcError, OidcProvider, claims_email
+from orc.auth.oidc import OidcError, OidcProvider, claims_email, claims_email_verified
 from orc.auth.ratelimit import FailureLimiter
 from orc.auth.sessions import (
     COOKIE_NAME,
@@ -136,7 +136,8 @@ class Authenticator:
             try:
                 email = claims_email(claims)
                 name = str(claims.get("name", ""))
-                user = await sign_in_user(claims["sub"], email, name, self.settings)
+                verified = claims_email_verified(claims)
+                user = await sign_in_user(claims["sub"], email, name, self.settings, verified)
             except (OidcError, SignInRefused) as exc:
                 raise Refused(str(exc)) from None
         return Identity(kind="id_token", subject=user.email, role=user.role, user_id=user.id)

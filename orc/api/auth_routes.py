@@ -14,7 +14,7 @@ from orc.api.route_roles import identity_of
 from orc.api.schemas import TokenLogin, parse_body
 from orc.auth.cleanup import LOGIN_LIFETIME
 from orc.auth.identity import Identity
-from orc.auth.oidc import OidcProvider, claims_email
+from orc.auth.oidc import OidcProvider, claims_email, claims_email_verified
 from orc.auth.sessions import (
     COOKIE_NAME,
     SESSION_SECONDS,
@@ -125,7 +125,8 @@ async def callback(request: Request) -> HTTPResponse:
     claims = await oidc.verify_id_token(id_token, nonce=pending.nonce)
     email = claims_email(claims)
     name = str(claims.get("name", ""))
-    user = await sign_in_user(claims["sub"], email, name, _auth(request).settings)
+    verified = claims_email_verified(claims)
+    user = await sign_in_user(claims["sub"], email, name, _auth(request).settings, verified)
     session_id = await create_session(user.email, user.role, user)
     response = redirect(pending.return_to)
     _set_cookie(
