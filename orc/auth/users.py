@@ -73,7 +73,9 @@ def check_email_allowed(email: str, verified: bool, settings: Settings) -> str:
             f"{address} is not verified at the identity provider; verify it there, then sign in",
         )
     if domain not in allowed and address.rpartition("@")[2] not in allowed:
-        raise SignInRefused("domain_not_allowed", f"sign-in with an address at {domain} is not allowed")
+        raise SignInRefused(
+            "domain_not_allowed", f"sign-in with an address at {domain} is not allowed"
+        )
     return address
 
 
