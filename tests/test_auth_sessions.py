@@ -57,7 +57,7 @@ def test_the_token_buys_a_browser_session_that_logout_ends(server: OrcServer):
     ok = browser.post("/api/tasks", json={"title": "x"}, headers={"Origin": server.base_url})
     assert ok.status_code == 201
     kept = browser.cookies["orc_session"]
-    assert browser.post("/auth/logout", headers={"Origin": server.base_url}).json()["signed_out"]
+    assert browser.post("/auth/logout", json={}, headers={"Origin": server.base_url}).json()["signed_out"]
     assert browser.get("/auth/me").status_code == 401
     replay = httpx.get(server.base_url + "/api/tasks", cookies={"orc_session": kept}, timeout=10)
     assert replay.status_code == 401

@@ -142,6 +142,14 @@ class Authenticator:
                 raise Refused(str(exc)) from None
         return Identity(kind="id_token", subject=user.email, role=user.role, user_id=user.id)
 
+    def from_our_origin(self, request: Request) -> bool:
+        """No ``Origin`` (not a browser, or an old one), or ours; compared as bytes, so any
+        header value (``null``, non-ASCII) is simply not ours."""
+        origin = request.headers.get("origin")
+        if origin is None:
+            return True
+        return hmac.compare_digest(origin.encode(), self.base_origin.encode())
+
     def csrf_ok(self, request: Request, session_id: str) -> bool:
         """A cookie-authenticated change comes from our own pages (Origin) or knows the token."""
         origin = request.headers.get("origin")

@@ -61,6 +61,22 @@ def _set_cookie(
     )
 
 
+def _check_session_change(request: Request, auth: Authenticator) -> None:
+    """Setting or ending a session: JSON only and, when a browser says where it comes from,
+    from our own origin. A cross-site form can send neither (``text/plain`` is what makes it
+    "simple"; ``application/json`` needs a CORS preflight that orc never grants), so no other
+    site can sign a visitor in as the attacker (login CSRF) or out."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise ApiError(
+            415, "unsupported_media_type", "send this request with Content-Type: application/json"
+        )
+    if not auth.from_our_origin(request):
+        raise ApiError(
+            403, "csrf_failed", f"cross-site request refused; send it from {auth.base_origin}"
+        )
+
+
 def _local_path(value: str | None) -> str:
     """Only paths on this server may be redirected to after sign-in (no open redirect)."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
@@ -144,6 +160,7 @@ async def callback(request: Request) -> HTTPResponse:
 async def session_create(request: Request) -> HTTPResponse:
     """Browsers sign in with the server's token (or an access token) once, for a cookie."""
     auth = _auth(request)
+    _check_session_change(request, auth)
     address = client_address(request)
     retry_after = auth.limiter.retry_after(address)
     if retry_after is not None:
@@ -167,8 +184,13 @@ async def session_create(request: Request) -> HTTPResponse:
 async def logout(request: Request) -> HTTPResponse:
     """End the session: the cookie stops working everywhere, its WebSockets close."""
     auth = _auth(request)
+    _check_session_change(request, auth)
     cookie = request.cookies.get(COOKIE_NAME)
     session_id = session_id_from_cookie(cookie, auth.secret_key) if cookie else None
+    if session_id is not None and not auth.csrf_ok(request, session_id):
+        raise ApiError(
+            403, "csrf_failed", f"cross-site request refused; send it from {auth.base_origin}"
+        )
     if session_id is not None:
         await revoke_session(session_id)
     body: dict[str, object] = {"signed_out": session_id is not None}
