@@ -370,6 +370,27 @@ def test_an_address_that_is_not_one_valid_email_is_refused(orc: LiveApp, email: 
     assert "orc_session" not in client.cookies
 
 
+def test_sign_ins_started_from_one_address_are_bounded(
+    app_factory, orc_env: dict[str, str], provider: Provider
+):
+    """/auth/login stores a row per request before anyone is known: not without limit."""
+    from orc.api.auth_gate import LOGIN_STARTS_PER_ADDRESS
+    from orc.db.models import OidcLogin
+
+    live = app_factory(provider_env(orc_env, provider, free_port(), CLIENT_ID))
+    flood = live.client("127.0.0.31")
+    for _ in range(LOGIN_STARTS_PER_ADDRESS):
+        assert flood.get("/auth/login").status_code == 302
+    refused = flood.get("/auth/login")
+    assert refused.status_code == 429 and refused.json()["error"] == "too_many_sign_ins"
+    assert 1 <= int(refused.headers["retry-after"]) <= 600
+    async def pending() -> int:
+        return await OidcLogin.all().count()
+
+    assert live.run(pending()) == LOGIN_STARTS_PER_ADDRESS
+    assert live.client("127.0.0.32").get("/auth/login").status_code == 302
+
+
 # --- start-up ----------------------------------------------------------------------------------
 
 

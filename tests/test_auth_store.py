@@ -152,3 +152,19 @@ async def test_the_domain_allow_list_reads_one_strictly_valid_address(store, tmp
     # The domain check itself compares the parsed domain, case-insensitively.
     user = await sign_in_user("sub", "Ana@EXAMPLE.com", "", settings, True)
     assert user.email == "ana@example.com"
+
+
+async def test_pending_sign_ins_are_bounded_in_total(store):
+    from orc.auth.cleanup import LOGIN_LIFETIME, room_for_login
+    from orc.db.models import OidcLogin
+
+    now = datetime.now(UTC)
+    for n in range(3):
+        await OidcLogin.create(state_hash=f"old-{n}", nonce="n", code_verifier="v")
+    await OidcLogin.all().update(created_at=now - LOGIN_LIFETIME - timedelta(seconds=1))
+    await OidcLogin.create(state_hash="fresh-0", nonce="n", code_verifier="v")
+    assert await room_for_login(now, limit=2)  # the abandoned ones made room
+    assert await OidcLogin.all().count() == 1
+    await OidcLogin.create(state_hash="fresh-1", nonce="n", code_verifier="v")
+    assert not await room_for_login(now, limit=2)
+    assert await OidcLogin.all().count() == 2

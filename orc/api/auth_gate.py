@@ -38,6 +38,9 @@ METRICS_ROUTE = "metrics.metrics"
 WEBSOCKET_ROUTE = "events.websocket"
 FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
 
+LOGIN_STARTS_PER_ADDRESS = 30
+LOGIN_STARTS_WINDOW = 600.0
+
 # Probes must work without credentials; matched exactly, never by prefix.
 EXEMPT_PATHS = frozenset({"/api/health", "/api/health/ready"})
 B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]{1,4096}=*")
@@ -70,6 +73,10 @@ class Authenticator:
     secret_key: str
     oidc: OidcProvider | None = None
     limiter: FailureLimiter = field(default_factory=FailureLimiter)
+    # Sign-ins started per address (each stores a row until it finishes or is abandoned).
+    login_starts: FailureLimiter = field(
+        default_factory=lambda: FailureLimiter(LOGIN_STARTS_PER_ADDRESS, LOGIN_STARTS_WINDOW)
+    )
     tickets: TicketBook = field(default_factory=TicketBook)
 
     @property
@@ -181,6 +188,18 @@ def unauthorized(message: str) -> HTTPResponse:
     return response
 
 
+def too_many_attempts(limiter: FailureLimiter, address: str) -> HTTPResponse | None:
+    """The 429 for an address over its failure budget (None while it is within it)."""
+    retry_after = limiter.retry_after(address)
+    if retry_after is None:
+        return None
+    response = error_response(
+        429, "too_many_attempts", f"too many failed sign-ins; retry in {retry_after} s"
+    )
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
 async def gate(request: Request) -> HTTPResponse | None:
     """Request middleware: answer 401/403/429 here, or let the handler run with an identity."""
     if request.path in EXEMPT_PATHS:
@@ -193,20 +212,17 @@ async def gate(request: Request) -> HTTPResponse | None:
     if key == METRICS_ROUTE and auth.metrics_open(request):
         return None
     address = client_address(request)
-    retry_after = auth.limiter.retry_after(address)
-    if retry_after is not None:
-        response = error_response(
-            429, "too_many_attempts", f"too many failed sign-ins; retry in {retry_after} s"
-        )
-        response.headers["Retry-After"] = str(retry_after)
-        return response
     try:
+        # Checked even when the address is limited: a right credential always passes, so one
+        # guesser behind a shared address (an office NAT) cannot lock everyone else out. That
+        # teaches a guesser nothing: tokens are 256-bit random, weak server tokens are refused.
         identity, session_id = await auth.identify(request)
     except Refused as exc:
+        limited = too_many_attempts(auth.limiter, address)
         if exc.counted:
             auth.limiter.record_failure(address)
         log.info("authentication failed", extra={"remote": address, "path": request.path})
-        return unauthorized(str(exc))
+        return limited if limited is not None else unauthorized(str(exc))
     if identity is None:
         return unauthorized("sign in, or send Authorization: Bearer <token>")
     changes = request.method not in SAFE_METHODS or key == WEBSOCKET_ROUTE

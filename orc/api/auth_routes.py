@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json, redirect
 
-from orc.api.auth_gate import Authenticator, client_address
+from orc.api.auth_gate import Authenticator, client_address, too_many_attempts
+from orc.api.error_handler import error_response
 from orc.api.route_roles import identity_of
 from orc.api.schemas import TokenLogin, parse_body
-from orc.auth.cleanup import LOGIN_LIFETIME
+from orc.auth.cleanup import LOGIN_LIFETIME, room_for_login
 from orc.auth.identity import Identity
 from orc.auth.oidc import OidcProvider, claims_email, claims_email_verified
 from orc.auth.sessions import (
@@ -84,10 +85,26 @@ def _local_path(value: str | None) -> str:
     return value
 
 
+def _too_many_sign_ins(message: str, retry_after: int) -> HTTPResponse:
+    response = error_response(429, "too_many_sign_ins", message)
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
 @bp.get("/auth/login")
 async def login(request: Request) -> HTTPResponse:
     """Start an OIDC sign-in: redirect to the issuer with state, nonce and PKCE (S256)."""
     oidc = _oidc(request)
+    auth = _auth(request)
+    address = client_address(request)
+    # Each start stores a row before anyone is known: bounded per address and in total.
+    retry_after = auth.login_starts.retry_after(address)
+    if retry_after is not None:
+        message = f"too many sign-ins started from your address; retry in {retry_after} s"
+        return _too_many_sign_ins(message, retry_after)
+    if not await room_for_login(datetime.now(UTC)):
+        return _too_many_sign_ins("too many sign-ins are in progress; retry in a minute", 60)
+    auth.login_starts.record_failure(address)
     state = secrets.token_urlsafe(32)
     nonce = secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(64)
@@ -162,14 +179,14 @@ async def session_create(request: Request) -> HTTPResponse:
     auth = _auth(request)
     _check_session_change(request, auth)
     address = client_address(request)
-    retry_after = auth.limiter.retry_after(address)
-    if retry_after is not None:
-        message = f"too many failed sign-ins; retry in {retry_after} s"
-        raise ApiError(429, "too_many_attempts", message)
     presented = parse_body(request, TokenLogin).token
+    # A right token always passes, even from an address over its failure budget (see gate).
     found = await auth.identity_for_secret(presented)
     if found is None:
+        limited = too_many_attempts(auth.limiter, address)
         auth.limiter.record_failure(address)
+        if limited is not None:
+            return limited
         raise ApiError(401, "unauthorized", "that token is not valid here")
     identity, credential = found
     user = await User.get_or_none(id=identity.user_id) if identity.user_id else None
