@@ -7,6 +7,7 @@ browser names one. On SQLite and PostgreSQL (sessions are rows).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import httpx
@@ -59,7 +60,7 @@ def test_a_cross_site_sign_in_gets_no_session(
     orc: LiveApp, content_type: str, origin: str, status: int, error: str
 ):
     victim = orc.client("127.0.0.21")
-    body = '{"token": "%s"}' % _attackers_token(orc)
+    body = json.dumps({"token": _attackers_token(orc)})
     origin = orc.base_url if origin == "ours" else origin
     response = _post_session(victim, body, content_type, origin)
     assert response.status_code == status, response.text
@@ -72,7 +73,7 @@ def test_a_cross_site_sign_in_gets_no_session(
 def test_json_from_our_origin_or_from_a_non_browser_signs_in(orc: LiveApp, origin: str | None):
     client = orc.client("127.0.0.22")
     origin = orc.base_url if origin == "ours" else origin
-    body = '{"token": "%s"}' % SERVER_TOKEN
+    body = json.dumps({"token": SERVER_TOKEN})
     response = _post_session(client, body, "application/json; charset=utf-8", origin)
     assert response.status_code == 200, response.text
     assert client.get("/auth/me").json()["via"] == "session"

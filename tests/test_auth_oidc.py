@@ -134,7 +134,9 @@ def test_sign_in_roles_api_websocket_and_logout(
             await ws.send(json.dumps({"type": "subscribe"}))
             assert json.loads(await ws.recv())["type"] == "subscribed"
             # Signing out ends the session everywhere: this socket is closed by the server.
-            out = await asyncio.to_thread(member.post, "/auth/logout", json={}, headers={"Origin": base})
+            out = await asyncio.to_thread(
+                member.post, "/auth/logout", json={}, headers={"Origin": base}
+            )
             assert out.status_code == 200 and out.json()["signed_out"] is True
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 async with asyncio.timeout(5):
@@ -384,6 +386,7 @@ def test_sign_ins_started_from_one_address_are_bounded(
     refused = flood.get("/auth/login")
     assert refused.status_code == 429 and refused.json()["error"] == "too_many_sign_ins"
     assert 1 <= int(refused.headers["retry-after"]) <= 600
+
     async def pending() -> int:
         return await OidcLogin.all().count()
 
