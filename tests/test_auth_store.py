@@ -9,7 +9,8 @@ import pytest
 
 from orc.auth.access_tokens import access_token_identity, create_access_token
 from orc.auth.cleanup import prune_auth_state
-from orc.auth.sessions import create_session, server_token_credential, session_identity
+from orc.auth.sessions import create_session, session_identity
+from orc.auth.token import server_token_credential
 from orc.auth.signing import sha256_hex
 from orc.auth.users import SignInRefused, sign_in_user
 from orc.config import load_settings
@@ -61,11 +62,11 @@ async def test_access_tokens_are_stored_hashed_and_expire(store):
     stored = await AccessToken.get(id=made.record.id)
     assert made.secret.startswith("orc_pat_") and made.secret not in stored.token_hash
     assert stored.token_hash == sha256_hex(made.secret)
-    identity = await access_token_identity(made.secret)
+    identity = await access_token_identity(made.secret, None)
     assert identity is not None and identity.role == "member"
     assert (await AccessToken.get(id=stored.id)).last_used_at is not None
     await AccessToken.filter(id=stored.id).update(expires_at=datetime.now(UTC) - timedelta(1))
-    assert await access_token_identity(made.secret) is None
+    assert await access_token_identity(made.secret, None) is None
 
 
 async def test_two_first_sign_ins_at_once_make_one_owner(store, tmp_path):

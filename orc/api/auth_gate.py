@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from sanic import Request
@@ -20,12 +20,11 @@ from orc.auth.ratelimit import FailureLimiter
 from orc.auth.sessions import (
     COOKIE_NAME,
     csrf_token,
-    server_token_credential,
     session_id_from_cookie,
     session_identity,
 )
 from orc.auth.tickets import TicketBook, ticket_identity
-from orc.auth.token import token_matches
+from orc.auth.token import server_token_credential, token_matches
 from orc.auth.users import SignInRefused, sign_in_user
 from orc.config import Settings, is_loopback
 from orc.db.models import User
@@ -108,14 +107,15 @@ class Authenticator:
     async def identity_for_secret(self, presented: str) -> tuple[Identity, str] | None:
         """The server token or an access token: who it is, and the credential a session
         bought with it records (so revoking or rotating the token ends that session)."""
+        token = self.settings.auth_token
         if looks_like_access_token(presented):
-            identity = await access_token_identity(presented)
+            identity = await access_token_identity(presented, token)
             if identity is None or identity.revocation_key is None:
                 return None
             return identity, identity.revocation_key
-        token = self.settings.auth_token
         if token and token_matches(presented, token):
-            return SERVER_TOKEN_IDENTITY, server_token_credential(token)
+            credential = server_token_credential(token)
+            return replace(SERVER_TOKEN_IDENTITY, server_credential=credential), credential
         return None
 
     async def _from_header(self, request: Request) -> Identity:
