@@ -39,6 +39,7 @@ def serve(
     from orc.runs.agent_env import check_agent_policy
     from orc.runtime import launcher
     from orc.runtime.logs import setup_logging
+    from orc.runtime.redact import secret_values
     from orc.usage.pricing import load_prices
 
     if host is not None:
@@ -54,7 +55,7 @@ def serve(
     if not no_worker:
         check_agent_policy(settings)
     load_prices(settings.home)  # a broken pricing.yaml stops start-up here, in one line
-    setup_logging(settings.log_level, settings.log_format)
+    setup_logging(settings.log_level, settings.log_format, secret_values(settings))
     launcher.check_port_free(settings.host, settings.port)
     _prepare_in_child(settings, migrate=not no_migrate)
     if stop.event.is_set():
@@ -147,8 +148,9 @@ def api_process(settings: Settings) -> None:
     """The API process that `orc serve` starts (internal)."""
     from orc.runtime.api_process import run_api
     from orc.runtime.logs import setup_logging
+    from orc.runtime.redact import secret_values
 
-    setup_logging(settings.log_level, settings.log_format)
+    setup_logging(settings.log_level, settings.log_format, secret_values(settings))
     run_api(settings)
 
 
@@ -158,10 +160,11 @@ def worker(settings: Settings) -> None:
     """Run the job worker. SIGINT stops gracefully; SIGTERM stops at once."""
     from orc.runs.agent_env import check_agent_policy
     from orc.runtime.logs import setup_logging
+    from orc.runtime.redact import secret_values
     from workers.consumer import run_consumer
 
     check_agent_policy(settings)
-    setup_logging(settings.log_level, settings.log_format)
+    setup_logging(settings.log_level, settings.log_format, secret_values(settings))
     run_consumer(settings)
 
 
