@@ -10,8 +10,8 @@ import pytest
 from orc.auth.access_tokens import access_token_identity, create_access_token
 from orc.auth.cleanup import prune_auth_state
 from orc.auth.sessions import create_session, session_identity
-from orc.auth.token import server_token_credential
 from orc.auth.signing import sha256_hex
+from orc.auth.token import server_token_credential
 from orc.auth.users import SignInRefused, sign_in_user
 from orc.config import load_settings
 from orc.db import close_database, open_database
