@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from orc.auth.strength import is_placeholder, weakness
+from orc.auth.strength import weakness
 from orc.config import ConfigError, Settings, is_loopback
 
 OIDC_REQUIRED = (
@@ -41,12 +41,6 @@ def _check_secrets(settings: Settings) -> None:
         problem = weakness(value) if value else None
         if problem is not None:
             raise ConfigError(f"{variable} {problem}; run orc token generate for a strong one")
-    secret = settings.oidc_client_secret
-    if secret and is_placeholder(secret):
-        raise ConfigError(
-            "ORC_OIDC_CLIENT_SECRET is a placeholder from an example; "
-            "copy the client secret from your identity provider"
-        )
 
 
 def check_auth_policy(settings: Settings) -> None:

@@ -24,7 +24,6 @@ PLACEHOLDERS = frozenset(
         "replace-with-output-of-orc-token-generate",
         "your-secure-token-here",
         "your-secret-token",
-        "your-client-secret",
         "change-me",
         "changeme",
         "secret",
