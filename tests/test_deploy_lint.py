@@ -35,7 +35,7 @@ MAIN_COMPOSE_FILES = [p for p in COMPOSE_FILES if p.name != "docker-compose.airg
 K8S_FILES = sorted((DEPLOY / "k8s").rglob("*.yaml"))
 EXAMPLE_ENV = {
     "PATH": "/usr/bin:/bin",
-    "ORC_AUTH_TOKEN": "t" * 40,
+    "ORC_AUTH_TOKEN": "VWcJltRXIEPHbsevy7Y1QIWHWufuMT7N",
     "DOMAIN": "orc.example.com",
     "POSTGRES_PASSWORD": "0123456789abcdef",
     "LITESTREAM_ACCESS_KEY_ID": "key",

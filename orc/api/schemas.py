@@ -10,6 +10,7 @@ from sanic import Request
 from sanic_ext import openapi
 
 from orc.api.json_body import parse_json
+from orc.auth.access_tokens import DEFAULT_LIFETIME_DAYS, MAX_LIFETIME_DAYS
 from orc.errors import ApiError
 
 MAX_BATCH = 1000
@@ -192,7 +193,10 @@ class TokenLogin(StrictBody):
 class AccessTokenCreate(StrictBody):
     name: str = Field(min_length=1, max_length=100)
     role: Literal["viewer", "member", "admin", "owner"] | None = None
-    expires_in_days: int | None = Field(default=90, strict=True, ge=1, le=3650)
+    # Always a number of days: no null, no "never" over the API (see docs/authentication.md).
+    expires_in_days: int = Field(
+        default=DEFAULT_LIFETIME_DAYS, strict=True, ge=1, le=MAX_LIFETIME_DAYS
+    )
 
 
 class UserCreate(StrictBody):

@@ -89,8 +89,8 @@ async def tokens_create(request: Request) -> HTTPResponse:
     if identity.user_id is None and not identity.can("admin"):
         raise forbidden("only signed-in users and admins can make access tokens")
     user = await User.get_or_none(id=identity.user_id) if identity.user_id else None
-    expires = timedelta(days=body.expires_in_days) if body.expires_in_days else None
-    made = await create_access_token(body.name, role, user, expires)
+    expires = timedelta(days=body.expires_in_days)
+    made = await create_access_token(body.name, role, user, expires, identity.server_credential)
     described = describe_access_token(made.record)
     described["token"] = made.secret
     return json(described, status=201)

@@ -41,6 +41,7 @@ def serve(
     from orc.runs.agent_env import check_agent_policy
     from orc.runtime import launcher
     from orc.runtime.logs import setup_logging
+    from orc.runtime.redact import secret_values
     from orc.usage.pricing import load_prices
 
     if host is not None:
@@ -56,7 +57,7 @@ def serve(
     if not no_worker:
         check_agent_policy(settings)
     load_prices(settings.home)  # a broken pricing.yaml stops start-up here, in one line
-    setup_logging(settings.log_level, settings.log_format)
+    setup_logging(settings.log_level, settings.log_format, secret_values(settings))
     for message in unused_settings_warnings(settings):
         logging.getLogger("orc.config").warning(message)
     launcher.check_port_free(settings.host, settings.port)
@@ -149,8 +150,9 @@ def api_process(settings: Settings) -> None:
     """The API process that `orc serve` starts (internal)."""
     from orc.runtime.api_process import run_api
     from orc.runtime.logs import setup_logging
+    from orc.runtime.redact import secret_values
 
-    setup_logging(settings.log_level, settings.log_format)
+    setup_logging(settings.log_level, settings.log_format, secret_values(settings))
     run_api(settings)
 
 
@@ -164,10 +166,11 @@ def worker(settings: Settings) -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     from orc.runs.agent_env import check_agent_policy
     from orc.runtime.logs import setup_logging
+    from orc.runtime.redact import secret_values
     from workers.consumer import run_consumer
 
     check_agent_policy(settings)
-    setup_logging(settings.log_level, settings.log_format)
+    setup_logging(settings.log_level, settings.log_format, secret_values(settings))
     run_consumer(settings)
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
+
+from orc.runtime.redact import RedactSecrets
 
 # Sanic's own loggers; they get our handler so every line has one format.
 SANIC_LOGGERS = ("sanic.root", "sanic.error", "sanic.access", "sanic.server", "sanic.websockets")
@@ -32,7 +35,8 @@ class JsonFormatter(logging.Formatter):
         }
         payload.update(_extra_fields(record))
         if record.exc_info:
-            payload["exception"] = self.formatException(record.exc_info)
+            # exc_text is the traceback as the redaction filter left it.
+            payload["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(payload, default=str)
 
 
@@ -61,10 +65,12 @@ class ExceptionOnOneLine(logging.Filter):
         return True
 
 
-def setup_logging(level: str, fmt: str) -> None:
-    """Send orc's, Sanic's and Huey's logs to stderr in one format at one level."""
+def setup_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> None:
+    """Send orc's, Sanic's and Huey's logs to stderr in one format at one level, with every
+    secret (by shape, and the configured ``secrets`` by value) redacted."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
