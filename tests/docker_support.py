@@ -73,6 +73,7 @@ class HostNetwork:
 
     ip_forward: str
     iptables: str
+    forward_policy: str
     had_docker0: bool
 
     @classmethod
@@ -80,18 +81,23 @@ class HostNetwork:
         return cls(
             ip_forward=Path("/proc/sys/net/ipv4/ip_forward").read_text().strip(),
             iptables=_run(["iptables-save"]).stdout,
+            forward_policy=_run(["iptables", "-S", "FORWARD"]).stdout.split()[2],
             had_docker0=Path("/sys/class/net/docker0").exists(),
         )
 
     def restore(self) -> None:
-        """Put everything back; tables dockerd created (nat) are emptied, the rest restored."""
+        """Put everything back; tables dockerd created are emptied, the rest restored."""
         tables_before = set(re.findall(r"^\*(\S+)", self.iptables, re.M))
         tables_now = set(re.findall(r"^\*(\S+)", _run(["iptables-save"]).stdout, re.M))
         for table in sorted(tables_now - tables_before):
             _run(["iptables", "-t", table, "-F"], check=False)
             _run(["iptables", "-t", table, "-X"], check=False)
+            rules = _run(["iptables", "-t", table, "-S"], check=False).stdout
+            for chain in re.findall(r"^-P (\S+) ", rules, re.M):
+                _run(["iptables", "-t", table, "-P", chain, "ACCEPT"], check=False)
         if self.iptables.strip():
             subprocess.run(["iptables-restore"], input=self.iptables, text=True, check=False)
+        _run(["iptables", "-P", "FORWARD", self.forward_policy], check=False)
         Path("/proc/sys/net/ipv4/ip_forward").write_text(self.ip_forward + "\n")
         if not self.had_docker0 and Path("/sys/class/net/docker0").exists():
             _run(["ip", "link", "delete", "docker0"], check=False)
@@ -110,6 +116,7 @@ class Dockerd:
     """A dockerd of the suite's own: data root, exec root, pid file and socket in ``root``."""
 
     root: Path
+    data_root: Path
     process: subprocess.Popen[bytes] | None = None
     network: HostNetwork | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -132,7 +139,7 @@ class Dockerd:
         self.process = subprocess.Popen(
             [
                 DOCKERD,
-                *("--data-root", str(self.root / "data")),
+                *("--data-root", str(self.data_root)),
                 *("--exec-root", str(self.root / "exec")),
                 *("--pidfile", str(self.root / "pid")),
                 *("-H", f"unix://{self.root}/sock"),
@@ -148,11 +155,20 @@ class Dockerd:
                 self.stop()
                 raise DockerUnavailable(f"dockerd exited: {self.last_log_line()}")
             if self.docker("version", check=False).returncode == 0:
-                self.timings["dockerd start"] = time.monotonic() - started
+                self.timings["dockerd start"] = round(time.monotonic() - started, 1)
+                self.clear_leftovers()
                 return
             time.sleep(0.2)
         self.stop()
         raise DockerUnavailable(f"dockerd did not answer in {timeout:.0f}s: {self.last_log_line()}")
+
+    def clear_leftovers(self) -> None:
+        """Containers, volumes and networks an interrupted run left in the kept data root."""
+        leftover = self.docker("ps", "-aq", check=False).stdout.split()
+        if leftover:
+            self.docker("rm", "-f", *leftover, check=False)
+        self.docker("volume", "prune", "-f", check=False)
+        self.docker("network", "prune", "-f", check=False)
 
     def last_log_line(self) -> str:
         lines = (self.root / "dockerd.log").read_text(errors="replace").strip().splitlines()
@@ -376,7 +392,12 @@ def dockerd() -> Iterator[Dockerd]:
     with contextlib.ExitStack() as stack:
         root = Path(tempfile.mkdtemp(prefix="orc-dockerd-"))
         stack.callback(shutil.rmtree, root, ignore_errors=True)
-        engine = Dockerd(root)
+        # The data root (images, build cache) is kept between runs like the base's tarball:
+        # a rebuild reuses unchanged layers as a user's does. ORC_TEST_DOCKER_FRESH=1: cold.
+        data_root = cache_dir() / "dockerd-data"
+        if os.environ.get("ORC_TEST_DOCKER_FRESH") == "1":
+            shutil.rmtree(data_root, ignore_errors=True)
+        engine = Dockerd(root, data_root)
         try:
             stack.enter_context(machine_lock())
             engine.start()
@@ -385,9 +406,7 @@ def dockerd() -> Iterator[Dockerd]:
         try:
             yield engine
         finally:
-            leftover = engine.docker("ps", "-aq", check=False).stdout.split()
-            if leftover:
-                engine.docker("rm", "-f", *leftover, check=False)
+            engine.clear_leftovers()
             engine.stop()
             engine.timings["all image tests"] = round(time.monotonic() - started, 1)
             (cache_dir() / "last-timings.txt").write_text(
@@ -399,11 +418,15 @@ def dockerd() -> Iterator[Dockerd]:
 def images(dockerd: Dockerd) -> Images:
     """The stand-in base imported, then both targets built exactly as docs/deployment.md says."""
     tarball: list[Path] = []
-    _timed(dockerd, "base stand-in tarball (cached after the first run)", lambda: tarball.append(base_rootfs()))
+    _timed(
+        dockerd,
+        "base stand-in tarball (cached after the first run)",
+        lambda: tarball.append(base_rootfs()),
+    )
     _timed(dockerd, "base import", lambda: import_base(dockerd, tarball[0], base_image_tag()))
     built = Images(dockerd)
     build = ("build", "--progress=plain")
-    _timed(dockerd, "build orc cold", lambda: dockerd.docker(*build, "-t", built.orc, str(REPO)))
+    _timed(dockerd, "build orc", lambda: dockerd.docker(*build, "-t", built.orc, str(REPO)))
     _timed(
         dockerd,
         "build litestream (after orc)",

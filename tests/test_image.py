@@ -109,7 +109,9 @@ def test_both_targets_build_from_the_dockerfile_alone(images: Images):
     assert config["Healthcheck"]["Test"] == ["CMD", "orc", "healthcheck", "--timeout", "5"]
     assert "8080/tcp" in config["ExposedPorts"]
     litestream = _run_in_image(images, images.litestream, "litestream", "version")
-    assert litestream.returncode == 0 and litestream.stdout.startswith("v0.5."), litestream
+    assert litestream.returncode == 0 and litestream.stdout.startswith(("v0.5.", "0.5.")), (
+        litestream
+    )
     assert _run_in_image(images, images.orc, "sh", "-c", "command -v litestream").returncode != 0
 
 
@@ -118,7 +120,7 @@ def test_the_image_holds_the_agent_and_git_and_no_build_leftovers(images: Images
     history = images.dockerd.docker(
         "history", "--no-trunc", "--format", "{{.Size}}\t{{.CreatedBy}}", images.orc
     ).stdout
-    layers = [line.split("\t", 1) for line in history.strip().splitlines()]
+    layers = [(line.split("\t") + [""])[:2] for line in history.strip().splitlines()]
     print(f"\nimage size {size / 1e6:.0f} MB; layers:")
     for layer_size, created_by in layers:
         print(f"  {layer_size:>8}  {created_by[:110]}")
@@ -184,10 +186,10 @@ def test_the_probes_answer_without_the_token_the_api_needs_it(started: Started):
 
 def test_every_process_in_the_container_runs_as_uid_1000(started: Started):
     started.main.wait_for(started.main.health_ok, 120, "the API")
-    table = started.main.dockerd.docker("top", "orc-main", "-eo", "uid,args").stdout
-    rows = [line.split(None, 1) for line in table.strip().splitlines()[1:]]
-    assert {uid for uid, _ in rows} == {"1000"}, table
-    commands = " ".join(args for _, args in rows)
+    table = started.main.dockerd.docker("top", "orc-main", "-eo", "pid,uid,args").stdout
+    rows = [line.split(None, 2) for line in table.strip().splitlines()[1:]]
+    assert {uid for _, uid, _ in rows} == {"1000"}, table
+    commands = " ".join(args for _, _, args in rows)
     for program in ("orc-supervisord", "orc serve", "orc worker", "orc-fatal-listener"):
         assert program in commands, table
 
@@ -197,22 +199,26 @@ def _backups(main: Container) -> list[dict]:
     return json.loads(listed.stdout) if listed.returncode == 0 else []
 
 
-def test_backup_now_and_a_scheduled_backup_land_on_the_volume(started: Started):
-    main = started.main
-    now = main.exec("orc", "backup", "now")
-    assert now.returncode == 0, now.stderr
-    main.wait_for(
-        lambda: any(b["reason"] == "scheduled" for b in _backups(main)),
-        150,
-        "a scheduled backup (ORC_BACKUP_SCHEDULE every minute)",
-    )
-    names = {b["reason"]: b["name"] for b in _backups(main)}
-    # What is on the volume, seen from another container that mounts it.
-    listing = main.dockerd.docker(
+def _on_volume(main: Container) -> list[str]:
+    """The backups directory of the container's volume, seen from another container."""
+    return main.dockerd.docker(
         *("run", "--rm", "-v", "orc-main-data:/data", "--entrypoint", "ls"),
         *(main.inspect("{{.Config.Image}}"), "/data/backups"),
     ).stdout.split()
-    assert names["manual"] in listing and names["scheduled"] in listing, listing
+
+
+def test_backup_now_and_a_scheduled_backup_land_on_the_volume(started: Started):
+    main = started.main
+    now = main.exec("orc", "backup", "now", "--quiet")
+    assert now.returncode == 0, now.stderr
+    assert now.stdout.strip() in _on_volume(main)
+
+    def scheduled() -> list[str]:
+        return [b["name"] for b in _backups(main) if b["reason"] == "scheduled"]
+
+    main.wait_for(scheduled, 150, "a scheduled backup (ORC_BACKUP_SCHEDULE every minute)")
+    # (Retention may then prune the manual one: both are rotated newest per day.)
+    assert scheduled()[0] in _on_volume(main)
 
 
 def test_kill_9_of_the_api_is_restarted_and_the_container_stays_up(started: Started):
@@ -220,7 +226,7 @@ def test_kill_9_of_the_api_is_restarted_and_the_container_stays_up(started: Star
     main.wait_for(main.health_ok, 120, "the API")
     container_pid = main.inspect("{{.State.Pid}}")
     old = main.exec("supervisorctl", "pid", "api").stdout.strip()
-    main.exec("kill", "-KILL", old)
+    main.exec("sh", "-c", f"kill -KILL {old}")  # no kill(1) in the image: the shell's
 
     def restarted() -> bool:
         pid = main.exec("supervisorctl", "pid", "api", check=False).stdout.strip()
@@ -264,7 +270,10 @@ def test_a_task_runs_inside_the_container_against_the_messages_api(started: Star
         return httpx.get(f"{main.url}/api/tasks/{task_id}", headers=AUTH).json()["status"]
 
     main.wait_for(lambda: status() in ("completed", "failed", "paused"), 240, "the run")
-    assert status() == "completed", main.logs()
+    if status() != "completed":
+        log = main.exec("orc", "log", task_id, check=False)
+        task = httpx.get(f"{main.url}/api/tasks/{task_id}", headers=AUTH).text
+        raise AssertionError(f"{task}\n{log.stdout}\n{log.stderr}\n{main.logs()[-3000:]}")
     assert fake.message_requests, "the agent never reached the Messages API"
     log = main.exec(
         *("git", "-C", "/home/orc/.orc/clones/shop", "log", "-1", "--format=%an|%s"),

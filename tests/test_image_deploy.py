@@ -94,7 +94,9 @@ def _sh(argv: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) -
     result = subprocess.run(
         argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
     )
-    assert result.returncode == 0, f"{argv} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, (
+        f"{argv} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    )
     return result.stdout + result.stderr
 
 
@@ -102,9 +104,7 @@ def _build_next(dockerd: Dockerd, images: Images) -> None:
     """The upgrade's new version: the image plus one migration."""
     previous = sorted(p.stem for p in (REPO / "orc/db/migrations").glob("[0-9]*.py"))[-1]
     with tempfile.TemporaryDirectory() as context:
-        (Path(context) / "9999_upgrade_standin.py").write_text(
-            MIGRATION.format(previous=previous)
-        )
+        (Path(context) / "9999_upgrade_standin.py").write_text(MIGRATION.format(previous=previous))
         (Path(context) / "Dockerfile").write_text(NEXT_DOCKERFILE.format(base=images.orc))
         dockerd.docker("build", "-t", NEXT_IMAGE, context)
 
@@ -223,7 +223,11 @@ def test_airgap_export_remove_import_and_run(dockerd: Dockerd, images: Images, w
     env = _env(dockerd, workdir)
     out_dir = workdir / "orc-images"
     started = time.monotonic()
-    _sh([str(REPO / "scripts/airgap-export"), "--no-pull", "-o", str(out_dir), images.orc], env, workdir)
+    _sh(
+        [str(REPO / "scripts/airgap-export"), "--no-pull", "-o", str(out_dir), images.orc],
+        env,
+        workdir,
+    )
     dockerd.timings["airgap export (orc image)"] = round(time.monotonic() - started, 1)
     image_id = dockerd.docker("image", "inspect", "-f", "{{.Id}}", images.orc).stdout.strip()
     for name in dockerd.docker("ps", "-aq").stdout.split():
