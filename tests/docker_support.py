@@ -390,8 +390,8 @@ def dockerd() -> Iterator[Dockerd]:
     """The suite's own engine, for every image test (they share one xdist worker)."""
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
-        root = Path(tempfile.mkdtemp(prefix="orc-dockerd-"))
-        stack.callback(shutil.rmtree, root, ignore_errors=True)
+        # Socket and exec root under the cache too: other test runs on this machine clean /tmp.
+        root = cache_dir() / "dockerd-run"
         # The data root (images, build cache) is kept between runs like the base's tarball:
         # a rebuild reuses unchanged layers as a user's does. ORC_TEST_DOCKER_FRESH=1: cold.
         data_root = cache_dir() / "dockerd-data"
@@ -400,6 +400,8 @@ def dockerd() -> Iterator[Dockerd]:
         engine = Dockerd(root, data_root)
         try:
             stack.enter_context(machine_lock())
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir(parents=True)
             engine.start()
         except DockerUnavailable as exc:
             pytest.skip(f"no Docker engine here: {exc}")

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.docker_support import (  # noqa: F401 (session fixtures)
+from tests.docker_support import (
     AUTH,
     DOCKER,
     REPO,
@@ -33,8 +33,6 @@ from tests.docker_support import (  # noqa: F401 (session fixtures)
     Container,
     Dockerd,
     Images,
-    dockerd,
-    images,
 )
 from tests.support import free_port
 
@@ -45,7 +43,9 @@ SHIM = f"""#!/bin/sh
 # docker compose (v2) is not installed here: Debian's docker-compose v1 stands in for it.
 if [ "$1" = compose ]; then shift; exec docker-compose "$@"; fi
 # No registry here: pulling an image that is already present succeeds, as a registry would.
-if [ "$1" = pull ] && {DOCKER} image inspect "$2" >/dev/null 2>&1; then echo "present: $2"; exit 0; fi
+if [ "$1" = pull ] && {DOCKER} image inspect "$2" >/dev/null 2>&1; then
+  echo "present: $2"; exit 0
+fi
 exec {DOCKER} "$@"
 """
 
@@ -62,8 +62,8 @@ class Migration(migrations.Migration):
 NEXT_DOCKERFILE = """FROM {base}
 USER 0
 COPY 9999_upgrade_standin.py /tmp/
-RUN cp /tmp/9999_upgrade_standin.py "$(python -c 'import orc.db.migrations as m, os; print(os.path.dirname(m.__file__))')/" \\
-    && rm /tmp/9999_upgrade_standin.py
+RUN dir="$(python -c 'import orc.db.migrations as m, os; print(os.path.dirname(m.__file__))')" \\
+    && mv /tmp/9999_upgrade_standin.py "$dir/"
 USER 1000:1000
 """
 
