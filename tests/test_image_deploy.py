@@ -111,7 +111,7 @@ def _build_next(dockerd: Dockerd, images: Images) -> None:
 
 def _task_titles(url: str) -> set[str]:
     listed = httpx.get(url + "/api/tasks", headers=AUTH, timeout=10).json()
-    items = listed["tasks"] if isinstance(listed, dict) else listed
+    items = listed["items"]
     return {task["title"] for task in items}
 
 
