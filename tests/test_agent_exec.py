@@ -59,6 +59,7 @@ def gone(pid: int, timeout: float = 5) -> bool:
 def test_the_agent_sees_only_the_variables_orc_chose(tmp_path: Path):
     proc = subprocess.Popen([AGENT_EXEC], env=launch_env(tmp_path))
     wait_for(tmp_path / "started")
+    wait_for(tmp_path / "agent.pid")
     names = {line.split("=", 1)[0] for line in (tmp_path / "env").read_text().splitlines()}
     assert {"ANTHROPIC_API_KEY", "OUT", "PATH"} <= names
     assert not names & {"ORC_AUTH_TOKEN", "DATABASE_URL", "ORC_AGENT_CLI", "HOME"}
@@ -71,6 +72,7 @@ def test_the_agent_sees_only_the_variables_orc_chose(tmp_path: Path):
 def test_stopping_the_launcher_ends_the_cli_and_every_tool_it_started(tmp_path: Path):
     proc = subprocess.Popen([AGENT_EXEC], env=launch_env(tmp_path))
     wait_for(tmp_path / "tool")
+    wait_for(tmp_path / "agent.pid")  # the CLI may start its tool before the launcher writes it
     tool = int((tmp_path / "tool").read_text())
     cli = int((tmp_path / "agent.pid").read_text().split()[1])
     proc.terminate()
@@ -85,6 +87,7 @@ def test_a_worker_killed_with_sigkill_leaves_no_agent_process_behind(tmp_path: P
         env=launch_env(tmp_path),
     )
     wait_for(tmp_path / "tool")
+    wait_for(tmp_path / "agent.pid")  # the CLI may start its tool before the launcher writes it
     tool = int((tmp_path / "tool").read_text())
     cli = int((tmp_path / "agent.pid").read_text().split()[1])
     worker.kill()

@@ -19,6 +19,7 @@ def _temp_files(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if p.name.startswith(".tmp-")]
 
 
+@pytest.mark.slow
 def test_kill_9_during_a_backup_leaves_no_partial_backup_and_older_ones_intact(
     orc_env, database_url
 ):
@@ -53,6 +54,7 @@ def test_kill_9_during_a_backup_leaves_no_partial_backup_and_older_ones_intact(
     assert not _temp_files(folder)
 
 
+@pytest.mark.slow
 def test_a_corrupted_backup_fails_verify_by_name_and_restore_refuses_it(orc_env, database_url):
     orc_ok(["new", "original"], orc_env)
     good = orc_ok(["backup", "now", "-q"], orc_env).strip()

@@ -108,8 +108,10 @@ def main() -> None:
     for signum in STOP_SIGNALS:
         signal.signal(signum, stop)
     child = subprocess.Popen([cli, *sys.argv[1:]], env=env, start_new_session=True)
-    if pidfile:
-        Path(pidfile).write_text(f"{me} {child.pid}")
+    if pidfile:  # whole or not at all: orc may read it at any moment to stop the agent
+        partial = Path(f"{pidfile}.tmp")
+        partial.write_text(f"{me} {child.pid}")
+        partial.replace(pidfile)
     code = child.wait()
     # The CLI is gone; tools it left behind (a background server, a hung test) go with it.
     kill_tree(me)
