@@ -157,6 +157,11 @@ def test_running_the_service_as_root_is_refused(images: Images):
     assert "refusing to run the service as root" in result.stderr
 
 
+def test_docker_run_image_token_generate_prints_a_token(images: Images):
+    result = images.dockerd.docker("run", "--rm", images.orc, "token", "generate")
+    assert len(result.stdout.strip()) >= 32, result
+
+
 def test_docker_reports_the_container_healthy(started: Started):
     main = started.main
     main.wait_for(
