@@ -1,4 +1,4 @@
-"""Offline checks of what cannot run here (no Docker engine, no cluster): lint and schemas.
+"""Offline checks (no engine, no cluster needed): lint and schemas.
 
 hadolint for the Dockerfile, the compose-spec schema and `docker-compose config` for the compose
 files, kubernetes-validate (bundled schemas) for the manifests, `caddy validate` for the

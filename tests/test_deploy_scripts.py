@@ -1,6 +1,7 @@
 """scripts/airgap-*, backup-cron, upgrade and rollback against a stand-in `docker` on PATH.
 
-There is no Docker engine here: the stand-in records every call and plays the few parts the
+Without an engine (tests/test_image_deploy.py runs them on a real one): the stand-in records
+every call and plays the few parts the
 scripts need (save/load bytes, pg_dump output, sqlite3 run for real on files that stand for the
 container's, a health check that passes or fails). What is checked is the scripts' own logic:
 checksums, atomic files, retention, order of steps, exit codes.
