@@ -325,7 +325,7 @@ def import_base(dockerd: Dockerd, tarball: Path, tag: str) -> None:
 
 ORC_IMAGE = "orc:test"
 LITESTREAM_IMAGE = "orc:test-litestream"
-TOKEN = "image-test-token-" + "y" * 32
+TOKEN = "image-test-token-Xq3vR8LmZ2pW7nK4tY9bHs6d"  # orc refuses guessable tokens
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 

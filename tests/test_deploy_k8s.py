@@ -20,7 +20,7 @@ from tests.deploy_support import REPO, dockerfile_env
 from tests.support import OrcServer, base_env, run_orc
 
 K8S = REPO / "deploy" / "k8s"
-TOKEN = "k8s-token-" + "q7Zp" * 10
+TOKEN = "k8s-token-Nf4Tz8qLw2Rm6YpV3xKc9Hb7"  # orc refuses guessable tokens
 # What the kubelet injects for the API server's own Service, whatever the pod spec says.
 KUBERNETES_SERVICE = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}
 
