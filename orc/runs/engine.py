@@ -413,6 +413,7 @@ class RunExecution:
                     output_tokens=usage.output_tokens,
                     cache_read_tokens=usage.cache_read_tokens,
                     cache_write_tokens=usage.cache_write_tokens,
+                    reported_cost_usd=usage.cost_usd or 0.0,
                 )
                 for usage in result.usage
             ],

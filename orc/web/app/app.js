@@ -494,7 +494,7 @@ async function loadCost() {
   if (!summary.top_tasks.length) $("top-tasks-body").replaceChildren(emptyRow(3, "No usage this month."));
   const unpriced = summary.unpriced_models || [];
   $("unpriced").hidden = !unpriced.length;
-  $("unpriced").textContent = `No price known for ${unpriced.join(", ")}: their cost counts as $0.`;
+  $("unpriced").textContent = `No price known for ${unpriced.join(", ")}: their cost is what the agent reported for them ($0 when it reported nothing).`;
   drawChart(series.buckets);
 }
 
