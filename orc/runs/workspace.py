@@ -44,8 +44,9 @@ class Workspace:
     cloned: bool
 
     def fetch_hint(self) -> str:
-        """The command that brings the task's branch into the user's checkout."""
-        return f"git fetch {self.repository} {self.branch}"
+        """The command that brings the task's branch into the user's checkout (as a branch of
+        the same name)."""
+        return f"git fetch {self.repository} {self.branch}:{self.branch}"
 
 
 @dataclass(frozen=True)
