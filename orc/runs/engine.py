@@ -265,7 +265,8 @@ class RunExecution:
             if result.is_error:
                 raise RunEnded(FAILED, self._agent_error(result))
             await self._check_budget()
-            request = self.watcher.request
+            # Read now, not the watcher's last poll: a pause asked for as the turn ended counts.
+            request = (await Run.get(id=run.id)).control
             if request == "pause":
                 raise RunEnded(PAUSED, "paused on request")
             outcome = parse_outcome(result.final_text)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import F
 
 from orc.db.models import Run, Task, TaskPhase
@@ -94,6 +95,18 @@ async def finish_phase(
         phase.artifact = artifact
         phase.commit = commit
         await phase.save(using_db=conn)
+        await emit(conn, PHASE_EVENT, f"TASK-{task_number:03d}", phase_event(phase))
+
+
+async def stop_running_phase(conn: BaseDBAsyncClient, task_number: int, task_status: str) -> None:
+    """The run stopped (paused, failed, cancelled, an admin's override): its phase is no longer
+    running. A phase marked completed is never run again, so an override says ``stopped``."""
+    status = task_status if task_status in ("paused", "blocked", "failed") else "stopped"
+    phases = await TaskPhase.filter(task_id=task_number, status="running").using_db(conn)
+    for phase in phases:
+        phase.status = status
+        phase.finished_at = datetime.now(UTC)
+        await phase.save(using_db=conn, update_fields=["status", "finished_at"])
         await emit(conn, PHASE_EVENT, f"TASK-{task_number:03d}", phase_event(phase))
 
 
