@@ -99,8 +99,8 @@ async def finish_phase(
 
 
 async def stop_running_phase(conn: BaseDBAsyncClient, task_number: int, task_status: str) -> None:
-    """The run stopped (paused, failed, cancelled, an admin's override): its phase is no longer
-    running. A phase marked completed is never run again, so an override says ``stopped``."""
+    """The run stopped (paused, blocked, failed, cancelled): its phase is no longer running.
+    Only the engine marks a phase completed (after its commit): it is never run again."""
     status = task_status if task_status in ("paused", "blocked", "failed") else "stopped"
     phases = await TaskPhase.filter(task_id=task_number, status="running").using_db(conn)
     for phase in phases:
