@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from orc.auth.sessions import (
 )
 from orc.auth.tickets import TicketBook, ticket_identity
 from orc.auth.token import token_matches
-from orc.auth.users import SignInRefused, sign_in_user
+from orc.auth.users import SignInRefused, check_claim_length, sign_in_user
 from orc.config import Settings, is_loopback
 from orc.db.models import User
 
@@ -131,23 +130,26 @@ class Authenticator:
         except OidcError as exc:
             # Counted even when the issuer is away: garbage tokens must not buy free lookups.
             raise Refused(str(exc)) from None
-        user = await User.get_or_none(subject=claims["sub"])
-        if user is None:
-            try:
+        try:
+            check_claim_length("subject", claims["sub"])
+            user = await User.get_or_none(subject=claims["sub"])
+            if user is None:
                 email = claims_email(claims)
                 name = str(claims.get("name", ""))
                 user = await sign_in_user(claims["sub"], email, name, self.settings)
-            except (OidcError, SignInRefused) as exc:
-                raise Refused(str(exc)) from None
+        except (OidcError, SignInRefused) as exc:
+            raise Refused(str(exc)) from None
         return Identity(kind="id_token", subject=user.email, role=user.role, user_id=user.id)
 
     def csrf_ok(self, request: Request, session_id: str) -> bool:
         """A cookie-authenticated change comes from our own pages (Origin) or knows the token."""
+        # Compared as bytes: a header may hold any character, and compare_digest refuses
+        # non-ASCII str.
         origin = request.headers.get("origin")
-        if origin is not None and hmac.compare_digest(origin, self.base_origin):
+        if origin is not None and token_matches(origin, self.base_origin):
             return True
-        presented = request.headers.get(CSRF_HEADER, "")
-        return hmac.compare_digest(presented, csrf_token(session_id, self.secret_key))
+        presented = request.headers.get(CSRF_HEADER)
+        return token_matches(presented, csrf_token(session_id, self.secret_key))
 
     def metrics_open(self, request: Request) -> bool:
         """/api/metrics without a user: the metrics token, or loopback when allowed."""

@@ -34,6 +34,7 @@ bp = Blueprint("auth")
 
 LOGIN_COOKIE = "orc_login"
 LOGIN_SECONDS = int(LOGIN_LIFETIME.total_seconds())
+MAX_RETURN_TO = 512  # OidcLogin.return_to's column
 
 
 def _auth(request: Request) -> Authenticator:
@@ -72,6 +73,9 @@ def _local_path(value: str | None) -> str:
 async def login(request: Request) -> HTTPResponse:
     """Start an OIDC sign-in: redirect to the issuer with state, nonce and PKCE (S256)."""
     oidc = _oidc(request)
+    return_to = request.args.get("return_to")
+    if return_to is not None and len(return_to) > MAX_RETURN_TO:
+        raise ApiError(400, "bad_query", f"return_to is longer than {MAX_RETURN_TO} characters")
     state = secrets.token_urlsafe(32)
     nonce = secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(64)
@@ -80,7 +84,7 @@ async def login(request: Request) -> HTTPResponse:
         state_hash=sha256_hex(state),
         nonce=nonce,
         code_verifier=verifier,
-        return_to=_local_path(request.args.get("return_to")),
+        return_to=_local_path(return_to),
     )
     response = redirect(url)
     # The state also rides in a cookie, so a callback only completes in the browser that began it.

@@ -47,8 +47,32 @@ def check_email_allowed(email: str, settings: Settings) -> None:
         )
 
 
+def _column_length(name: str) -> int:
+    return int(User._meta.fields_map[name].max_length)  # type: ignore[attr-defined]
+
+
+def check_claim_length(claim: str, value: str) -> None:
+    """SignInRefused when a claim that identifies the person (so cannot be cut) is longer than
+    its column."""
+    limit = _column_length(claim)
+    if len(value) > limit:
+        raise SignInRefused(
+            "claim_too_long",
+            f"the identity provider's {claim} is longer than {limit} characters;"
+            " orc cannot store it",
+        )
+
+
+def fit_claims(subject: str, email: str, name: str) -> str:
+    """The display name cut to its column, after checking the subject and email fit theirs."""
+    check_claim_length("subject", subject)
+    check_claim_length("email", email)
+    return name[: _column_length("name")]
+
+
 async def sign_in_user(subject: str, email: str, name: str, settings: Settings) -> User:
     """Find or create the user behind verified OIDC claims and apply the role rules."""
+    name = fit_claims(subject, email, name)
     email = email.lower()
     check_email_allowed(email, settings)
     now = datetime.now(UTC)

@@ -228,6 +228,15 @@ SETTINGS: tuple[Setting, ...] = (
         "use a whole number of MiB",
     ),
     Setting(
+        "disk_critical_mb",
+        "ORC_DISK_CRITICAL_MB",
+        parsers.non_negative_int,
+        100,
+        "Readiness fails (503) when ORC_HOME has less free space than this (MiB): SQLite, its WAL, "
+        "the job queue and backups need room to write. 0 turns the check off.",
+        "use a whole number of MiB, below ORC_DISK_WARN_MB (0 turns the check off)",
+    ),
+    Setting(
         "proxies_count",
         "ORC_PROXIES_COUNT",
         parsers.non_negative_int,

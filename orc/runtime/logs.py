@@ -10,6 +10,9 @@ from typing import Any
 
 # Sanic's own loggers; they get our handler so every line has one format.
 SANIC_LOGGERS = ("sanic.root", "sanic.error", "sanic.access", "sanic.server", "sanic.websockets")
+# Libraries that log a traceback for a condition orc reports itself (asyncpg's pool retrying a
+# connection while PostgreSQL is down: requests answer 503 and readiness says so).
+ONE_LINE_LOGGERS = ("asyncpg.pool",)
 _STANDARD_ATTRS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
@@ -45,6 +48,19 @@ class TextFormatter(logging.Formatter):
         return f"{line} {extras}" if extras else line
 
 
+class ExceptionOnOneLine(logging.Filter):
+    """Puts the exception's type and message on the record's line instead of its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None:
+            record.msg = f"{record.getMessage()}: {type(error).__name__}: {error}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def setup_logging(level: str, fmt: str) -> None:
     """Send orc's, Sanic's and Huey's logs to stderr in one format at one level."""
     handler = logging.StreamHandler(sys.stderr)
@@ -59,3 +75,7 @@ def setup_logging(level: str, fmt: str) -> None:
     # Tortoise logs SQL (and parts of passwords) at debug; keep it quiet unless asked for.
     logging.getLogger("tortoise").setLevel(max(logging.INFO, root.level))
     logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    for name in ONE_LINE_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, ExceptionOnOneLine) for f in logger.filters):
+            logger.addFilter(ExceptionOnOneLine())
