@@ -179,13 +179,12 @@ def diff_command(settings: Settings, task_id: str, stat: bool) -> None:
     from orc.runs.views import task_diff
 
     number = _number(task_id)
-    found = run_on_database(settings, lambda: task_diff(number, settings.home))
-    diff = found.diff
+    diff = run_on_database(settings, lambda: task_diff(number, settings.home))
     click.echo(diff.stat if stat else diff.patch, nl=False)
     if diff.truncated:
         click.echo("\n[diff truncated; fetch the branch to see all of it]", err=True)
-    if found.fetch_hint:
-        click.echo(f"{found.branch} is in orc's clone; fetch it: {found.fetch_hint}", err=True)
+    if diff.fetch_hint:
+        click.echo(f"{diff.branch} is in orc's clone; fetch it: {diff.fetch_hint}", err=True)
 
 
 COMMANDS = (run_command, pause_command, resume_command, cancel_command, log_command, diff_command)

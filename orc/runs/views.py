@@ -195,8 +195,8 @@ async def run_status(
     )
 
 
-async def task_diff(number: int, home: Path) -> TaskDiff:
-    """The task's branch against the commit it started from."""
+async def task_diff(number: int, home: Path) -> BranchDiff:
+    """The task's branch against the commit it started from, and where to fetch the branch."""
     task = await Task.get_or_none(number=number).prefetch_related("project")
     task_id = f"TASK-{number:03d}"
     if task is None:
@@ -204,16 +204,4 @@ async def task_diff(number: int, home: Path) -> TaskDiff:
     workspace = _workspace(task, home)
     if workspace is None:
         raise NoBranch(f"{task_id} has no branch yet; it gets one when it first runs")
-    return TaskDiff(workspace.branch, fetch_hint(workspace), await branch_diff(workspace))
-
-
-@dataclass(frozen=True)
-class TaskDiff:
-    """A task's branch, how to fetch it (from orc's clone of a read-only project), its diff."""
-
-    branch: str
-    fetch_hint: str | None
-    diff: BranchDiff
-
-    def to_json(self) -> dict[str, object]:
-        return {"branch": self.branch, "fetch_hint": self.fetch_hint, **self.diff.to_json()}
+    return await branch_diff(workspace)
