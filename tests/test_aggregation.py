@@ -371,6 +371,12 @@ def expected_all_time(uses: list[Use]) -> dict[str, Tokens]:
     return found
 
 
+async def token_totals() -> tuple[dict[str, Tokens], int]:
+    """usage_totals' tokens per model, and the running tasks."""
+    by_model, running = await usage_totals()
+    return {model: spend.tokens for model, spend in by_model.items()}, running
+
+
 def assert_same(actual: Any, expected: Any, where: str = "") -> None:
     """Equal, with money compared to the micro-dollar (reports round to 6 places)."""
     if isinstance(expected, dict):
@@ -394,7 +400,7 @@ async def assert_reports(uses: list[Use], running: int) -> None:
     for days in (1, 4, 5, 70):
         series = [day.to_json() for day in await cost_timeseries(PRICES, days, now=NOW)]
         assert_same(series, expected_series(uses, days), f"timeseries({days})")
-    assert await usage_totals() == (expected_all_time(uses), running)
+    assert await token_totals() == (expected_all_time(uses), running)
 
 
 async def start_running(number: int) -> None:
@@ -550,7 +556,7 @@ async def test_a_fold_killed_mid_way_leaves_exact_totals_and_a_rerun_finishes(st
     )
     await assert_consistent_at(watermark)
     # The reports are exact even now: folded totals plus the unfolded tail.
-    assert await usage_totals() == (expected_by_model, 0)
+    assert await token_totals() == (expected_by_model, 0)
 
     rerun = await asyncio.to_thread(run_orc, ["fold-usage"], env)
     assert rerun.returncode == 0, rerun.stderr
@@ -559,5 +565,38 @@ async def test_a_fold_killed_mid_way_leaves_exact_totals_and_a_rerun_finishes(st
     assert await totals() == {
         model: (GENERATED // 3, tokens) for model, tokens in expected_by_model.items()
     }
-    assert await usage_totals() == (expected_by_model, 0)
+    assert await token_totals() == (expected_by_model, 0)
     assert "folded 0 event(s)" in (await asyncio.to_thread(run_orc, ["fold-usage"], env)).stdout
+
+
+# --- what the agent reported ---------------------------------------------------------------------
+
+
+async def test_a_model_without_a_price_costs_what_the_agent_reported_before_and_after_folding(
+    store,
+):
+    await create_task("Spend")
+    when = NOW - timedelta(hours=1)
+    await record_usage(
+        1,
+        [
+            UsageRecord(UNPRICED, "implement", when, input_tokens=1000, reported_cost_usd=0.25),
+            UsageRecord(UNPRICED, "review", when, output_tokens=10, reported_cost_usd=0.125),
+            # A priced model's own figure is ignored: orc's price list decides.
+            UsageRecord(SONNET, "implement", when, input_tokens=1000, reported_cost_usd=9.0),
+        ],
+    )
+    sonnet = 1000 * 3.0 / 1_000_000
+    for folded in (False, True):
+        summary = (await cost_summary(PRICES, now=NOW)).to_json()
+        by_model = {row["model"]: row for row in summary["by_model"]}
+        assert by_model[UNPRICED]["cost_usd"] == pytest.approx(0.375), folded
+        assert by_model[UNPRICED]["priced"] is False
+        assert summary["today"]["cost_usd"] == pytest.approx(0.375 + sonnet)
+        assert summary["top_tasks"][0]["cost_usd"] == pytest.approx(0.375 + sonnet)
+        series = await cost_timeseries(PRICES, 1, now=NOW)
+        assert series[0].cost.cost_usd == pytest.approx(0.375 + sonnet)
+        totals, _ = await usage_totals()
+        assert totals[UNPRICED].cost(UNPRICED, PRICES) == pytest.approx(0.375)
+        assert totals[SONNET].cost(SONNET, PRICES) == pytest.approx(sonnet)
+        await fold_usage()

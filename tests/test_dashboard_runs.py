@@ -4,6 +4,8 @@ the fake of tests/fake_anthropic.py."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Browser, expect
 
@@ -43,6 +45,14 @@ def test_a_run_started_from_the_page_shows_its_transcript_live_and_its_diff(
     expect(transcript).to_contain_text("Wrote greet.py.")
     expect(page.locator("#task-status")).to_have_text("completed", timeout=30_000)
     expect(page.locator("#task-facts")).to_contain_text("orc/TASK-001")
+    # The phases table, filled in by the run: what the phase took and spent.
+    row = page.locator('#phases-body tr[data-phase="implement"]')
+    expect(row.locator(".status")).to_have_text("completed")
+    expect(row.locator(".iterations")).to_have_text("1")
+    expect(row.locator(".duration")).to_have_text(re.compile(r"^\d.* s$"))
+    expect(row.locator(".tokens")).to_have_text(re.compile(r"^[1-9][\d,]*$"))
+    expect(row.locator(".cost")).to_have_text(re.compile(r"^\$0\.\d{3}[1-9]$"))
+    expect(page.locator("#fetch-hint")).to_be_hidden()  # the branch is in the project itself
     # Only an admin (here: the local owner) may override an outcome; no run to cancel now.
     expect(page.get_by_role("button", name="Cancel")).to_have_count(0)
 

@@ -178,9 +178,10 @@ async def test_a_read_only_repository_is_cloned_and_the_branch_can_be_fetched(
     commit = await commit_changes(ws, "TASK-006 implement", *AUTHOR)
 
     # What the user does: fetch the branch from where orc says.
-    assert ws.fetch_hint() == f"git fetch {ws.repository} orc/TASK-006"
-    git(project, "fetch", "-q", str(ws.repository), "orc/TASK-006")
-    assert git(project, "rev-parse", "FETCH_HEAD").strip() == commit
+    hint = ws.fetch_hint()
+    assert hint == f"git fetch {ws.repository} orc/TASK-006:orc/TASK-006"
+    git(project, *hint.split()[1:])
+    assert git(project, "rev-parse", "orc/TASK-006").strip() == commit
 
     # A new commit in the project reaches the next task's clone.
     git(project, "stash", "-q", "--include-untracked")

@@ -77,8 +77,8 @@ async def session_update(app: Sanic) -> dict[str, Any]:
         "type": "session_update",
         "running_tasks": running,
         "queued_tasks": queued,
-        "tokens_today": sum(sum(t.values()) for t in by_model.values()),
-        "cost_today_usd": round(sum(prices.cost(m, t) for m, t in by_model.items()), 6),
+        "tokens_today": sum(sum(s.tokens.values()) for s in by_model.values()),
+        "cost_today_usd": round(sum(s.cost(m, prices) for m, s in by_model.items()), 6),
     }
 
 

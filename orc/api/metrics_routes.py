@@ -25,12 +25,14 @@ async def business_metrics(prices: PriceList) -> list[Metric]:
         "orc_tokens_used_total", "Total tokens used", labels=["model", "type"]
     )
     cost = CounterMetricFamily(
-        "orc_cost_usd_total", "Estimated cost in USD (unpriced models count 0)", labels=["model"]
+        "orc_cost_usd_total",
+        "Estimated cost in USD (a model without a price counts what the agent reported)",
+        labels=["model"],
     )
-    for model, counts in sorted(by_model.items()):
+    for model, spend in sorted(by_model.items()):
         for kind in TOKEN_TYPES:
-            tokens.add_metric([model, kind], counts.get(kind, 0))
-        cost.add_metric([model], prices.cost(model, counts))
+            tokens.add_metric([model, kind], spend.tokens.get(kind, 0))
+        cost.add_metric([model], spend.cost(model, prices))
     from orc.runs.run_metrics import run_metric_families
 
     families = [active, tokens, cost, *await run_metric_families()]

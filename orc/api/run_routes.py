@@ -32,15 +32,20 @@ async def transcript_index(request: Request, task_id: str) -> HTTPResponse:
 
 @bp.get("/api/tasks/<task_id>/diff")
 async def diff_show(request: Request, task_id: str) -> HTTPResponse:
-    """The task's branch against the commit it started from (committed work)."""
+    """The task's branch against the commit it started from (committed work), and where to
+    fetch the branch from when the project is read-only."""
     diff = await task_diff(task_number(task_id), request.app.ctx.settings.home)
     return json(diff.to_json())
 
 
 @bp.get("/api/tasks/<task_id>/runs/latest")
 async def run_show(request: Request, task_id: str) -> HTTPResponse:
-    """Where the task's latest run stands: phase, iteration, tokens, cost."""
-    return json((await run_status(task_number(task_id))).to_json())
+    """Where the task's latest run stands: phase, iteration, tokens, cost; its phases (status,
+    iterations, duration, tokens, cost), its branch and, for a read-only project, where to
+    fetch the branch from."""
+    ctx = request.app.ctx
+    status = await run_status(task_number(task_id), ctx.prices, ctx.settings.home)
+    return json(status.to_json())
 
 
 @bp.get("/api/projects")

@@ -21,6 +21,7 @@ from orc.db.models import Task
 from orc.errors import ApiError
 from orc.projects.registry import project_for_task
 from orc.runs.control import cancel_run, end_for_override, pause_run, queue_run, resume_run
+from orc.runs.views import task_phases
 from orc.tasks.lifecycle import (
     TaskNotFound,
     create_task,
@@ -96,8 +97,11 @@ async def tasks_create(request: Request) -> HTTPResponse:
 
 @bp.get("/api/tasks/<task_id>")
 async def tasks_show(request: Request, task_id: str) -> HTTPResponse:
-    """One task with its phases."""
-    return json((await get_task(task_number(task_id))).to_json())
+    """One task with its phases (status, iterations, duration, tokens, cost)."""
+    number = task_number(task_id)
+    detail = (await get_task(number)).to_json()
+    phases = await task_phases(number, request.app.ctx.prices)
+    return json({**detail, "phases": [phase.to_json() for phase in phases]})
 
 
 @bp.patch("/api/tasks/<task_id>")

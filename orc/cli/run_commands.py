@@ -183,6 +183,8 @@ def diff_command(settings: Settings, task_id: str, stat: bool) -> None:
     click.echo(diff.stat if stat else diff.patch, nl=False)
     if diff.truncated:
         click.echo("\n[diff truncated; fetch the branch to see all of it]", err=True)
+    if diff.fetch_hint:
+        click.echo(f"{diff.branch} is in orc's clone; fetch it: {diff.fetch_hint}", err=True)
 
 
 COMMANDS = (run_command, pause_command, resume_command, cancel_command, log_command, diff_command)

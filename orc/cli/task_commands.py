@@ -13,6 +13,7 @@ from orc.config import Settings
 from orc.tasks.vocabulary import DEFAULT_WEIGHT, STATUSES, WEIGHTS
 
 if TYPE_CHECKING:  # the commands import the domain when they run, to start fast
+    from orc.runs.views import RunStatus
     from orc.tasks.lifecycle import TaskDetail
     from orc.usage.recording import TaskUsage
 
@@ -116,6 +117,7 @@ def show_task(settings: Settings, task_id: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from orc.runs.views import run_status
     from orc.tasks.lifecycle import get_task
     from orc.usage.pricing import load_prices
     from orc.usage.recording import task_usage
@@ -123,22 +125,36 @@ def show_task(settings: Settings, task_id: str) -> None:
     number = _task_number(task_id)
     prices = load_prices(settings.home)
 
-    async def both() -> tuple[TaskDetail, TaskUsage]:
-        return await get_task(number), await task_usage(number, prices)
+    async def gather() -> tuple[TaskDetail, TaskUsage, RunStatus]:
+        return (
+            await get_task(number),
+            await task_usage(number, prices),
+            await run_status(number, prices, settings.home),
+        )
 
-    task, usage = run_on_database(settings, both)
-    console = Console(width=160)
+    task, usage, status = run_on_database(settings, gather)
+    console = Console(width=160, highlight=False)
     console.print(f"[bold]{task.id}[/bold] {task.title}  ({task.weight}, {task.status})")
     if task.description:
-        console.print(task.description)
-    phases = Table("phase", "status", "iterations", "started", "finished", box=None)
-    for phase in task.phases:
+        console.print(task.description, markup=False)
+    if task.reason:
+        console.print(f"reason: {task.reason}", markup=False)
+    if status.branch:
+        console.print(f"branch: {status.branch}", markup=False)
+    if status.fetch_hint:
+        console.print(f"fetch it: {status.fetch_hint}", markup=False)
+    phases = Table(
+        "phase", "status", "iterations", "duration", "tokens", "cost", "started", box=None
+    )
+    for phase in status.phases:
         phases.add_row(
             phase.name,
             phase.status,
             str(phase.iterations),
+            "-" if phase.duration_seconds is None else f"{phase.duration_seconds:.1f} s",
+            f"{phase.total_tokens:,}",
+            _money(phase.cost_usd),
             _moment(phase.started_at),
-            _moment(phase.finished_at),
         )
     console.print(phases)
     tokens = Table(

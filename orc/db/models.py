@@ -159,6 +159,9 @@ class UsageEvent(Model):
     output_tokens = fields.BigIntField(default=0)
     cache_read_tokens = fields.BigIntField(default=0)
     cache_write_tokens = fields.BigIntField(default=0)
+    # What the agent said these tokens cost (its own price table); counts only for a model
+    # orc's price table does not know.
+    reported_cost_usd = fields.FloatField(default=0, db_default=0)
     occurred_at = fields.DatetimeField(db_index=True)
 
     class Meta:
@@ -173,6 +176,7 @@ class UsageCounts(Model):
     output_tokens = fields.BigIntField(default=0)
     cache_read_tokens = fields.BigIntField(default=0)
     cache_write_tokens = fields.BigIntField(default=0)
+    reported_cost_usd = fields.FloatField(default=0, db_default=0)
 
     class Meta:
         abstract = True

@@ -17,7 +17,7 @@ import shutil
 import signal
 import sys
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -220,6 +220,10 @@ class _TurnReader:
             self.result.usage = [
                 _model_usage(model, figures) for model, figures in message.model_usage.items()
             ]
+            if len(self.result.usage) == 1 and self.result.usage[0].cost_usd is None:
+                # One model: the turn's total is its cost (older CLIs gave no per-model figure).
+                only = self.result.usage[0]
+                self.result.usage = [replace(only, cost_usd=message.total_cost_usd)]
         await self.on_item(
             TranscriptItem(
                 "result",

@@ -19,6 +19,7 @@ from tortoise.expressions import Q
 from orc.db.models import Run, Task
 from orc.errors import EXIT_FAILED, OrcError
 from orc.outbox.events import change_transaction, emit
+from orc.runs.phase_records import stop_running_phase
 
 LEASE_SECONDS = 60.0
 # Run statuses; a run's task mirrors them (cancelled leaves the task failed, reason cancelled).
@@ -73,6 +74,8 @@ async def set_task_status(
     task.status = status
     task.reason = reason
     await task.save(using_db=conn, update_fields=["status", "reason", "updated_at"])
+    if status not in ("queued", "running"):
+        await stop_running_phase(conn, number, status)
     task_id = f"TASK-{number:03d}"
     data: dict[str, object] = {"from": previous, "to": status, "action": action}
     if reason:

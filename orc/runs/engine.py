@@ -161,11 +161,6 @@ class RunExecution:
         if self.watcher.lost:
             log.warning("run %s: another worker holds it now; stopped", self.claim.run_id)
             return "lost"
-        if status in (FAILED, CANCELLED):
-            try:
-                await phase_records.end_running_phase(self.claim.task_number, FAILED)
-            except Exception:  # the run's own ending matters more: record it regardless
-                log.warning("could not end the phase of run %s", self.claim.run_id, exc_info=True)
         with contextlib.suppress(LeaseLost):
             await end_run(self.claim, status, reason)
         return status
@@ -301,7 +296,8 @@ class RunExecution:
             if result.is_error:
                 raise RunEnded(FAILED, self._agent_error(result))
             await self._check_budget()
-            request = self.watcher.request
+            # Read now, not the watcher's last poll: a pause asked for as the turn ended counts.
+            request = (await Run.get(id=run.id)).control
             if request == "pause":
                 raise RunEnded(PAUSED, "paused on request")
             outcome = parse_outcome(result.final_text)
@@ -456,6 +452,7 @@ class RunExecution:
                     output_tokens=usage.output_tokens,
                     cache_read_tokens=usage.cache_read_tokens,
                     cache_write_tokens=usage.cache_write_tokens,
+                    reported_cost_usd=usage.cost_usd or 0.0,
                 )
                 for usage in result.usage
             ],

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import F
 
 from orc.db.models import Run, Task, TaskPhase
@@ -97,15 +98,16 @@ async def finish_phase(
         await emit(conn, PHASE_EVENT, f"TASK-{task_number:03d}", phase_event(phase))
 
 
-async def end_running_phase(task_number: int, status: str) -> None:
-    """The phase a run was in when it failed ends with it (a new run starts that phase over)."""
-    now = datetime.now(UTC)
-    async with change_transaction() as conn:
-        for phase in await TaskPhase.filter(task_id=task_number, status="running").using_db(conn):
-            phase.status = status
-            phase.finished_at = now
-            await phase.save(using_db=conn, update_fields=["status", "finished_at"])
-            await emit(conn, PHASE_EVENT, f"TASK-{task_number:03d}", phase_event(phase))
+async def stop_running_phase(conn: BaseDBAsyncClient, task_number: int, task_status: str) -> None:
+    """The run stopped (paused, blocked, failed, cancelled): its phase is no longer running.
+    Only the engine marks a phase completed (after its commit): it is never run again."""
+    status = task_status if task_status in ("paused", "blocked", "failed") else "stopped"
+    phases = await TaskPhase.filter(task_id=task_number, status="running").using_db(conn)
+    for phase in phases:
+        phase.status = status
+        phase.finished_at = datetime.now(UTC)
+        await phase.save(using_db=conn, update_fields=["status", "finished_at"])
+        await emit(conn, PHASE_EVENT, f"TASK-{task_number:03d}", phase_event(phase))
 
 
 async def reopen_phases(task_number: int, names: tuple[str, ...]) -> None:

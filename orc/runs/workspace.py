@@ -44,8 +44,9 @@ class Workspace:
     cloned: bool
 
     def fetch_hint(self) -> str:
-        """The command that brings the task's branch into the user's checkout."""
-        return f"git fetch {self.repository} {self.branch}"
+        """The command that brings the task's branch into the user's checkout (as a branch of
+        the same name)."""
+        return f"git fetch {self.repository} {self.branch}:{self.branch}"
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,13 @@ class BranchDiff:
     stat: str
     patch: str
     truncated: bool
+    branch: str | None = None
+    fetch_hint: str | None = None  # set when the branch lives in orc's clone of the project
 
     def to_json(self) -> dict[str, object]:
         return {
+            "branch": self.branch,
+            "fetch_hint": self.fetch_hint,
             "base_commit": self.base_commit,
             "head_commit": self.head_commit,
             "stat": self.stat,
@@ -214,7 +219,8 @@ async def branch_diff(workspace: Workspace, limit: int = DIFF_LIMIT_BYTES) -> Br
     truncated = len(data) > limit
     if truncated:
         patch = data[:limit].decode(errors="ignore")
-    return BranchDiff(workspace.base_commit, head, stat, patch, truncated)
+    hint = workspace.fetch_hint() if workspace.cloned else None
+    return BranchDiff(workspace.base_commit, head, stat, patch, truncated, workspace.branch, hint)
 
 
 async def remove_worktree(workspace: Workspace) -> None:

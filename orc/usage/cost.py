@@ -7,7 +7,7 @@ so the numbers are exact whether or not the aggregation job has run.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -22,11 +22,29 @@ from orc.usage.rollups import read_watermark
 
 _SUMS = (
     "SUM(input_tokens) AS input, SUM(output_tokens) AS output, "
-    "SUM(cache_read_tokens) AS cache_read, SUM(cache_write_tokens) AS cache_write"
+    "SUM(cache_read_tokens) AS cache_read, SUM(cache_write_tokens) AS cache_write, "
+    "SUM(reported_cost_usd) AS reported"
 )
 TOP_TASKS = 10
 
 Tokens = dict[str, int]
+
+
+@dataclass
+class Spend:
+    """One model's tokens by type, and what the agent reported they cost (which counts only
+    when the price list does not know the model)."""
+
+    tokens: Tokens = field(default_factory=lambda: dict.fromkeys(TOKEN_TYPES, 0))
+    reported_usd: float = 0.0
+
+    def add(self, other: Spend) -> None:
+        for kind in TOKEN_TYPES:
+            self.tokens[kind] = self.tokens.get(kind, 0) + other.tokens.get(kind, 0)
+        self.reported_usd += other.reported_usd
+
+    def cost(self, model: str, prices: PriceList) -> float:
+        return prices.cost(model, self.tokens, self.reported_usd)
 
 
 @dataclass(frozen=True)
@@ -98,8 +116,9 @@ class DayCost:
         return {"date": self.day.isoformat(), **self.cost.to_json()}
 
 
-def _tokens(row: Any) -> Tokens:
-    return {kind: int(row[kind] or 0) for kind in TOKEN_TYPES}
+def _spend(row: Any) -> Spend:
+    tokens = {kind: int(row[kind] or 0) for kind in TOKEN_TYPES}
+    return Spend(tokens, float(row["reported"] or 0))
 
 
 def _as_datetime(value: Any) -> datetime:
@@ -108,14 +127,9 @@ def _as_datetime(value: Any) -> datetime:
     return datetime.fromisoformat(str(value))
 
 
-def _add(into: Tokens, tokens: Tokens) -> None:
-    for kind in TOKEN_TYPES:
-        into[kind] = into.get(kind, 0) + tokens[kind]
-
-
 async def _usage_by(
     conn: BaseDBAsyncClient, key: str, since: datetime | None
-) -> list[tuple[Any, str, Tokens]]:
+) -> list[tuple[Any, str, Spend]]:
     """(key value, model, tokens) rows from rollups and the unfolded tail; key: hour or task."""
     watermark = await read_watermark(conn)
     rollup_key = "hour" if key == "hour" else "task_number"
@@ -135,7 +149,7 @@ async def _usage_by(
         f"WHERE id > ?{where_tail} GROUP BY k, model",
         [watermark, *args],
     )
-    return [(row["k"], row["model"], _tokens(row)) for row in [*rows, *tail]]
+    return [(row["k"], row["model"], _spend(row)) for row in [*rows, *tail]]
 
 
 async def _running_tasks(conn: BaseDBAsyncClient) -> int:
@@ -143,13 +157,13 @@ async def _running_tasks(conn: BaseDBAsyncClient) -> int:
     return int(rows[0]["n"])
 
 
-def _cost_block(by_model: dict[str, Tokens], prices: PriceList) -> CostBlock:
-    tokens: Tokens = dict.fromkeys(TOKEN_TYPES, 0)
+def _cost_block(by_model: dict[str, Spend], prices: PriceList) -> CostBlock:
+    total = Spend()
     cost = 0.0
-    for model, model_tokens in by_model.items():
-        _add(tokens, model_tokens)
-        cost += prices.cost(model, model_tokens)
-    return CostBlock(tokens, sum(tokens.values()), round(cost, 6))
+    for model, spend in by_model.items():
+        total.add(spend)
+        cost += spend.cost(model, prices)
+    return CostBlock(total.tokens, sum(total.tokens.values()), round(cost, 6))
 
 
 def period_starts(now: datetime) -> dict[str, datetime]:
@@ -170,22 +184,22 @@ async def cost_summary(prices: PriceList, now: datetime | None = None) -> CostSu
     async with snapshot_transaction() as conn:
         hourly = await _usage_by(conn, "hour", since)
         per_task = await _usage_by(conn, "task", starts["month"])
-    periods: dict[str, dict[str, Tokens]] = {name: defaultdict(dict) for name in starts}
-    for hour, model, tokens in hourly:
+    periods: dict[str, dict[str, Spend]] = {name: defaultdict(Spend) for name in starts}
+    for hour, model, spend in hourly:
         at = _as_datetime(hour)
         for name, start in starts.items():
             if at >= start:
-                _add(periods[name][model], tokens)
+                periods[name][model].add(spend)
     month = periods["month"]
     by_model = [
-        ModelCost(model, _cost_block({model: tokens}, prices), prices.price_for(model) is not None)
-        for model, tokens in sorted(month.items())
+        ModelCost(model, _cost_block({model: spend}, prices), prices.price_for(model) is not None)
+        for model, spend in sorted(month.items())
     ]
     task_costs: dict[int, float] = defaultdict(float)
     task_tokens: dict[int, int] = defaultdict(int)
-    for number, model, tokens in per_task:
-        task_costs[int(number)] += prices.cost(model, tokens)
-        task_tokens[int(number)] += sum(tokens.values())
+    for number, model, spend in per_task:
+        task_costs[int(number)] += spend.cost(model, prices)
+        task_tokens[int(number)] += sum(spend.tokens.values())
     top = sorted(task_costs.items(), key=lambda item: (-item[1], item[0]))[:TOP_TASKS]
     titles = dict(await Task.filter(number__in=[n for n, _ in top]).values_list("number", "title"))
     return CostSummary(
@@ -212,35 +226,36 @@ async def cost_timeseries(
     first_day = period_starts(now)["today"] - timedelta(days=days - 1)
     async with snapshot_transaction() as conn:
         hourly = await _usage_by(conn, "hour", first_day)
-    by_day: dict[date, dict[str, Tokens]] = defaultdict(lambda: defaultdict(dict))
-    for hour, model, tokens in hourly:
-        _add(by_day[_as_datetime(hour).date()][model], tokens)
+    by_day: dict[date, dict[str, Spend]] = defaultdict(lambda: defaultdict(Spend))
+    for hour, model, spend in hourly:
+        by_day[_as_datetime(hour).date()][model].add(spend)
     return [
         DayCost(day, _cost_block(by_day.get(day, {}), prices))
         for day in (first_day.date() + timedelta(days=i) for i in range(days))
     ]
 
 
-async def usage_today(now: datetime | None = None) -> tuple[dict[str, Tokens], int]:
-    """Today's tokens per model and the number of running tasks."""
+async def usage_today(now: datetime | None = None) -> tuple[dict[str, Spend], int]:
+    """Today's spend per model and the number of running tasks."""
     today = period_starts(now or datetime.now(UTC))["today"]
     async with snapshot_transaction() as conn:
         hourly = await _usage_by(conn, "hour", today)
         running = await _running_tasks(conn)
-    by_model: dict[str, Tokens] = defaultdict(dict)
-    for _, model, tokens in hourly:
-        _add(by_model[model], tokens)
+    by_model: dict[str, Spend] = defaultdict(Spend)
+    for _, model, spend in hourly:
+        by_model[model].add(spend)
     return dict(by_model), running
 
 
-async def usage_totals() -> tuple[dict[str, Tokens], int]:
-    """All-time tokens per model (totals plus tail) and the number of running tasks."""
+async def usage_totals() -> tuple[dict[str, Spend], int]:
+    """All-time spend per model (totals plus tail) and the number of running tasks."""
     async with snapshot_transaction() as conn:
         watermark = await read_watermark(conn)
         totals = await fetch(
             conn,
             "SELECT model, input_tokens AS input, output_tokens AS output, "
-            "cache_read_tokens AS cache_read, cache_write_tokens AS cache_write FROM usage_total",
+            "cache_read_tokens AS cache_read, cache_write_tokens AS cache_write, "
+            "reported_cost_usd AS reported FROM usage_total",
         )
         tail = await fetch(
             conn,
@@ -248,7 +263,7 @@ async def usage_totals() -> tuple[dict[str, Tokens], int]:
             [watermark],
         )
         running = await _running_tasks(conn)
-    by_model: dict[str, Tokens] = defaultdict(dict)
+    by_model: dict[str, Spend] = defaultdict(Spend)
     for row in [*totals, *tail]:
-        _add(by_model[row["model"]], _tokens(row))
+        by_model[row["model"]].add(_spend(row))
     return dict(by_model), running

@@ -6,7 +6,8 @@ Defaults cover current Claude models; ``ORC_HOME/pricing.yaml`` overrides or add
       claude-sonnet-4-5: {input: 3.0, output: 15.0, cache_read: 0.30, cache_write: 3.75}
 
 A model is matched exactly, then by the longest known prefix (``claude-sonnet-4-5-20250929``
-is priced as ``claude-sonnet-4-5``). An unknown model costs 0 and is reported as unpriced.
+is priced as ``claude-sonnet-4-5``). A model the table does not know is reported as unpriced;
+its cost is what the agent reported for it (Claude Code's own figure), or 0 when none was.
 """
 
 from __future__ import annotations
@@ -36,13 +37,27 @@ class Price:
         return sum(getattr(self, kind) * tokens.get(kind, 0) for kind in TOKEN_TYPES) / 1_000_000
 
 
+# Anthropic's list prices (USD per million tokens; cache write = 5-minute cache writes), as the
+# model catalog bundled in Claude Code 2.1.332 (claude-agent-sdk's CLI) states them: its default
+# model is claude-opus-5-5, its background calls use claude-haiku-4-5 (or the newest haiku).
+# Prefix matching makes "claude-opus-4" cover only 4.0/4.1 once the 4.5+ entries exist.
 DEFAULT_PRICES: dict[str, Price] = {
+    "claude-opus-5-5": Price(4.0, 20.0, 0.20, 5.0),
+    "claude-opus-5": Price(5.0, 25.0, 0.50, 6.25),
+    "claude-opus-4-8": Price(5.0, 25.0, 0.50, 6.25),
+    "claude-opus-4-7": Price(5.0, 25.0, 0.50, 6.25),
+    "claude-opus-4-6": Price(5.0, 25.0, 0.50, 6.25),
     "claude-opus-4-5": Price(5.0, 25.0, 0.50, 6.25),
     "claude-opus-4-1": Price(15.0, 75.0, 1.50, 18.75),
     "claude-opus-4": Price(15.0, 75.0, 1.50, 18.75),
+    "claude-sonnet-5-5": Price(2.0, 10.0, 0.10, 2.5),
+    "claude-sonnet-5": Price(2.0, 10.0, 0.20, 2.5),
+    "claude-sonnet-4-6": Price(3.0, 15.0, 0.30, 3.75),
     "claude-sonnet-4-5": Price(3.0, 15.0, 0.30, 3.75),
     "claude-sonnet-4": Price(3.0, 15.0, 0.30, 3.75),
     "claude-3-7-sonnet": Price(3.0, 15.0, 0.30, 3.75),
+    "claude-3-5-sonnet": Price(3.0, 15.0, 0.30, 3.75),
+    "claude-haiku-5-5": Price(0.10, 0.50, 0.01, 0.125),
     "claude-haiku-4-5": Price(1.0, 5.0, 0.10, 1.25),
     "claude-3-5-haiku": Price(0.80, 4.0, 0.08, 1.0),
 }
@@ -63,10 +78,11 @@ class PriceList:
                 return self.prices[known]
         return None
 
-    def cost(self, model: str, tokens: dict[str, int]) -> float:
-        """USD for these tokens; 0 for an unpriced model."""
+    def cost(self, model: str, tokens: dict[str, int], reported_usd: float = 0.0) -> float:
+        """USD for these tokens; for a model the table does not know, ``reported_usd`` (what
+        the agent said they cost, 0 when it said nothing)."""
         price = self.price_for(model)
-        return price.cost(tokens) if price is not None else 0.0
+        return price.cost(tokens) if price is not None else reported_usd
 
 
 def _parse_price(model: str, raw: Any, path: Path) -> Price:

@@ -14,6 +14,7 @@ from orc.tasks.lifecycle import TaskNotFound, format_task_id
 from orc.usage.pricing import TOKEN_TYPES, PriceList
 
 TOKEN_COLUMNS = tuple(f"{kind}_tokens" for kind in TOKEN_TYPES)
+SUMMED_COLUMNS = (*TOKEN_COLUMNS, "reported_cost_usd")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class UsageRecord:
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    reported_cost_usd: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ async def record_usage(number: int, records: list[UsageRecord]) -> UsageRecorded
                     output_tokens=record.output_tokens,
                     cache_read_tokens=record.cache_read_tokens,
                     cache_write_tokens=record.cache_write_tokens,
+                    reported_cost_usd=record.reported_cost_usd,
                 )
                 for record in records
             ],
@@ -108,8 +111,8 @@ async def task_usage(number: int, prices: PriceList) -> TaskUsage:
     rows = (
         await UsageEvent.filter(task_number=number)
         .group_by("phase", "model")
-        .annotate(**{column: Sum(column) for column in TOKEN_COLUMNS}, events=Count("id"))
-        .values("phase", "model", "events", *TOKEN_COLUMNS)
+        .annotate(**{column: Sum(column) for column in SUMMED_COLUMNS}, events=Count("id"))
+        .values("phase", "model", "events", *SUMMED_COLUMNS)
     )
     breakdown = []
     total_tokens = dict.fromkeys(TOKEN_TYPES, 0)
@@ -117,7 +120,7 @@ async def task_usage(number: int, prices: PriceList) -> TaskUsage:
     unpriced: set[str] = set()
     for row in sorted(rows, key=lambda r: (r["phase"], r["model"])):
         tokens = token_dict(row)
-        cost = prices.cost(row["model"], tokens)
+        cost = prices.cost(row["model"], tokens, float(row["reported_cost_usd"] or 0))
         if prices.price_for(row["model"]) is None:
             unpriced.add(row["model"])
         breakdown.append(
@@ -146,8 +149,8 @@ async def usage_by_task(numbers: list[int], prices: PriceList) -> dict[int, tupl
     rows = (
         await UsageEvent.filter(task_number__in=numbers)
         .group_by("task_number", "model")
-        .annotate(**{column: Sum(column) for column in TOKEN_COLUMNS})
-        .values("task_number", "model", *TOKEN_COLUMNS)
+        .annotate(**{column: Sum(column) for column in SUMMED_COLUMNS})
+        .values("task_number", "model", *SUMMED_COLUMNS)
     )
     totals: dict[int, tuple[int, float]] = {}
     for row in rows:
@@ -156,6 +159,6 @@ async def usage_by_task(numbers: list[int], prices: PriceList) -> dict[int, tupl
         before_tokens, before_cost = totals.get(number, (0, 0.0))
         totals[number] = (
             before_tokens + sum(tokens.values()),
-            before_cost + prices.cost(row["model"], tokens),
+            before_cost + prices.cost(row["model"], tokens, float(row["reported_cost_usd"] or 0)),
         )
     return totals

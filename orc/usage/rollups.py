@@ -21,7 +21,7 @@ FOLD_LOCK_KEY = 0x6F7263_03
 CHUNK_EVENTS = 200_000
 _SUMS = (
     "COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens), "
-    "SUM(cache_write_tokens)"
+    "SUM(cache_write_tokens), SUM(reported_cost_usd)"
 )
 _ADD = ", ".join(
     f"{c} = {{table}}.{c} + excluded.{c}"
@@ -31,9 +31,12 @@ _ADD = ", ".join(
         "output_tokens",
         "cache_read_tokens",
         "cache_write_tokens",
+        "reported_cost_usd",
     )
 )
-_COLUMNS = "events, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens"
+_COLUMNS = (
+    "events, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reported_cost_usd"
+)
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,13 @@ function fmtTime(iso) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
+function fmtDuration(seconds) {
+  if (seconds === null || seconds === undefined) return "–";
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
+  return `${Math.floor(seconds / 3600)} h ${Math.round((seconds % 3600) / 60)} min`;
+}
+
 function fmtAge(seconds) {
   if (seconds === null || seconds === undefined) return "never";
   if (seconds < 90) return `${Math.round(seconds)} s ago`;
@@ -366,14 +373,16 @@ async function loadTask(taskId) {
   renderActions(task);
   await loadRun(taskId);
   $("phases-body").replaceChildren(...(task.phases || []).map((p) =>
-    h("tr", {},
+    h("tr", { "data-phase": p.name },
       h("td", { text: p.name }),
       h("td", {}, h("span", { class: `status status-${p.status}`, text: p.status })),
-      h("td", { class: "num", text: String(p.iterations) }),
-      h("td", { text: fmtTime(p.started_at) }),
-      h("td", { class: "opt", text: fmtTime(p.finished_at) }))));
+      h("td", { class: "num iterations", text: String(p.iterations) }),
+      h("td", { class: "num duration", text: fmtDuration(p.duration_seconds) }),
+      h("td", { class: "num tokens", text: fmtTokens(p.total_tokens) }),
+      h("td", { class: "num cost", text: fmtCost(p.cost_usd) }),
+      h("td", { class: "opt", text: fmtTime(p.started_at) }))));
   if (!(task.phases || []).length) {
-    $("phases-body").replaceChildren(h("tr", {}, h("td", { colspan: 5, class: "muted", text: "No phases yet." })));
+    $("phases-body").replaceChildren(h("tr", {}, h("td", { colspan: 7, class: "muted", text: "No phases yet." })));
   }
   const total = Object.values(usage.tokens).reduce((a, b) => a + b, 0);
   $("task-usage-total").textContent = `${fmtTokens(total)} tokens · ${fmtCost(usage.cost_usd)}`;
@@ -402,6 +411,9 @@ async function loadRun(taskId) {
   $("run-status").textContent = status.run_id
     ? `Run ${status.run_id}: ${where} · ${fmtTokens(status.total_tokens)} tokens · ${fmtCost(status.cost_usd)}`
     : "";
+  // A read-only project: the branch lives in orc's clone, and this is how to get it.
+  $("fetch-hint").hidden = !status.fetch_hint;
+  $("fetch-hint-command").textContent = status.fetch_hint || "";
   page.items.forEach(appendEntry);
   if (taskHasBranch()) loadDiffIfOpen(taskId);
 }
@@ -494,7 +506,7 @@ async function loadCost() {
   if (!summary.top_tasks.length) $("top-tasks-body").replaceChildren(emptyRow(3, "No usage this month."));
   const unpriced = summary.unpriced_models || [];
   $("unpriced").hidden = !unpriced.length;
-  $("unpriced").textContent = `No price known for ${unpriced.join(", ")}: their cost counts as $0.`;
+  $("unpriced").textContent = `No price known for ${unpriced.join(", ")}: their cost is what the agent reported for them ($0 when it reported nothing).`;
   drawChart(series.buckets);
 }
 
@@ -657,9 +669,7 @@ async function connect() {
     state.socket = null;
     clearInterval(state.pingTimer);
     // 4401: the session was revoked (signed out elsewhere): check who we are before retrying.
-    if (event.code === 4401) return $("diff-box").addEventListener("toggle", () => state.taskId && loadDiffIfOpen(state.taskId));
-
-boot();
+    if (event.code === 4401) return boot();
     reconnectLater();
   };
 }
@@ -732,8 +742,11 @@ function onEvent(event) {
     refreshSoon();
   } else if (state.view === "task" && event.task_id === state.taskId) {
     if (event.event_type === "task_deleted") $("task-error").textContent = `${state.taskId} was deleted.`;
-    else if (event.event_type === "transcript") appendEntry(event.data);
-    else refreshSoon();
+    else if (event.event_type === "transcript") {
+      appendEntry(event.data);
+      // A new iteration or a turn's end changes the phases' iterations, tokens and cost.
+      if (["prompt", "result"].includes(event.data.kind)) refreshSoon();
+    } else refreshSoon();
   } else if (state.view === "cost" && event.event_type === "tokens") {
     refreshSoon(1000);
   }
