@@ -3,7 +3,7 @@ from tortoise.migrations import operations as ops
 from tortoise import fields
 
 class Migration(migrations.Migration):
-    dependencies = [('orc', '0004_task_runs')]
+    dependencies = [('orc', '0005_access_token_minted_with')]
 
     initial = False
 
