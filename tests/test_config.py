@@ -674,6 +674,8 @@ def test_who_gets_in_where_data_goes_and_where_orc_listens_are_operator_only():
         "backup_dir",
         "litestream_enabled",
         "litestream_config",
+        "agent_permission_mode",
+        "agent_allowed_tools",
     }
 
 

@@ -67,7 +67,8 @@ def _read_yaml(path: Path, operator_file: Path | None = None) -> dict[str, Any]:
         if operator_file is not None and setting.from_operator_only:
             raise ConfigError(
                 f"{key!r} in {path} cannot be set by a project's file: it decides who gets in, "
-                f"where data goes or where orc listens; set {setting.env} in the environment "
+                f"where data goes, where orc listens or what the agent may do; "
+                f"set {setting.env} in the environment "
                 f"or {key} in {operator_file} (the operator's file)"
             )
     return data

@@ -25,7 +25,8 @@ class Setting:
     fix: str
     secret: bool = False
     env_only: bool = False
-    # Decides who gets in, where data goes or where orc listens: the operator's to set
+    # Decides who gets in, where data goes, where orc listens or what the agent may do: the
+    # operator's to set
     # (environment, ORC_HOME/config.yaml, flags), never a project's checked-in file.
     operator_only: bool = False
 
@@ -407,6 +408,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Claude Code's permission mode: acceptEdits (edits allowed, other tools only if "
         "listed in ORC_AGENT_ALLOWED_TOOLS), bypassPermissions (everything; not as root).",
         "use acceptEdits, bypassPermissions, default or plan",
+        operator_only=True,
     ),
     Setting(
         "agent_allowed_tools",
@@ -415,6 +417,7 @@ SETTINGS: tuple[Setting, ...] = (
         ("Read", "Write", "Edit", "MultiEdit", "Glob", "Grep", "LS", "Bash", "TodoWrite"),
         "Tools the agent may use without asking (Claude Code's --allowedTools).",
         "use tool names separated by commas, e.g. Read,Write,Edit,Bash",
+        operator_only=True,
     ),
     Setting(
         "agent_max_iterations",
