@@ -45,6 +45,7 @@ async def orc_round(
             return all(states.get(t) in ("completed", "failed", "blocked") for t in ids)
 
         cpu = runlib.tree_cpu_seconds(orc.server)
+        by_process = runlib.cpu_by_process(orc.server)
         started = time.perf_counter()
         for task_id in ids:
             await asyncio.to_thread(orc.run_task, task_id)
@@ -53,6 +54,17 @@ async def orc_round(
         # The last agent may still be exiting: its CPU counts once its parent reaped it.
         await asyncio.sleep(1.0)
         cpu = runlib.tree_cpu_seconds(orc.server) - cpu
+        after = runlib.cpu_by_process(orc.server)
+    if tasks > 1:
+        print(
+            "  orc's CPU: "
+            + ", ".join(
+                f"{role} {after[role][0] - own:.2f} s"
+                + (f" (its children {after[role][1] - children:.2f} s)" if role == "worker" else "")
+                for role, (own, children) in by_process.items()
+                if role in after
+            )
+        )
     reasons = watch.reasons()
     failed = {
         t: f"{s}: {reasons.get(t)}"

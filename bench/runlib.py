@@ -236,6 +236,35 @@ def orc_serve(
         server.stop()
 
 
+def cpu_by_process(server: benchlib.Server) -> dict[str, tuple[float, float]]:
+    """For each of the server's long-lived processes, by role: (its own CPU seconds, the CPU
+    seconds of its children that it has waited for)."""
+    import psutil
+
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[str, tuple[float, float]] = {}
+    for pid in [server.pid, *server.descendant_pids()]:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                stat = fh.read()
+            cmd = " ".join(psutil.Process(pid).cmdline())
+        except (OSError, psutil.Error):
+            continue
+        if pid == server.pid:
+            role = "launcher"
+        elif "_api" in cmd:
+            role = "API"
+        elif "worker" in cmd:
+            role = "worker"
+        else:
+            continue  # agents come and go: their CPU shows in the worker's children
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        own = (int(fields[11]) + int(fields[12])) / tick
+        children = (int(fields[13]) + int(fields[14])) / tick
+        found[role] = (own, children)
+    return found
+
+
 def tree_cpu_seconds(server: benchlib.Server) -> float:
     """CPU seconds used by the server's processes and every child they have waited for
     (utime + stime + cutime + cstime): the agents' CPU once their runs ended."""
