@@ -26,6 +26,19 @@ ADMIN_URL = os.environ.get("ORC_TEST_POSTGRES_URL", "postgres://postgres@127.0.0
 Sanic.test_mode = True
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Start the tests marked `slow` first: under xdist (scripts/test) each worker takes the next
+    test from the front, so a minute-long wait that starts early overlaps the rest of the suite
+    instead of running alone at its end; `slow(seconds=N)` puts the longest first. The order is the
+    same in every worker, as xdist needs."""
+
+    def start_rank(item: pytest.Item) -> float:
+        marker = item.get_closest_marker("slow")
+        return 0.0 if marker is None else -float(marker.kwargs.get("seconds", 30))
+
+    items.sort(key=start_rank)
+
+
 def _admin_url_for(database: str) -> str:
     head, _, _ = ADMIN_URL.rpartition("/")
     return f"{head}/{database}"

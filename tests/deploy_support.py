@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
 ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
 SUPERVISORD_CONF = REPO / "supervisord.conf"
-TOKEN = "rehearsal-token-" + "x" * 32
+TOKEN = "rehearsal-token-y8dV6JN-WwYxJEiokh-9wCbtSTPddkpc"
 REHEARSAL_USER = "nobody"
 # The files the Dockerfile's build stage copies to build orc's wheel.
 BUILD_CONTEXT = ("pyproject.toml", "README.md", "orc", "workers")

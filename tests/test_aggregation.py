@@ -513,6 +513,7 @@ async def assert_consistent_at(watermark: int) -> None:
     assert events == sum(count for count, _ in by_model.values())
 
 
+@pytest.mark.slow
 async def test_a_fold_killed_mid_way_leaves_exact_totals_and_a_rerun_finishes(store, tmp_path):
     assert CHUNK_EVENTS < GENERATED <= 2 * CHUNK_EVENTS  # the CLI folds in two transactions
     await insert_generated_events(GENERATED)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from orc.db.url import DatabaseUrl
 from tests.backup_support import backup_dir, fill, orc_ok
@@ -90,6 +91,7 @@ def _keys_in_backup(path: Path, database_url: str) -> list[str]:
     return [line.split("\t")[0] for line in script.splitlines() if line.startswith("w")]
 
 
+@pytest.mark.slow
 def test_backup_during_four_writers_is_a_consistent_prefix_and_writers_see_no_errors(
     orc_env, database_url
 ):

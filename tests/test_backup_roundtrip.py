@@ -122,6 +122,7 @@ def test_gzip_backups_verify_and_restore(orc_env, database_url, tmp_path: Path):
     assert titles(database_url) == ["zipped"]
 
 
+@pytest.mark.slow
 def test_restoring_an_older_schema_removes_newer_tables_so_migrate_works_again(
     orc_env, database_url
 ):

@@ -24,6 +24,7 @@ def _wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen, log:
     raise AssertionError(f"{what} did not happen in {timeout}s:\n{log.read_text()[-3000:]}")
 
 
+@pytest.mark.slow(seconds=90)  # waits for the next minute
 @pytest.mark.timeout(300)
 def test_worker_takes_scheduled_backups_every_minute_and_prunes_by_retention(
     sqlite_env, tmp_path: Path

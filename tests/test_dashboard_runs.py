@@ -4,6 +4,7 @@ the fake of tests/fake_anthropic.py."""
 
 from __future__ import annotations
 
+import pytest
 from playwright.sync_api import Browser, expect
 
 from tests.browser import open_page, screenshot
@@ -12,6 +13,7 @@ from tests.support import run_orc
 from tests.test_runs_cli import DONE, agent_env
 
 
+@pytest.mark.slow
 def test_a_run_started_from_the_page_shows_its_transcript_live_and_its_diff(
     chromium: Browser,
     sqlite_env,

@@ -29,7 +29,8 @@ from tests.deploy_support import (
     run_as_user,
 )
 
-pytestmark = pytest.mark.timeout(240)
+# One xdist worker runs them all, so the image's venv is built once, not once per worker.
+pytestmark = [pytest.mark.timeout(240), pytest.mark.xdist_group("container_rehearsal")]
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 

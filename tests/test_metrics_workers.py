@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -39,6 +40,7 @@ def _metrics_dir(server_pid: int) -> Path:
     raise AssertionError("no API process has PROMETHEUS_MULTIPROC_DIR")
 
 
+@pytest.mark.slow
 def test_counts_add_up_across_two_api_workers(server_factory, sqlite_env):
     server = server_factory(sqlite_env, "--workers", "2", "--no-worker").start()
     baseline = _scraped_count(server.get("/api/metrics").text)

@@ -11,6 +11,7 @@ import json
 import subprocess
 
 import psutil
+import pytest
 
 from tests.fake_anthropic import CWD, FakeAnthropic, bash, text, tool_calls, write
 from tests.support import run_orc
@@ -31,6 +32,7 @@ def agent_env(orc_env: dict[str, str], fake: FakeAnthropic) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_a_user_runs_a_task_to_a_reviewable_branch(orc_env, fake, repo, server_factory):
     env = agent_env(orc_env, fake)
     init = run_orc(["init"], env, cwd=repo)
@@ -105,6 +107,7 @@ def test_bad_input_is_one_line_and_exit_2(orc_env, tmp_path):
     assert refused.returncode == 2 and "belongs to no project" in refused.stderr
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_phase_leaves_no_agent_and_the_run_goes_on(
     orc_env, fake, repo, server_factory
 ):
