@@ -315,6 +315,34 @@ async def test_a_run_that_reaches_its_budget_pauses_with_the_reason(store, fake,
     assert len(fake.message_requests) == 1  # it stopped after the turn that crossed the budget
 
 
+async def test_a_queued_run_starts_when_a_running_one_ends_not_at_the_next_poll(
+    store, fake, project, tmp_path, monkeypatch
+):
+    from orc.runs import dispatcher as dispatching
+
+    # Only the end of a run can wake the worker here: its next poll is an hour away.
+    monkeypatch.setattr(dispatching, "POLL_SECONDS", 3600.0)
+    first = await queued_task(project)
+    second = await Task.create(
+        title="Say hello again", weight="trivial", status="queued", project_id=first.project_id
+    )
+    await Run.create(task=second, status="queued", queued_at=datetime.now(UTC))
+    fake.script([text(DONE % "said hello"), text(DONE % "said hello again")])
+    dispatcher = dispatching.Dispatcher(policy(tmp_path, fake), "test-host:1", max_running=1)
+    loop = asyncio.create_task(dispatcher.run_forever())
+
+    async def both_completed() -> bool:
+        return await Run.filter(status="completed").count() == 2
+
+    try:
+        await wait_until(both_completed, timeout=120)
+    finally:
+        dispatcher.stop()
+        await asyncio.wait_for(loop, 15)
+    await second.refresh_from_db()
+    assert second.status == "completed"
+
+
 async def test_a_stopping_worker_hands_its_runs_back_to_the_queue(store, fake, project, tmp_path):
     from orc.runs.dispatcher import Dispatcher
 

@@ -655,3 +655,47 @@ async def test_the_last_session_update_after_a_burst_shows_the_final_state(
             timeout=2.5,
         )
         assert messages[-1]["queued_tasks"] == 1
+
+
+async def test_on_sqlite_a_write_by_another_process_wakes_the_tailer_not_its_poll(
+    local_outbox, tmp_path, monkeypatch
+):
+    """On SQLite the tailer is woken by the write itself (inotify on the database's directory):
+    with its poll an hour away, an event written by the CLI still reaches a subscriber."""
+    from orc.db.url import DatabaseUrl
+    from orc.outbox import live
+
+    monkeypatch.setattr(live, "SQLITE_POLL_SECONDS", 3600.0)
+    hub, subscriber = Hub(), Subscriber()
+    subscriber.topic = "*"
+    hub.subscribers.add(subscriber)
+    url = f"sqlite://{tmp_path / 'orc.db'}"
+
+    async def session_update() -> JSON:
+        return {"type": "session_update"}
+
+    waiting = asyncio.Event()
+    real_wait = live.OutboxTailer._wait
+
+    async def wait(self: live.OutboxTailer) -> None:
+        waiting.set()  # it has delivered what there was and now waits for news
+        await real_wait(self)
+
+    monkeypatch.setattr(live.OutboxTailer, "_wait", wait)
+    tailer = live.OutboxTailer(hub, DatabaseUrl.of(url), session_update)
+    tail = asyncio.create_task(tailer.run())
+    try:
+        await asyncio.wait_for(waiting.wait(), 30)
+        env = {**base_env(tmp_path), "DATABASE_URL": url}
+        made = await asyncio.to_thread(run_orc, ["new", "made by the CLI"], env)
+        assert made.returncode == 0, made.stderr
+        message = json.loads((await asyncio.wait_for(subscriber.queue.get(), 60)).text)
+        assert (message["event_type"], message["data"]["title"]) == (
+            "task_created",
+            "made by the CLI",
+        )
+    finally:
+        tail.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await tail
+        await tailer.close()

@@ -28,6 +28,7 @@ from orc.outbox.events import (
     events_since,
     latest_event_id,
 )
+from orc.outbox.sqlite_wake import SqliteWake
 
 log = logging.getLogger("orc.live")
 
@@ -130,6 +131,7 @@ class OutboxTailer:
         self.last_id = 0
         self.wake = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
+        self._sqlite_wake: SqliteWake | None = None
         self._last_session_update = 0.0
         self._session_pending: asyncio.Task[None] | None = None
 
@@ -145,6 +147,7 @@ class OutboxTailer:
                     # Clients catch up with since=; the tailer only delivers what is new.
                     self.last_id = await latest_event_id()
                     started = True
+                    self._watch_sqlite()
                 if self.is_postgres and self._listener is None:
                     await self._listen()
                 delivered = await self.deliver_new()
@@ -188,6 +191,14 @@ class OutboxTailer:
         finally:
             self._session_pending = None
 
+    def _watch_sqlite(self) -> None:
+        """On SQLite, wake on every write of the database by any process (the poll stays)."""
+        if self.is_postgres:
+            return
+        wake = SqliteWake(self.database.sqlite_path, self.wake)
+        if wake.start():
+            self._sqlite_wake = wake
+
     async def _wait(self) -> None:
         timeout = POSTGRES_SAFETY_POLL_SECONDS if self.is_postgres else SQLITE_POLL_SECONDS
         with contextlib.suppress(TimeoutError):
@@ -214,4 +225,7 @@ class OutboxTailer:
     async def close(self) -> None:
         if self._session_pending is not None:
             self._session_pending.cancel()
+        if self._sqlite_wake is not None:
+            self._sqlite_wake.close()
+            self._sqlite_wake = None
         await self._drop_listener()

@@ -30,19 +30,33 @@ class Dispatcher:
         self.max_running = max_running
         self.running: dict[asyncio.Task[str], Claim] = {}
         self._stopping = asyncio.Event()
+        # Set when one of our runs ends: its slot is free, claim the next run now.
+        self._run_ended = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def run_forever(self) -> None:
         self._loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
+            self._run_ended.clear()
             try:
                 await self._claim_what_fits()
             except Exception:
                 log.warning("could not claim runs", exc_info=True)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(POLL_SECONDS):
-                    await self._stopping.wait()
+            await self._pause()
         await self._interrupt_all()
+
+    async def _pause(self) -> None:
+        """Until the next poll, or sooner: when a run of ours ends (a queued run would wait
+        up to a poll interval for the free slot; bench/run_overhead.py) or the worker stops."""
+        waiters = {
+            asyncio.create_task(self._stopping.wait()),
+            asyncio.create_task(self._run_ended.wait()),
+        }
+        try:
+            await asyncio.wait(waiters, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
 
     async def _claim_what_fits(self) -> None:
         for done in [task for task in self.running if task.done()]:
@@ -61,6 +75,7 @@ class Dispatcher:
                 " (resuming)" if claim.resumed else "",
             )
             task = asyncio.create_task(RunExecution(claim, self.policy).execute())
+            task.add_done_callback(lambda _: self._run_ended.set())
             self.running[task] = claim
 
     async def _interrupt_all(self) -> None:
