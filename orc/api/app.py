@@ -37,6 +37,9 @@ from orc.usage.pricing import load_prices
 access_log = logging.getLogger("orc.access")
 MAX_REQUEST_BYTES = 1024 * 1024
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Probes hit these many times a minute; their access-log lines are noise unless asked for
+# (ORC_ACCESS_LOG_PROBES). They are still counted in the metrics.
+PROBE_PATHS = frozenset({"/api/health", "/api/health/ready", "/api/metrics"})
 
 
 # Request ids: a random prefix per process and a counter; unique without a syscall per request.
@@ -74,7 +77,7 @@ async def _on_response(request: Request, response: HTTPResponse) -> None:
             tailer.wake.set()
     request_id = str(request.id)
     response.headers["X-Request-ID"] = request_id
-    if not access_log.isEnabledFor(logging.INFO):
+    if not access_log.isEnabledFor(logging.INFO) or request.path in request.app.ctx.unlogged_paths:
         return
     access_log.info(
         "%s %s %s",
@@ -123,6 +126,7 @@ def create_app(settings: Settings) -> Sanic:
     app.ctx.settings = settings
     app.ctx.version = __version__
     app.ctx.stopping = False
+    app.ctx.unlogged_paths = frozenset() if settings.access_log_probes else PROBE_PATHS
     app.ctx.prices = load_prices(settings.home)
     install_error_handler(app)
     app.before_server_start(_open_database)

@@ -1,28 +1,65 @@
-"""Logging set-up: JSON (one object per line) or text, per ORC_LOG_FORMAT."""
+"""Logging set-up: JSON (one object per line) or text, per ORC_LOG_FORMAT, written off the caller.
+
+A logging call only puts its record on a queue (a few microseconds); one writer thread per
+process formats the records and writes each batch with one call, so a busy or blocked stderr
+never holds up a request. Records keep their order, and ``stop_writer`` (run at exit) writes
+every queued one before the process ends.
+
+Filters apply as usual: on a logger or on the root handler (``QueueHandler``) they run in the
+caller, on the output handler (``output_handler()``) in the writer thread, before formatting.
+"""
 
 from __future__ import annotations
 
-import json
+import atexit
+import contextlib
 import logging
+import os
+import queue
 import sys
-from datetime import UTC, datetime
-from typing import Any
+import threading
+import time
+from logging.handlers import QueueHandler
+from typing import Any, TextIO
+
+import orjson
 
 # Sanic's own loggers; they get our handler so every line has one format.
 SANIC_LOGGERS = ("sanic.root", "sanic.error", "sanic.access", "sanic.server", "sanic.websockets")
-_STANDARD_ATTRS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+_STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# Records written per call at most: bounds the text held in memory while a batch is written.
+MAX_BATCH = 512
 
 
 def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS}
 
 
+class _UtcClock:
+    """ISO 8601 times in UTC with milliseconds; the seconds part is formatted once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def iso(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._prefix}.{int((created - second) * 1000):03d}+00:00"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and any ``extra`` fields."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._clock = _UtcClock()
+
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": self._clock.iso(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -30,7 +67,12 @@ class JsonFormatter(logging.Formatter):
         payload.update(_extra_fields(record))
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
+        try:
+            return orjson.dumps(payload, default=str).decode()
+        except TypeError:  # what orjson refuses (non-str keys, huge ints): the slow way
+            import json
+
+            return json.dumps(payload, default=str)
 
 
 class TextFormatter(logging.Formatter):
@@ -45,12 +87,153 @@ class TextFormatter(logging.Formatter):
         return f"{line} {extras}" if extras else line
 
 
+class BatchStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that, while the writer collects a batch, keeps lines for one write."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self.pending: list[str] | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.pending is None:
+            super().emit(record)
+            return
+        try:
+            self.pending.append(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+    def locked_write(self, records: list[logging.LogRecord]) -> None:
+        """Filter, format and write ``records`` with one write."""
+        self.acquire()
+        try:
+            self._write_batch(records)
+        finally:
+            self.release()
+
+    def _write_batch(self, records: list[logging.LogRecord]) -> None:
+        self.pending = []
+        try:
+            for record in records:
+                if record.levelno >= self.level:
+                    self.handle(record)
+            if self.pending:
+                self.stream.write("\n".join(self.pending) + "\n")
+                self.stream.flush()
+        except Exception:
+            self.handleError(records[-1])
+        finally:
+            self.pending = None
+
+
+class _Enqueue(QueueHandler):
+    """Puts the record itself on the queue: it never leaves the process, so nothing is formatted
+    (nor copied) in the caller."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+
+class LogWriter:
+    """The thread that takes records off the queue and hands them to the output handler."""
+
+    def __init__(self, handler: BatchStreamHandler) -> None:
+        self.handler = handler
+        self.queue: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="orc-log-writer", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        get, get_nowait = self.queue.get, self.queue.get_nowait
+        while True:
+            batch = [get()]
+            try:
+                while len(batch) < MAX_BATCH and batch[-1] is not None:
+                    batch.append(get_nowait())
+            except queue.Empty:
+                pass
+            done = batch[-1] is None
+            records = [r for r in batch if r is not None]
+            if records:
+                self.handler.locked_write(records)
+            if done:
+                return
+
+    def stop(self) -> None:
+        """Write everything queued so far, then end the thread."""
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
+
+
+_writer: LogWriter | None = None
+
+
+def output_handler() -> logging.Handler | None:
+    """The handler that writes lines (a filter added here runs in the writer thread)."""
+    return _writer.handler if _writer is not None else None
+
+
+def stop_writer() -> None:
+    """Write every queued record now and log synchronously from here on (exit, fork)."""
+    global _writer
+    writer, _writer = _writer, None
+    if writer is None:
+        return
+    writer.stop()
+    logging.getLogger().handlers[:] = [writer.handler]
+    # Whatever another thread queued while the writer stopped, in order.
+    leftover = []
+    with contextlib.suppress(queue.Empty):
+        while True:
+            record = writer.queue.get_nowait()
+            if record is not None:
+                leftover.append(record)
+    if leftover:
+        writer.handler.locked_write(leftover)
+
+
+def _before_fork() -> None:
+    # A child must not inherit the stream's lock while the writer holds it mid-write.
+    if _writer is not None:
+        _writer.handler.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    if _writer is not None:
+        _writer.handler.release()
+
+
+def _after_fork_in_child() -> None:
+    """The child has no writer thread (and may be about to exec): it logs synchronously."""
+    global _writer
+    writer, _writer = _writer, None
+    if writer is not None:
+        writer.handler.createLock()
+        writer.handler.pending = None
+        logging.getLogger().handlers[:] = [writer.handler]
+
+
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+)
+atexit.register(stop_writer)
+
+
 def setup_logging(level: str, fmt: str) -> None:
-    """Send orc's, Sanic's and Huey's logs to stderr in one format at one level."""
-    handler = logging.StreamHandler(sys.stderr)
+    """Send orc's, Sanic's and Huey's logs to stderr in one format at one level, through the
+    writer thread."""
+    global _writer
+    stop_writer()
+    handler = BatchStreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    writer = LogWriter(handler)
+    writer.start()
+    _writer = writer
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [_Enqueue(writer.queue)]  # type: ignore[arg-type]
     root.setLevel(level.upper())
     for name in SANIC_LOGGERS:
         logger = logging.getLogger(name)
