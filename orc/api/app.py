@@ -13,6 +13,7 @@ from sanic.response import HTTPResponse
 
 from orc import __version__
 from orc.api import (
+    access_log,
     auth_routes,
     backup_routes,
     dashboard_routes,
@@ -34,12 +35,8 @@ from orc.db import close_database, open_database
 from orc.health.prometheus import UNMATCHED_ROUTE, observe_request
 from orc.usage.pricing import load_prices
 
-access_log = logging.getLogger("orc.access")
 MAX_REQUEST_BYTES = 1024 * 1024
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# Probes hit these many times a minute; their access-log lines are noise unless asked for
-# (ORC_ACCESS_LOG_PROBES). They are still counted in the metrics.
-PROBE_PATHS = frozenset({"/api/health", "/api/health/ready", "/api/metrics"})
 
 
 # Request ids: a random prefix per process and a counter; unique without a syscall per request.
@@ -77,24 +74,25 @@ async def _on_response(request: Request, response: HTTPResponse) -> None:
             tailer.wake.set()
     request_id = str(request.id)
     response.headers["X-Request-ID"] = request_id
-    if not access_log.isEnabledFor(logging.INFO) or request.path in request.app.ctx.unlogged_paths:
+    if not access_log.logger.isEnabledFor(logging.INFO) or request.path in request.app.ctx.unlogged:
         return
-    access_log.info(
-        "%s %s %s",
+    fields = access_log.AccessFields(
+        time.time(),
+        request_id,
         request.method,
         request.path,
+        route,
         response.status,
-        extra={
-            "request_id": request_id,
-            "method": request.method,
-            "path": request.path,
-            "route": route,
-            "status": response.status,
-            "duration_ms": round(seconds * 1000, 2),
-            "remote": request.remote_addr or request.ip,
-            "scheme": request.scheme,
-        },
+        round(seconds * 1000, 2),
+        request.remote_addr or request.ip,
+        request.scheme,
     )
+    if not request.app.ctx.defer_log(access_log.make_record, fields):
+        access_log.log_now(fields)
+
+
+def _no_log_writer(make_record: object, fields: object) -> bool:
+    return False
 
 
 async def _open_database(app: Sanic) -> None:
@@ -126,7 +124,9 @@ def create_app(settings: Settings) -> Sanic:
     app.ctx.settings = settings
     app.ctx.version = __version__
     app.ctx.stopping = False
-    app.ctx.unlogged_paths = frozenset() if settings.access_log_probes else PROBE_PATHS
+    app.ctx.unlogged = frozenset() if settings.access_log_probes else access_log.PROBE_PATHS
+    # orc serve's API process replaces it with its log writer's (orc.runtime.logs.defer).
+    app.ctx.defer_log = _no_log_writer
     app.ctx.prices = load_prices(settings.home)
     install_error_handler(app)
     app.before_server_start(_open_database)
