@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
@@ -32,11 +33,12 @@ from orc.auth.oidc import OidcProvider
 from orc.auth.secret_key import load_secret_key
 from orc.config import Settings
 from orc.db import close_database, open_database
-from orc.health.prometheus import UNMATCHED_ROUTE, observe_request
+from orc.health.prometheus import UNMATCHED_ROUTE, flush_observations, observe_request
 from orc.usage.pricing import load_prices
 
 MAX_REQUEST_BYTES = 1024 * 1024
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+METRICS_FLUSH_SECONDS = 1.0
 
 
 # Request ids: a random prefix per process and a counter; unique without a syscall per request.
@@ -103,6 +105,22 @@ async def _mark_stopping(app: Sanic) -> None:
     app.ctx.stopping = True
 
 
+async def _start_metrics_flush(app: Sanic) -> None:
+    """Fold answered requests into the HTTP metrics every second (and at every scrape)."""
+    loop = asyncio.get_running_loop()
+
+    def tick() -> None:
+        flush_observations()
+        app.ctx.metrics_timer = loop.call_later(METRICS_FLUSH_SECONDS, tick)
+
+    app.ctx.metrics_timer = loop.call_later(METRICS_FLUSH_SECONDS, tick)
+
+
+async def _stop_metrics_flush(app: Sanic) -> None:
+    app.ctx.metrics_timer.cancel()
+    flush_observations()
+
+
 async def _close_database(app: Sanic) -> None:
     await close_database()
 
@@ -132,6 +150,8 @@ def create_app(settings: Settings) -> Sanic:
     app.before_server_start(_open_database)
     app.after_server_start(event_routes.start_tailer)
     app.before_server_stop(_mark_stopping)
+    app.after_server_start(_start_metrics_flush)
+    app.after_server_stop(_stop_metrics_flush)
     app.before_server_stop(event_routes.stop_tailer)
     app.after_server_stop(_close_database)
     app.ctx.auth = None
