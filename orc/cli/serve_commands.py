@@ -156,6 +156,9 @@ def api_process(settings: Settings) -> None:
 @pass_settings
 def worker(settings: Settings) -> None:
     """Run the job worker. SIGINT stops gracefully; SIGTERM stops at once."""
+    from orc.db.lean import import_orm_without_pydantic
+
+    import_orm_without_pydantic()
     from orc.runs.agent_env import check_agent_policy
     from orc.runtime.logs import setup_logging
     from workers.consumer import run_consumer
