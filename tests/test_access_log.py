@@ -94,3 +94,19 @@ def test_probes_are_left_out_of_the_access_log_by_default(server_factory, sqlite
     server.terminate()
     logged = {r["path"] for r in server.log_records() if r.get("logger") == "orc.access"}
     assert logged == {"/api/tasks"}
+
+
+def test_every_api_worker_process_writes_access_lines(server_factory, sqlite_env):
+    """With --workers 2 the spawned API processes log too (before, their lines were lost)."""
+    server = server_factory(sqlite_env, "--workers", "2", "--no-worker").start()
+    ids = [f"w2-{i}" for i in range(10)]
+    for request_id in ids:
+        # A new connection each time, so the kernel may spread them over both workers.
+        with httpx.Client() as http:
+            response = http.get(
+                server.base_url + "/api/tasks", headers={"X-Request-ID": request_id}
+            )
+            assert response.status_code == 200
+    server.terminate()
+    logged = [r["request_id"] for r in server.log_records() if r.get("logger") == "orc.access"]
+    assert sorted(logged) == sorted(ids)
