@@ -3,10 +3,21 @@
 # when replication is on and the file is missing, then exec supervisord (orc-supervisord).
 #
 #   docker run IMAGE                      # the service
+#   docker run IMAGE token generate       # an orc subcommand (or an option) runs as `orc …`
 #   docker run IMAGE orc token generate   # any other command runs as given, nothing else happens
 set -eu
 
+# orc's subcommands (tests/test_deploy_entrypoint.py keeps this list equal to `orc --help`'s).
+# They win over programs of the same name (diff): run those by path, e.g. /usr/bin/diff.
+ORC_COMMANDS=" backup cancel config cost diff fold-usage healthcheck init list log migrate new pause project replication resume run serve show token user worker "
+
 if [ "$#" -gt 0 ]; then
+  case "$1" in
+    -*) exec orc "$@" ;;
+  esac
+  case "$ORC_COMMANDS" in
+    *" $1 "*) exec orc "$@" ;;
+  esac
   exec "$@"
 fi
 

@@ -18,6 +18,7 @@ import pytest
 from sanic import Sanic
 
 from tests.api_client import Api
+from tests.docker_support import dockerd, images  # noqa: F401 (image tests' session fixtures)
 from tests.in_process import LiveApp
 from tests.support import OrcServer, base_env
 

@@ -1,9 +1,10 @@
 """Helpers for the deployment tests: the image's environment and a container rehearsal.
 
-There is no Docker engine here. The rehearsal runs what the image runs, for real: the entry point
-(docker/entrypoint.sh), which migrates and execs supervisord with the real supervisord.conf, as a
-non-root user, with the environment the Dockerfile sets (paths moved into a temp dir), and with
-stdout/stderr owned by that user as runc arranges for a container's process.
+Without Docker (tests/test_image.py runs the image itself). The rehearsal runs what the image
+runs, for real: the entry point (docker/entrypoint.sh), which migrates and execs supervisord with
+the real supervisord.conf, as a non-root user, with the environment the Dockerfile sets (paths
+moved into a temp dir), and with stdout/stderr owned by that user as runc arranges for a
+container's process.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
 ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
 SUPERVISORD_CONF = REPO / "supervisord.conf"
-TOKEN = "rehearsal-token-" + "x" * 32
+TOKEN = "rehearsal-token-y8dV6JN-WwYxJEiokh-9wCbtSTPddkpc"
 REHEARSAL_USER = "nobody"
 # The files the Dockerfile's build stage copies to build orc's wheel.
 BUILD_CONTEXT = ("pyproject.toml", "README.md", "orc", "workers")

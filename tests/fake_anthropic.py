@@ -205,13 +205,14 @@ class RecordedRequest:
 class FakeAnthropic:
     """The fake API server; start it with `with FakeAnthropic() as fake:`."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        """``host``: loopback, or e.g. Docker's bridge gateway for an agent in a container."""
         self._lock = threading.Lock()
         self._conversations: dict[str | None, deque[Reply]] = {None: deque()}
         self._ids = itertools.count(1)
         self._stopping = threading.Event()
         self.requests: list[RecordedRequest] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = ThreadingHTTPServer((host, 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

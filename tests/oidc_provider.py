@@ -123,6 +123,7 @@ class Provider:
     def claims(self, client_id: str, sub: str, **changes: Any) -> dict[str, Any]:
         now = int(time.time())
         base = {"iss": self.issuer, "aud": client_id, "sub": sub, "email": sub}
+        base["email_verified"] = True
         return {**base, "iat": now, "exp": now + 300, **changes}
 
 
@@ -149,6 +150,18 @@ def run_provider(token_max_age: timedelta = timedelta(hours=1)) -> Iterator[Prov
     @app.get("/test/private-jwk")
     def private_jwk() -> Any:
         return flask.jsonify(flask.g.oidc_provider_mock_storage.jwk.as_dict(is_private=True))
+
+    @app.before_request
+    def verified_emails() -> None:
+        # Like real providers (Google, Keycloak, Okta), the mock's users have verified emails:
+        # it would otherwise send no email_verified claim at all, which orc treats as unverified.
+        request = flask.request
+        if request.method == "POST" and request.path == "/oauth2/authorize":
+            sub = request.form.get("sub")
+            storage = flask.g.oidc_provider_mock_storage
+            if sub and storage.get_user(sub) is None:
+                claims = {"email": sub, "email_verified": True}
+                storage.store_user(oidc_provider_mock.User(sub=sub, claims=claims))
 
     enforcer = PkceEnforcer(app.wsgi_app)
     app.wsgi_app = enforcer  # type: ignore[method-assign]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -59,6 +60,7 @@ def gone(pid: int, timeout: float = 5) -> bool:
 def test_the_agent_sees_only_the_variables_orc_chose(tmp_path: Path):
     proc = subprocess.Popen([AGENT_EXEC], env=launch_env(tmp_path))
     wait_for(tmp_path / "started")
+    wait_for(tmp_path / "agent.pid")
     names = {line.split("=", 1)[0] for line in (tmp_path / "env").read_text().splitlines()}
     assert {"ANTHROPIC_API_KEY", "OUT", "PATH"} <= names
     assert not names & {"ORC_AUTH_TOKEN", "DATABASE_URL", "ORC_AGENT_CLI", "HOME"}
@@ -71,6 +73,7 @@ def test_the_agent_sees_only_the_variables_orc_chose(tmp_path: Path):
 def test_stopping_the_launcher_ends_the_cli_and_every_tool_it_started(tmp_path: Path):
     proc = subprocess.Popen([AGENT_EXEC], env=launch_env(tmp_path))
     wait_for(tmp_path / "tool")
+    wait_for(tmp_path / "agent.pid")  # the CLI may start its tool before the launcher writes it
     tool = int((tmp_path / "tool").read_text())
     cli = int((tmp_path / "agent.pid").read_text().split()[1])
     proc.terminate()
@@ -85,11 +88,45 @@ def test_a_worker_killed_with_sigkill_leaves_no_agent_process_behind(tmp_path: P
         env=launch_env(tmp_path),
     )
     wait_for(tmp_path / "tool")
+    wait_for(tmp_path / "agent.pid")  # the CLI may start its tool before the launcher writes it
     tool = int((tmp_path / "tool").read_text())
     cli = int((tmp_path / "agent.pid").read_text().split()[1])
     worker.kill()
     worker.wait()
     assert gone(cli) and gone(tool)
+
+
+def test_killing_the_workers_whole_process_group_leaves_no_agent_process_behind(tmp_path: Path):
+    # orc serve killed as a whole: the worker's group goes at once, the launcher included if
+    # it stayed in it (it leaves it, and ends the agent when its worker's death reaches it).
+    worker = subprocess.Popen(
+        [sys.executable, "-c", f"import subprocess; subprocess.run([{AGENT_EXEC!r}])"],
+        env=launch_env(tmp_path),
+        start_new_session=True,
+    )
+    wait_for(tmp_path / "tool")
+    wait_for(tmp_path / "agent.pid")
+    tool = int((tmp_path / "tool").read_text())
+    cli = int((tmp_path / "agent.pid").read_text().split()[1])
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    assert gone(cli) and gone(tool)
+
+
+def test_a_launcher_killed_with_sigkill_takes_its_cli_along(tmp_path: Path):
+    proc = subprocess.Popen([AGENT_EXEC], env=launch_env(tmp_path))
+    wait_for(tmp_path / "tool")
+    wait_for(tmp_path / "agent.pid")
+    tool = int((tmp_path / "tool").read_text())
+    cli = int((tmp_path / "agent.pid").read_text().split()[1])
+    try:
+        proc.kill()
+        proc.wait()
+        # The CLI gets SIGTERM (the real one then ends its tools; this stand-in cannot).
+        assert gone(cli)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(tool, signal.SIGKILL)
 
 
 def test_without_a_cli_it_says_so_and_exits_2(tmp_path: Path):

@@ -7,11 +7,12 @@ These tests pin what orc's run engine can rely on (claude-agent-sdk 0.2.189, bun
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,10 +115,23 @@ async def drain(stream: AsyncIterator[Message], into: list[Message]) -> None:
         into.append(message)
 
 
+def claude_processes() -> list[psutil.Process]:
+    return [p for p in descendants(os.getpid()) if p.name() == "claude"]
+
+
 def claude_process() -> psutil.Process:
     """The CLI the SDK started (the SDK does not expose its pid)."""
-    (cli,) = [p for p in descendants(os.getpid()) if p.name() == "claude"]
+    (cli,) = claude_processes()
     return cli
+
+
+@pytest.fixture(autouse=True)
+def no_cli_left_behind() -> Iterator[None]:
+    """A test that fails mid-turn must not leave its CLI to the next test (which finds two)."""
+    yield
+    for process in claude_processes():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
 
 
 async def wait_for(condition: Any, timeout: float = 15) -> None:
@@ -367,7 +381,9 @@ async def test_a_stalled_stream_waits_until_interrupted_and_the_session_goes_on(
         assert fake.message_requests[-1].user_texts()[-1] == "Go on"
     finally:
         await client.disconnect()
-    assert [p for p in descendants(os.getpid()) if p.name() == "claude"] == []
+    # disconnect() ends the CLI; give it the time a loaded machine needs to exit.
+    _, alive = psutil.wait_procs(claude_processes(), timeout=10)
+    assert alive == []
 
 
 async def test_interrupt_during_a_tool_kills_the_tool(fake: FakeAnthropic, repo: Path) -> None:

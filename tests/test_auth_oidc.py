@@ -134,7 +134,9 @@ def test_sign_in_roles_api_websocket_and_logout(
             await ws.send(json.dumps({"type": "subscribe"}))
             assert json.loads(await ws.recv())["type"] == "subscribed"
             # Signing out ends the session everywhere: this socket is closed by the server.
-            out = await asyncio.to_thread(member.post, "/auth/logout", headers={"Origin": base})
+            out = await asyncio.to_thread(
+                member.post, "/auth/logout", json={}, headers={"Origin": base}
+            )
             assert out.status_code == 200 and out.json()["signed_out"] is True
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 async with asyncio.timeout(5):
@@ -233,7 +235,7 @@ def test_a_callback_in_another_browser_is_refused(orc: LiveApp):
 
 def test_an_email_outside_the_allowed_domains_is_refused(orc: LiveApp):
     client = orc.client()
-    finish = client.get(consent(begin(client), "mallory@evil.test"))
+    finish = client.get(consent(begin(client), "mallory@evil.org"))
     assert finish.status_code == 403 and finish.json()["error"] == "domain_not_allowed"
     assert "orc_session" not in client.cookies
 
@@ -339,6 +341,57 @@ def test_a_forged_but_correct_token_is_accepted_so_the_refusals_above_mean_somet
 ):
     token = provider.forge(provider.claims(CLIENT_ID, "nina@example.com"))
     assert _me(orc, token).status_code == 200
+
+
+def test_a_string_email_verified_is_not_verified(orc: LiveApp, provider: Provider):
+    """A hostile provider's token for another subject with the admin's address and
+    ``"email_verified": "false"`` is refused under the allow-list, and never becomes admin."""
+    claims = provider.claims(CLIENT_ID, "hostile-sub", email="boss@example.com")
+    caller = orc.client("127.0.0.33")  # its own failure budget (the module's app is shared)
+    for claimed in ("false", "true", 1):
+        token = provider.forge({**claims, "email_verified": claimed})
+        response = caller.get("/auth/me", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401, response.text
+        assert "not verified" in response.json()["message"]
+    client = orc.client()
+    provider_url = begin(client)
+    httpx.put(
+        f"{provider.issuer}/users/hostile-2",
+        json={"email": "boss@example.com", "email_verified": "false"},
+        timeout=5,
+    )
+    finish = client.get(consent(provider_url, "hostile-2"))
+    assert finish.status_code == 403 and finish.json()["error"] == "email_not_verified"
+    assert "orc_session" not in client.cookies
+
+
+@pytest.mark.parametrize("email", ["x@evil@example.com", '"x@evil"@example.com'])
+def test_an_address_that_is_not_one_valid_email_is_refused(orc: LiveApp, email: str):
+    client = orc.client()
+    finish = client.get(consent(begin(client), email))
+    assert finish.status_code == 403 and finish.json()["error"] == "invalid_email"
+    assert "not a valid email address" in finish.json()["message"]
+    assert "orc_session" not in client.cookies
+
+
+def test_sign_ins_started_from_one_address_are_bounded(orc: LiveApp):
+    """/auth/login stores a row per request before anyone is known: not without limit (the
+    total bound is tested on both databases in test_auth_store.py)."""
+    from orc.api.auth_gate import LOGIN_STARTS_PER_ADDRESS
+    from orc.db.models import OidcLogin
+
+    async def pending() -> int:
+        return await OidcLogin.all().count()
+
+    before = orc.run(pending())
+    flood = orc.client("127.0.0.31")
+    for _ in range(LOGIN_STARTS_PER_ADDRESS):
+        assert flood.get("/auth/login").status_code == 302
+    refused = flood.get("/auth/login")
+    assert refused.status_code == 429 and refused.json()["error"] == "too_many_sign_ins"
+    assert 1 <= int(refused.headers["retry-after"]) <= 600
+    assert orc.run(pending()) == before + LOGIN_STARTS_PER_ADDRESS
+    assert orc.client("127.0.0.32").get("/auth/login").status_code == 302
 
 
 # --- start-up ----------------------------------------------------------------------------------

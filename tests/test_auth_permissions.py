@@ -21,7 +21,7 @@ from orc.projects.registry import add_project
 from tests.in_process import LiveApp
 from tests.support import base_env, run_orc
 
-ADMIN_TOKEN = "admin-token-" + "x" * 40
+ADMIN_TOKEN = "admin-token-gDDZ4XCV2yxd3saBnNQODCvouzln12x1"
 ROLES = ("viewer", "member", "admin", "owner")
 _unique = itertools.count(1)
 

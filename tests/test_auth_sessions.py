@@ -22,8 +22,8 @@ from orc.config import load_settings
 from tests.in_process import LiveApp
 from tests.support import OrcServer, base_env, free_port, run_orc
 
-TOKEN = "server-token-" + "s" * 40
-METRICS_TOKEN = "metrics-token-" + "m" * 40
+TOKEN = "server-token-jtxFlP_a0uzLtiWPeZ4sNvVftTCLiyYV"
+METRICS_TOKEN = "metrics-token-Hehd1wTSz1DuaWhf9WcS_7-TcAObXuWE"
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,8 @@ def test_the_token_buys_a_browser_session_that_logout_ends(server: OrcServer):
     ok = browser.post("/api/tasks", json={"title": "x"}, headers={"Origin": server.base_url})
     assert ok.status_code == 201
     kept = browser.cookies["orc_session"]
-    assert browser.post("/auth/logout", headers={"Origin": server.base_url}).json()["signed_out"]
+    out = browser.post("/auth/logout", json={}, headers={"Origin": server.base_url})
+    assert out.json()["signed_out"]
     assert browser.get("/auth/me").status_code == 401
     replay = httpx.get(server.base_url + "/api/tasks", cookies={"orc_session": kept}, timeout=10)
     assert replay.status_code == 401
@@ -99,11 +100,18 @@ def test_repeated_failures_from_one_address_are_slowed(server: OrcServer):
     assert limited.status_code == 429
     assert limited.json()["error"] == "too_many_attempts"
     assert 1 <= int(limited.headers["retry-after"]) <= 60
-    # While limited, even the right token is not checked from that address ...
+    # While limited, wrong credentials stay refused with 429, on every way in ...
+    assert guesser.post("/auth/session", json={"token": "guess-12"}).status_code == 429
+    pat_guess = {"Authorization": "Bearer orc_pat_x"}
+    assert guesser.get("/api/tasks", headers=pat_guess).status_code == 429
+    # ... but the right one always passes: a guesser behind a shared address (an office's
+    # NAT) must not lock out everyone else there.
     right = {"Authorization": f"Bearer {TOKEN}"}
-    assert guesser.get("/api/tasks", headers=right).status_code == 429
-    assert guesser.post("/auth/session", json={"token": TOKEN}).status_code == 429
-    # ... but other addresses are unaffected, and probes always answer.
+    assert guesser.get("/api/tasks", headers=right).status_code == 200
+    assert guesser.post("/auth/session", json={"token": TOKEN}).status_code == 200
+    wrong = {"Authorization": "Bearer guess-13"}
+    assert guesser.get("/api/tasks", headers=wrong).status_code == 429
+    # Other addresses are unaffected, and probes always answer.
     other = client_from("127.0.0.5", server)
     assert other.get("/api/tasks", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
     assert guesser.get("/api/health").status_code == 200

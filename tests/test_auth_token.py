@@ -7,7 +7,7 @@ import pytest
 from orc.api.app import create_app
 from orc.config import load_settings
 
-TOKEN = "t" * 20 + "0123456789abcdef"
+TOKEN = "tier2-1MHIpPrM9j0to0JSoWpZkgqny394A5S9"
 
 
 @pytest.fixture

@@ -6,17 +6,37 @@ import os
 import shutil
 import signal
 import subprocess
-import time
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.backup_support import backup_dir, backups, fill, orc_ok, query, titles
-from tests.support import ORC, run_orc
+from tests.support import run_orc
 
 
 def _temp_files(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if p.name.startswith(".tmp-")]
+
+
+# A backup in its own process that stops at a known point: once its copy is complete but before
+# it is published ("saving"), it says so on stdout and waits for stdin, which the test never
+# feeds. The test kills it there: no race with how fast the copy is.
+HELD_BACKUP = """
+import asyncio, sys
+from orc.backup.create import take_backup
+from orc.backup.progress import QuietReporter
+from orc.config import load_settings
+
+class HoldBeforePublishing(QuietReporter):
+    def step(self, text, total=None):
+        if text == "saving":
+            print("held", flush=True)
+            sys.stdin.read()
+        return super().step(text, total)
+
+asyncio.run(take_backup(load_settings(), "manual", HoldBeforePublishing()))
+"""
 
 
 @pytest.mark.slow
@@ -25,25 +45,20 @@ def test_kill_9_during_a_backup_leaves_no_partial_backup_and_older_ones_intact(
 ):
     orc_ok(["new", "before"], orc_env)
     first = orc_ok(["backup", "now", "-q"], orc_env).strip()
-    fill(database_url, 200_000)
+    fill(database_url, 20_000)
     folder = backup_dir(orc_env)
     proc = subprocess.Popen(
-        [*ORC, "backup", "now", "-q"],
+        [sys.executable, "-c", HELD_BACKUP],
         env=orc_env,
-        stdout=subprocess.DEVNULL,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 60
-    while not _temp_files(folder):
-        assert proc.poll() is None, "the backup finished before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    # Freeze the group the moment the temp file exists: while it is there the backup has not
-    # been published, so the kill below certainly lands in the middle of it (no timing race).
-    os.killpg(proc.pid, signal.SIGSTOP)
-    assert _temp_files(folder), "the backup was published before it could be stopped"
-    os.killpg(proc.pid, signal.SIGKILL)  # the whole group: pg_dump dies too, as in a container
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"held\n", "the backup ended before its publishing step"
+    assert _temp_files(folder), "a held backup has its complete copy in a temp file"
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole group, as a container's stop would
     proc.wait()
 
     assert [b["name"] for b in backups(orc_env)] == [first]

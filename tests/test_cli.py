@@ -11,7 +11,7 @@ import pytest
 from orc.config import SETTINGS
 from tests.support import base_env, free_port, run_orc
 
-TOKEN = "tok-" + "T" * 40
+TOKEN = "tok-O8s2sSN7UyUbiFsYGiPcMEUwfa2AeStX"
 DB_PASSWORD = "pg-Pa55word-never-shown"
 
 
@@ -138,9 +138,9 @@ def test_init_creates_the_project_config_and_never_overwrites_it(tmp_path):
     # The generated file is valid and changes nothing until a line is uncommented.
     shown = run_orc(["config", "show", "--json"], env, cwd=project)
     assert shown.returncode == 0, shown.stderr
-    assert json.loads(shown.stdout)["port"]["source"] == "default"
+    assert json.loads(shown.stdout)["workers"]["source"] == "default"
 
-    path.write_text("# mine\nport: 9123\n")
+    path.write_text("# mine\nworkers: 3\n")
     edited = path.read_bytes()
     second = run_orc(["init"], env, cwd=project)
     assert second.returncode == 0, second.stderr
@@ -149,7 +149,7 @@ def test_init_creates_the_project_config_and_never_overwrites_it(tmp_path):
 
     shown = run_orc(["config", "show", "--json"], env, cwd=project / ".orc")
     payload = json.loads(shown.stdout)
-    assert payload["port"] == {"env": "ORC_PORT", "value": "9123", "source": str(path)}
+    assert payload["workers"] == {"env": "ORC_WORKERS", "value": "3", "source": str(path)}
 
 
 def _show_env(tmp_path: Path) -> dict[str, str]:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from orc.auth.policy import check_auth_policy
+from orc.auth.token import generate_token
 from orc.cli.main import cli
 from orc.config import (
     POSTGRES_URL_OPTIONS,
@@ -22,7 +26,7 @@ from orc.config import (
 from orc.config.project_file import config_template
 
 SECRET = "s3cr3t-Pa55word-never-shown"
-TOKEN = "tok-" + "x" * 40
+TOKEN = "tok-GlTMhw6noT0EVXShlvYOv7Jr2gZwwJRH"
 
 
 @pytest.fixture
@@ -108,15 +112,15 @@ def test_home_defaults_to_dot_orc_in_the_user_home(tmp_path: Path, work: Path, m
 
 def test_precedence_of_all_four_layers_with_sources(load, home: Path, work: Path):
     home_file = _write(home / "config.yaml", "log_level: debug\nport: 9001\nworkers: 3\n")
-    project_file = _write(work / ".orc" / "config.yaml", "log_level: warning\nport: 9002\n")
+    project_file = _write(work / ".orc" / "config.yaml", "log_level: warning\nworkers: 4\n")
 
     settings = load(ORC_LOG_LEVEL="error")
     assert settings.log_level == "error"
     assert settings.sources["log_level"] == "env ORC_LOG_LEVEL"
-    assert settings.port == 9002
-    assert settings.sources["port"] == str(project_file)
-    assert settings.workers == 3
-    assert settings.sources["workers"] == str(home_file)
+    assert settings.workers == 4
+    assert settings.sources["workers"] == str(project_file)
+    assert settings.port == 9001
+    assert settings.sources["port"] == str(home_file)
     assert settings.log_format == "json"
     assert settings.sources["log_format"] == "default"
 
@@ -130,20 +134,20 @@ def test_precedence_of_all_four_layers_with_sources(load, home: Path, work: Path
 
 
 def test_project_config_is_found_from_a_subdirectory(load, work: Path):
-    project_file = _write(work / ".orc" / "config.yaml", "port: 9100\n")
+    project_file = _write(work / ".orc" / "config.yaml", "workers: 7\n")
     deep = work / "src" / "pkg" / "deep"
     deep.mkdir(parents=True)
     settings = load(cwd=deep)
-    assert settings.port == 9100
-    assert settings.sources["port"] == str(project_file)
+    assert settings.workers == 7
+    assert settings.sources["workers"] == str(project_file)
 
 
 def test_only_the_nearest_project_config_is_read(load, work: Path):
-    _write(work / ".orc" / "config.yaml", "port: 9100\nlog_level: debug\n")
-    inner = _write(work / "inner" / ".orc" / "config.yaml", "port: 9200\n")
+    _write(work / ".orc" / "config.yaml", "workers: 5\nlog_level: debug\n")
+    inner = _write(work / "inner" / ".orc" / "config.yaml", "workers: 6\n")
     settings = load(cwd=work / "inner")
-    assert settings.port == 9200
-    assert settings.sources["port"] == str(inner)
+    assert settings.workers == 6
+    assert settings.sources["workers"] == str(inner)
     assert settings.log_level == "info", "an outer project's file is not merged in"
 
 
@@ -157,7 +161,7 @@ def test_the_user_config_is_not_read_again_as_a_project_config(tmp_path: Path):
 
 def test_null_in_a_config_file_leaves_the_lower_layer(load, home: Path, work: Path):
     home_file = _write(home / "config.yaml", "port: 9001\n")
-    _write(work / ".orc" / "config.yaml", "port:\nlog_level: null\n")
+    _write(work / ".orc" / "config.yaml", "workers:\nlog_level: null\n")
     settings = load()
     assert (settings.port, settings.sources["port"]) == (9001, str(home_file))
     assert settings.sources["log_level"] == "default"
@@ -170,9 +174,9 @@ def test_empty_and_comment_only_config_files_set_nothing(load, home: Path, work:
     assert all(source == "default" for name, source in settings.sources.items() if name != "home")
 
 
-def test_config_file_values_of_every_type_are_parsed(load, work: Path):
+def test_config_file_values_of_every_type_are_parsed(load, home: Path):
     _write(
-        work / ".orc" / "config.yaml",
+        home / "config.yaml",
         "port: 9000\nauth_enabled: false\nshutdown_timeout: 2.5\nlog_level: DEBUG\n"
         "base_url: https://orc.example.com/\nhost: 0.0.0.0\n",
     )
@@ -186,9 +190,9 @@ def test_config_file_values_of_every_type_are_parsed(load, work: Path):
 
 
 def test_empty_env_var_is_treated_as_unset(load, work: Path):
-    project_file = _write(work / ".orc" / "config.yaml", "port: 9100\n")
-    settings = load(ORC_PORT="", ORC_LOG_LEVEL="", DATABASE_URL="")
-    assert (settings.port, settings.sources["port"]) == (9100, str(project_file))
+    project_file = _write(work / ".orc" / "config.yaml", "workers: 4\n")
+    settings = load(ORC_WORKERS="", ORC_LOG_LEVEL="", DATABASE_URL="")
+    assert (settings.workers, settings.sources["workers"]) == (4, str(project_file))
     assert (settings.log_level, settings.sources["log_level"]) == ("info", "default")
     assert settings.sources["database_url"] == "default"
 
@@ -416,16 +420,16 @@ def test_every_postgres_url_option_is_accepted(load):
 
 
 def test_invalid_value_in_a_config_file_names_the_key_and_the_file(load, work):
-    path = _write(work / ".orc" / "config.yaml", "port: abc\n")
+    path = _write(work / ".orc" / "config.yaml", "workers: abc\n")
     message = _error(load)
-    assert "port" in message
+    assert "workers" in message
     assert str(path) in message
     assert "'abc'" in message
-    assert SETTINGS_BY_NAME["port"].fix in message
+    assert SETTINGS_BY_NAME["workers"].fix in message
 
 
-def test_invalid_secret_in_a_config_file_is_hidden(load, work):
-    _write(work / ".orc" / "config.yaml", f"database_url: mysql://orc:{SECRET}@db/orc\n")
+def test_invalid_secret_in_a_config_file_is_hidden(load, home):
+    _write(home / "config.yaml", f"database_url: mysql://orc:{SECRET}@db/orc\n")
     message = _error(load)
     assert "database_url" in message
     assert "(hidden)" in message
@@ -470,8 +474,8 @@ def test_unreadable_config_file_is_an_error(load, home):
     assert "cannot be read" in message
 
 
-def test_a_secret_value_never_appears_in_an_error(load, tmp_path, work):
-    _write(work / ".orc" / "config.yaml", "port: 0\n")
+def test_a_secret_value_never_appears_in_an_error(load, tmp_path, home):
+    _write(home / "config.yaml", "port: 0\n")
     path = _write(tmp_path / "token", TOKEN)
     cases = [
         {"DATABASE_URL": f"postgres://orc:{SECRET}@db/orc?sslmode=maybe"},
@@ -509,10 +513,10 @@ def test_policy_accepts_complete_oidc_and_oidc_turns_auth_on(load):
     check_auth_policy(load(**{**OIDC, "ORC_OIDC_ISSUER": "http://127.0.0.1:5556"}))
 
 
-def test_oidc_lists_read_from_env_and_yaml(load, work):
+def test_oidc_lists_read_from_env_and_yaml(load, home):
     settings = load(ORC_OIDC_ALLOWED_DOMAINS=" Example.com, example.org ,")
     assert settings.oidc_allowed_domains == ("example.com", "example.org")
-    _write(work / ".orc" / "config.yaml", "oidc_admin_emails: [Boss@Example.com, b@x.io]\n")
+    _write(home / "config.yaml", "oidc_admin_emails: [Boss@Example.com, b@x.io]\n")
     assert load().oidc_admin_emails == ("boss@example.com", "b@x.io")
 
 
@@ -528,6 +532,14 @@ def test_oidc_lists_read_from_env_and_yaml(load, work):
         ({**OIDC, "ORC_OIDC_ISSUER": "http://idp.example.com"}, "must use https://"),
         ({**OIDC, "ORC_HOST": "0.0.0.0"}, "set it to the URL users open"),
         ({"ORC_AUTH_TOKEN": TOKEN, "ORC_METRICS_TOKEN": "short-token-abc"}, "ORC_METRICS_TOKEN"),
+        # Long enough, but guessable: one letter repeated, a prefix and a repeat, a sequence.
+        ({"ORC_AUTH_TOKEN": "a" * 32}, "ORC_AUTH_TOKEN is too easy to guess"),
+        ({"ORC_AUTH_TOKEN": "tok-" + "x" * 40}, "too easy to guess"),
+        ({"ORC_AUTH_TOKEN": "abcdefghijklmnopqrstuvwxyz0123456789"}, "too easy to guess"),
+        ({"ORC_AUTH_TOKEN": "change-me-change-me-change-me-123"}, "too easy to guess"),
+        ({"ORC_AUTH_TOKEN": TOKEN, "ORC_METRICS_TOKEN": "m" * 64}, "ORC_METRICS_TOKEN"),
+        ({"ORC_AUTH_TOKEN": TOKEN, "ORC_SECRET_KEY": "k" * 40}, "ORC_SECRET_KEY"),
+        ({"ORC_AUTH_TOKEN": "x" * 500}, "too easy to guess"),
     ],
 )
 def test_policy_refuses_unsafe_configurations_in_one_line(load, env, expected):
@@ -546,11 +558,7 @@ def test_policy_refuses_unsafe_configurations_in_one_line(load, env, expected):
 def test_init_template_lists_every_non_secret_setting_and_loads_cleanly(load, work):
     text = config_template()
     for setting in SETTINGS:
-        if setting.name == "database_url":
-            # Only an example without a password: passwords belong in the environment.
-            assert "# database_url: sqlite:///" in text
-            continue
-        if setting.env_only or setting.secret:
+        if setting.env_only or setting.from_operator_only:
             assert f"# {setting.name}:" not in text
             continue
         assert f"# {setting.name}:" in text
@@ -569,8 +577,8 @@ def test_an_empty_secret_file_is_an_error_not_auth_off(load, tmp_path):
     assert "ORC_AUTH_TOKEN_FILE" in message and "is empty" in message
 
 
-def test_a_blank_token_in_a_config_file_is_an_error(load, work):
-    _write(work / ".orc" / "config.yaml", 'auth_token: "   "\n')
+def test_a_blank_token_in_a_config_file_is_an_error(load, home):
+    _write(home / "config.yaml", 'auth_token: "   "\n')
     message = _error(load)
     assert "auth_token" in message and "ORC_AUTH_TOKEN" in message
 
@@ -593,9 +601,97 @@ def test_sqlite_url_without_a_file_is_rejected(load, url):
 
 def test_booleans_are_shown_as_users_write_them(load):
     assert load().display_value("auth_enabled") == "false"
-    assert "# auth_enabled: false" in config_template()
+    assert "# backup_gzip: false" in config_template()
 
 
 def test_relative_orc_home_is_relative_to_the_project_directory(work):
     settings = load_settings(environ={"ORC_HOME": "data", "HOME": str(work)}, cwd=work)
     assert settings.home == work / "data"
+
+
+def _k8s_example_token() -> str:
+    """The auth token of the example Kubernetes Secret orc ships, wherever it lives."""
+    for path in sorted((Path(__file__).resolve().parent.parent / "deploy").rglob("*.y*ml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if isinstance(document, dict) and document.get("kind") == "Secret":
+                return str(document["stringData"]["auth-token"])
+    raise AssertionError("no example Secret under deploy/: point this test at it")
+
+
+@pytest.mark.parametrize(
+    "placeholder",
+    [
+        _k8s_example_token(),
+        "your-secure-token-here",  # the deployment spec's .env example
+        " Replace-With-The-Output-Of-Orc-Token-Generate ",
+    ],
+)
+def test_policy_refuses_every_placeholder_orc_ships(load, placeholder):
+    with pytest.raises(ConfigError) as info:
+        check_auth_policy(load(ORC_AUTH_TOKEN=placeholder))
+    message = str(info.value)
+    assert "placeholder" in message and "orc token generate" in message
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        generate_token(),
+        secrets.token_hex(16),  # openssl rand -hex 16
+        secrets.token_hex(32),
+        base64.b64encode(secrets.token_bytes(32)).decode(),  # openssl rand -base64 32
+        secrets.token_urlsafe(256),
+    ],
+    ids=["orc-token-generate", "hex-16", "hex-32", "base64-32", "urlsafe-256"],
+)
+def test_policy_accepts_random_tokens_of_every_usual_shape(load, token):
+    check_auth_policy(load(ORC_AUTH_TOKEN=token, ORC_METRICS_TOKEN=generate_token()))
+
+
+OPERATOR_ONLY = [s for s in SETTINGS if s.from_operator_only]
+
+
+def test_who_gets_in_where_data_goes_and_where_orc_listens_are_operator_only():
+    names = {s.name for s in OPERATOR_ONLY}
+    assert names >= {
+        "host",
+        "port",
+        "base_url",
+        "auth_enabled",
+        "auth_type",
+        "auth_token",
+        "oidc_issuer",
+        "oidc_client_id",
+        "oidc_client_secret",
+        "oidc_allowed_domains",
+        "oidc_admin_emails",
+        "oidc_create_users",
+        "secret_key",
+        "metrics_token",
+        "metrics_public_loopback",
+        "proxies_count",
+        "database_url",
+        "backup_dir",
+        "litestream_enabled",
+        "litestream_config",
+    }
+
+
+@pytest.mark.parametrize("setting", OPERATOR_ONLY, ids=lambda s: s.name)
+def test_a_projects_file_cannot_set_an_operator_setting(load, home, work, setting):
+    """A checkout someone else wrote must not open the server (host: 0.0.0.0 and a known
+    token), make admins, or send the data elsewhere."""
+    value = {"host": "0.0.0.0", "auth_token": TOKEN, "port": 9000}.get(setting.name, "x")
+    path = _write(work / ".orc" / "config.yaml", f"{setting.name}: {json.dumps(value)}\n")
+    message = _error(load)
+    assert f"{setting.name!r} in {path} cannot be set by a project's file" in message
+    assert setting.env in message and str(home / "config.yaml") in message
+    assert TOKEN not in message
+
+
+def test_the_operators_file_and_the_environment_still_set_them(load, home, work):
+    _write(home / "config.yaml", "host: 0.0.0.0\noidc_admin_emails: [boss@example.com]\n")
+    _write(work / ".orc" / "config.yaml", "workers: 2\n")
+    settings = load(ORC_AUTH_TOKEN=TOKEN)
+    assert (settings.host, settings.oidc_admin_emails) == ("0.0.0.0", ("boss@example.com",))
+    assert settings.workers == 2 and settings.auth_token == TOKEN

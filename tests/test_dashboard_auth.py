@@ -15,7 +15,7 @@ from tests.support import base_env, free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-SERVER_TOKEN = "dashboard-test-token-0123456789-abcdefghij"
+SERVER_TOKEN = "dashboard-test-token-pvI29cRDVxknuXcO1kUcMGpFla4sXJnv"
 CLIENT_ID = "orc-dashboard"
 
 

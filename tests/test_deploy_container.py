@@ -1,7 +1,7 @@
 """Container rehearsal: the image's entry point and supervisord.conf, run for real as non-root.
 
-No Docker engine here: what is not rehearsed is the image build itself (apt, pip in the image,
-the base image), Docker's HEALTHCHECK scheduling, volumes and the network namespace. See
+Without Docker, so it is quick to run and debug; tests/test_image.py builds and runs the image
+itself (apt, pip in the image, Docker's HEALTHCHECK, volumes, the network). See
 docs/deployment.md, "What the tests cover".
 """
 

@@ -1,6 +1,7 @@
 """scripts/airgap-*, backup-cron, upgrade and rollback against a stand-in `docker` on PATH.
 
-There is no Docker engine here: the stand-in records every call and plays the few parts the
+Without an engine (tests/test_image_deploy.py runs them on a real one): the stand-in records
+every call and plays the few parts the
 scripts need (save/load bytes, pg_dump output, sqlite3 run for real on files that stand for the
 container's, a health check that passes or fails). What is checked is the scripts' own logic:
 checksums, atomic files, retention, order of steps, exit codes.
@@ -72,6 +73,8 @@ if cmd == "cp":
     shutil.copyfile(mapped(args[1].split(":", 1)[1]), args[2])
     sys.exit(0)
 if cmd == "compose":
+    if "run" in args and os.environ.get("FAKE_DOCKER_RUN_ENV"):
+        shutil.copyfile(".env", os.environ["FAKE_DOCKER_RUN_ENV"])  # the image it would run
     sys.exit(0)
 sys.exit(f"fake docker: unexpected {args}")
 """
@@ -268,3 +271,22 @@ def test_rollback_restores_the_backup_and_the_previous_image(install, docker, tm
     assert steps.index("compose stop orc") < steps.index(
         "compose up -d", steps.index("compose stop orc")
     )
+
+
+def test_rollback_restores_a_sql_gz_dump_with_the_current_orc(install, docker, tmp_path):
+    env = dict(docker, FAKE_DOCKER_RUN_ENV=str(tmp_path / "env-at-run"))
+    (install / ".orc-previous-image").write_text("orc:1.0\n")
+    dump = tmp_path / "backups" / "daily" / "orc-20260110.sql.gz"
+    dump.parent.mkdir(parents=True)
+    dump.write_bytes(b"dump")
+    result = run("rollback", "--restore", str(dump), env=env, cwd=install)
+    assert result.returncode == 0, result.stderr
+    steps = [" ".join(c) for c in calls(docker)]
+    restore = (
+        f"compose run --rm --no-deps -v {dump}:/restore/orc-20260110.sql.gz:ro "
+        "orc orc backup restore /restore/orc-20260110.sql.gz"
+    )
+    assert steps.index("compose stop orc") < steps.index(restore) < steps.index("compose up -d")
+    # orc restores it (tests/test_backup_plain_dump.py), the one that knows .sql.gz dumps.
+    assert "ORC_IMAGE=orc:1.1" in (tmp_path / "env-at-run").read_text()
+    assert "ORC_IMAGE=orc:1.0" in (install / ".env").read_text()

@@ -28,11 +28,14 @@ def _wait_for_status(server, status: int, timeout: float = 15) -> dict:
 async def _rename_database(old: str, new: str) -> None:
     conn = await asyncpg.connect(ADMIN_URL)
     try:
-        # orc's pool holds connections to the database; a rename needs them gone.
+        # orc's pool holds connections to the database and reconnects at once; a rename needs
+        # them gone, so new connections are refused first (else the rename races orc's retries).
+        await conn.execute(f'ALTER DATABASE "{old}" ALLOW_CONNECTIONS false')
         await conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", old
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = $1", old
         )
         await conn.execute(f'ALTER DATABASE "{old}" RENAME TO "{new}"')
+        await conn.execute(f'ALTER DATABASE "{new}" ALLOW_CONNECTIONS true')
     finally:
         await conn.close()
 

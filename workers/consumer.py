@@ -23,13 +23,18 @@ from workers.job_runtime import close_runtime, start_runtime
 from workers.queue import configure_queue
 
 log = logging.getLogger("orc.worker")
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
 def run_consumer(settings: Settings) -> None:
-    """Block running jobs until SIGINT/SIGTERM."""
+    """Block running jobs until SIGINT/SIGTERM.
+
+    A stop signal that comes while the worker starts is held (blocked by `orc worker` and by
+    the launcher) until the consumer's handlers are in place: the consumer then stops as soon as it
+    runs. Before this order, such a signal raised KeyboardInterrupt anywhere in the start-up and
+    left a traceback, the database half-closed or the process hanging on its threads.
+    """
     huey = configure_queue(settings)
-    start_runtime(settings)
-    runs = workers.run_jobs.RunLoop(settings)
     consumer = huey.create_consumer(
         workers=settings.worker_threads,
         worker_type="thread",
@@ -41,9 +46,16 @@ def run_consumer(settings: Settings) -> None:
     # Huey re-executes sys.argv on SIGHUP; under `python -m orc` that would run orc/ as a
     # script directory. Let SIGHUP stop the worker instead; orc serve or supervisord restart it.
     consumer._signal_actions.pop(signal.SIGHUP, None)
-    log.info("job worker started", extra={"threads": settings.worker_threads})
+    consumer._set_signal_handlers()
+    # Before any thread starts: threads (and the agents they spawn) inherit the signal mask.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    runs: workers.run_jobs.RunLoop | None = None
     try:
+        start_runtime(settings)
+        runs = workers.run_jobs.RunLoop(settings)
+        log.info("job worker started", extra={"threads": settings.worker_threads})
         consumer.run()
     finally:
-        runs.stop()
+        if runs is not None:
+            runs.stop()
         close_runtime()

@@ -11,6 +11,7 @@ from huey import Huey
 from huey.storage import SqliteStorage
 
 from orc.config import Settings
+from orc.db.private_file import make_sqlite_private
 
 
 class UnconfiguredQueue:
@@ -38,6 +39,7 @@ def configure_queue(settings: Settings) -> Huey:
     with _configure_lock:
         if huey.storage_kwargs.get("filename") != filename:
             settings.queue_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_sqlite_private(settings.queue_path)  # queued jobs name tasks and settings
             previous = huey.storage
             huey.storage_class = SqliteStorage
             huey.storage_kwargs = {"filename": filename, "journal_mode": "wal", "timeout": 10}

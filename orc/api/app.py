@@ -29,6 +29,7 @@ from orc.api import (
 from orc.api.auth_gate import Authenticator, gate
 from orc.api.docs_routes import install_docs
 from orc.api.error_handler import install_error_handler
+from orc.api.schemas import row_id
 from orc.auth.oidc import OidcProvider
 from orc.auth.secret_key import load_secret_key
 from orc.config import Settings
@@ -139,6 +140,9 @@ def create_app(settings: Settings) -> Sanic:
     # (the rightmost PROXIES_COUNT entries); never from a header a client could set alone.
     app.config.PROXIES_COUNT = settings.proxies_count
     app.config.REAL_IP_HEADER = None
+    # Every <x:int> path parameter is a row id (see row_id). Registered before the
+    # blueprints, whose routes read the parameter types when added.
+    app.router.register_pattern("int", row_id, r"^-?\d+$")
     app.ctx.settings = settings
     app.ctx.version = __version__
     app.ctx.stopping = False

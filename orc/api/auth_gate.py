@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from sanic import Request
@@ -15,18 +14,17 @@ from orc.api.error_handler import error_response
 from orc.api.route_roles import PUBLIC, required_role, route_key
 from orc.auth.access_tokens import access_token_identity, looks_like_access_token
 from orc.auth.identity import SERVER_TOKEN_IDENTITY, Identity
-from orc.auth.oidc import OidcError, OidcProvider, claims_email
+from orc.auth.oidc import OidcError, OidcProvider, claims_email, claims_email_verified
 from orc.auth.ratelimit import FailureLimiter
 from orc.auth.sessions import (
     COOKIE_NAME,
     csrf_token,
-    server_token_credential,
     session_id_from_cookie,
     session_identity,
 )
 from orc.auth.tickets import TicketBook, ticket_identity
-from orc.auth.token import token_matches
-from orc.auth.users import SignInRefused, sign_in_user
+from orc.auth.token import server_token_credential, token_matches
+from orc.auth.users import SignInRefused, check_claim_length, sign_in_user
 from orc.config import Settings, is_loopback
 from orc.db.models import User
 
@@ -37,6 +35,9 @@ CSRF_HEADER = "x-csrf-token"
 METRICS_ROUTE = "metrics.metrics"
 WEBSOCKET_ROUTE = "events.websocket"
 FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+
+LOGIN_STARTS_PER_ADDRESS = 30
+LOGIN_STARTS_WINDOW = 600.0
 
 # Probes must work without credentials; matched exactly, never by prefix.
 EXEMPT_PATHS = frozenset({"/api/health", "/api/health/ready"})
@@ -70,6 +71,10 @@ class Authenticator:
     secret_key: str
     oidc: OidcProvider | None = None
     limiter: FailureLimiter = field(default_factory=FailureLimiter)
+    # Sign-ins started per address (each stores a row until it finishes or is abandoned).
+    login_starts: FailureLimiter = field(
+        default_factory=lambda: FailureLimiter(LOGIN_STARTS_PER_ADDRESS, LOGIN_STARTS_WINDOW)
+    )
     tickets: TicketBook = field(default_factory=TicketBook)
 
     @property
@@ -101,14 +106,15 @@ class Authenticator:
     async def identity_for_secret(self, presented: str) -> tuple[Identity, str] | None:
         """The server token or an access token: who it is, and the credential a session
         bought with it records (so revoking or rotating the token ends that session)."""
+        token = self.settings.auth_token
         if looks_like_access_token(presented):
-            identity = await access_token_identity(presented)
+            identity = await access_token_identity(presented, token)
             if identity is None or identity.revocation_key is None:
                 return None
             return identity, identity.revocation_key
-        token = self.settings.auth_token
         if token and token_matches(presented, token):
-            return SERVER_TOKEN_IDENTITY, server_token_credential(token)
+            credential = server_token_credential(token)
+            return replace(SERVER_TOKEN_IDENTITY, server_credential=credential), credential
         return None
 
     async def _from_header(self, request: Request) -> Identity:
@@ -131,23 +137,35 @@ class Authenticator:
         except OidcError as exc:
             # Counted even when the issuer is away: garbage tokens must not buy free lookups.
             raise Refused(str(exc)) from None
-        user = await User.get_or_none(subject=claims["sub"])
-        if user is None:
-            try:
+        try:
+            check_claim_length("subject", claims["sub"])
+            user = await User.get_or_none(subject=claims["sub"])
+            if user is None:
                 email = claims_email(claims)
                 name = str(claims.get("name", ""))
-                user = await sign_in_user(claims["sub"], email, name, self.settings)
-            except (OidcError, SignInRefused) as exc:
-                raise Refused(str(exc)) from None
+                verified = claims_email_verified(claims)
+                user = await sign_in_user(claims["sub"], email, name, self.settings, verified)
+        except (OidcError, SignInRefused) as exc:
+            raise Refused(str(exc)) from None
         return Identity(kind="id_token", subject=user.email, role=user.role, user_id=user.id)
+
+    def from_our_origin(self, request: Request) -> bool:
+        """No ``Origin`` (not a browser, or an old one), or ours; compared as bytes, so any
+        header value (``null``, non-ASCII) is simply not ours."""
+        origin = request.headers.get("origin")
+        if origin is None:
+            return True
+        return token_matches(origin, self.base_origin)
 
     def csrf_ok(self, request: Request, session_id: str) -> bool:
         """A cookie-authenticated change comes from our own pages (Origin) or knows the token."""
+        # Compared as bytes: a header may hold any character, and compare_digest refuses
+        # non-ASCII str.
         origin = request.headers.get("origin")
-        if origin is not None and hmac.compare_digest(origin, self.base_origin):
+        if origin is not None and token_matches(origin, self.base_origin):
             return True
-        presented = request.headers.get(CSRF_HEADER, "")
-        return hmac.compare_digest(presented, csrf_token(session_id, self.secret_key))
+        presented = request.headers.get(CSRF_HEADER)
+        return token_matches(presented, csrf_token(session_id, self.secret_key))
 
     def metrics_open(self, request: Request) -> bool:
         """/api/metrics without a user: the metrics token, or loopback when allowed."""
@@ -172,6 +190,18 @@ def unauthorized(message: str) -> HTTPResponse:
     return response
 
 
+def too_many_attempts(limiter: FailureLimiter, address: str) -> HTTPResponse | None:
+    """The 429 for an address over its failure budget (None while it is within it)."""
+    retry_after = limiter.retry_after(address)
+    if retry_after is None:
+        return None
+    response = error_response(
+        429, "too_many_attempts", f"too many failed sign-ins; retry in {retry_after} s"
+    )
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
 async def gate(request: Request) -> HTTPResponse | None:
     """Request middleware: answer 401/403/429 here, or let the handler run with an identity."""
     if request.path in EXEMPT_PATHS:
@@ -184,20 +214,17 @@ async def gate(request: Request) -> HTTPResponse | None:
     if key == METRICS_ROUTE and auth.metrics_open(request):
         return None
     address = client_address(request)
-    retry_after = auth.limiter.retry_after(address)
-    if retry_after is not None:
-        response = error_response(
-            429, "too_many_attempts", f"too many failed sign-ins; retry in {retry_after} s"
-        )
-        response.headers["Retry-After"] = str(retry_after)
-        return response
     try:
+        # Checked even when the address is limited: a right credential always passes, so one
+        # guesser behind a shared address (an office NAT) cannot lock everyone else out. That
+        # teaches a guesser nothing: tokens are 256-bit random, weak server tokens are refused.
         identity, session_id = await auth.identify(request)
     except Refused as exc:
+        limited = too_many_attempts(auth.limiter, address)
         if exc.counted:
             auth.limiter.record_failure(address)
         log.info("authentication failed", extra={"remote": address, "path": request.path})
-        return unauthorized(str(exc))
+        return limited if limited is not None else unauthorized(str(exc))
     if identity is None:
         return unauthorized("sign in, or send Authorization: Bearer <token>")
     changes = request.method not in SAFE_METHODS or key == WEBSOCKET_ROUTE

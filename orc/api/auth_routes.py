@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json, redirect
 
-from orc.api.auth_gate import Authenticator, client_address
+from orc.api.auth_gate import Authenticator, client_address, too_many_attempts
+from orc.api.error_handler import error_response
 from orc.api.route_roles import identity_of
 from orc.api.schemas import TokenLogin, parse_body
-from orc.auth.cleanup import LOGIN_LIFETIME
+from orc.auth.cleanup import LOGIN_LIFETIME, room_for_login
 from orc.auth.identity import Identity
-from orc.auth.oidc import OidcProvider, claims_email
+from orc.auth.oidc import OidcProvider, claims_email, claims_email_verified
 from orc.auth.sessions import (
     COOKIE_NAME,
     SESSION_SECONDS,
@@ -34,6 +35,7 @@ bp = Blueprint("auth")
 
 LOGIN_COOKIE = "orc_login"
 LOGIN_SECONDS = int(LOGIN_LIFETIME.total_seconds())
+MAX_RETURN_TO = 512  # OidcLogin.return_to's column
 
 
 def _auth(request: Request) -> Authenticator:
@@ -61,6 +63,22 @@ def _set_cookie(
     )
 
 
+def _check_session_change(request: Request, auth: Authenticator) -> None:
+    """Setting or ending a session: JSON only and, when a browser says where it comes from,
+    from our own origin. A cross-site form can send neither (``text/plain`` is what makes it
+    "simple"; ``application/json`` needs a CORS preflight that orc never grants), so no other
+    site can sign a visitor in as the attacker (login CSRF) or out."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise ApiError(
+            415, "unsupported_media_type", "send this request with Content-Type: application/json"
+        )
+    if not auth.from_our_origin(request):
+        raise ApiError(
+            403, "csrf_failed", f"cross-site request refused; send it from {auth.base_origin}"
+        )
+
+
 def _local_path(value: str | None) -> str:
     """Only paths on this server may be redirected to after sign-in (no open redirect)."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
@@ -68,10 +86,29 @@ def _local_path(value: str | None) -> str:
     return value
 
 
+def _too_many_sign_ins(message: str, retry_after: int) -> HTTPResponse:
+    response = error_response(429, "too_many_sign_ins", message)
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
 @bp.get("/auth/login")
 async def login(request: Request) -> HTTPResponse:
     """Start an OIDC sign-in: redirect to the issuer with state, nonce and PKCE (S256)."""
     oidc = _oidc(request)
+    return_to = request.args.get("return_to")
+    if return_to is not None and len(return_to) > MAX_RETURN_TO:
+        raise ApiError(400, "bad_query", f"return_to is longer than {MAX_RETURN_TO} characters")
+    auth = _auth(request)
+    address = client_address(request)
+    # Each start stores a row before anyone is known: bounded per address and in total.
+    retry_after = auth.login_starts.retry_after(address)
+    if retry_after is not None:
+        message = f"too many sign-ins started from your address; retry in {retry_after} s"
+        return _too_many_sign_ins(message, retry_after)
+    if not await room_for_login(datetime.now(UTC)):
+        return _too_many_sign_ins("too many sign-ins are in progress; retry in a minute", 60)
+    auth.login_starts.record_failure(address)
     state = secrets.token_urlsafe(32)
     nonce = secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(64)
@@ -80,7 +117,7 @@ async def login(request: Request) -> HTTPResponse:
         state_hash=sha256_hex(state),
         nonce=nonce,
         code_verifier=verifier,
-        return_to=_local_path(request.args.get("return_to")),
+        return_to=_local_path(return_to),
     )
     response = redirect(url)
     # The state also rides in a cookie, so a callback only completes in the browser that began it.
@@ -125,7 +162,8 @@ async def callback(request: Request) -> HTTPResponse:
     claims = await oidc.verify_id_token(id_token, nonce=pending.nonce)
     email = claims_email(claims)
     name = str(claims.get("name", ""))
-    user = await sign_in_user(claims["sub"], email, name, _auth(request).settings)
+    verified = claims_email_verified(claims)
+    user = await sign_in_user(claims["sub"], email, name, _auth(request).settings, verified)
     session_id = await create_session(user.email, user.role, user)
     response = redirect(pending.return_to)
     _set_cookie(
@@ -143,15 +181,16 @@ async def callback(request: Request) -> HTTPResponse:
 async def session_create(request: Request) -> HTTPResponse:
     """Browsers sign in with the server's token (or an access token) once, for a cookie."""
     auth = _auth(request)
+    _check_session_change(request, auth)
     address = client_address(request)
-    retry_after = auth.limiter.retry_after(address)
-    if retry_after is not None:
-        message = f"too many failed sign-ins; retry in {retry_after} s"
-        raise ApiError(429, "too_many_attempts", message)
     presented = parse_body(request, TokenLogin).token
+    # A right token always passes, even from an address over its failure budget (see gate).
     found = await auth.identity_for_secret(presented)
     if found is None:
+        limited = too_many_attempts(auth.limiter, address)
         auth.limiter.record_failure(address)
+        if limited is not None:
+            return limited
         raise ApiError(401, "unauthorized", "that token is not valid here")
     identity, credential = found
     user = await User.get_or_none(id=identity.user_id) if identity.user_id else None
@@ -166,8 +205,13 @@ async def session_create(request: Request) -> HTTPResponse:
 async def logout(request: Request) -> HTTPResponse:
     """End the session: the cookie stops working everywhere, its WebSockets close."""
     auth = _auth(request)
+    _check_session_change(request, auth)
     cookie = request.cookies.get(COOKIE_NAME)
     session_id = session_id_from_cookie(cookie, auth.secret_key) if cookie else None
+    if session_id is not None and not auth.csrf_ok(request, session_id):
+        raise ApiError(
+            403, "csrf_failed", f"cross-site request refused; send it from {auth.base_origin}"
+        )
     if session_id is not None:
         await revoke_session(session_id)
     body: dict[str, object] = {"signed_out": session_id is not None}

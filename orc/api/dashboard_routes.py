@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from urllib.parse import unquote
 
 from sanic import Blueprint, Request
+from sanic.exceptions import NotFound
+from sanic.handlers.directory import DirectoryHandler
 from sanic.response import HTTPResponse, html
 
 from orc import __version__
@@ -19,8 +22,25 @@ CONTENT_SECURITY_POLICY = (
     "frame-ancestors 'none'; form-action 'self'"
 )
 
+
+class _NoListing(DirectoryHandler):
+    """A directory under /app is not a file: 404 (Sanic's default raises, which is a 500)."""
+
+    async def handle(self, request: Request, path: str) -> HTTPResponse:
+        raise NotFound("no such file")
+
+
 bp = Blueprint("web")
-bp.static("/app", APP_DIR, name="assets")
+bp.static("/app", APP_DIR, name="assets", directory_handler=_NoListing("/app", APP_DIR))
+
+
+@bp.on_request
+async def _refuse_odd_paths(request: Request) -> None:
+    # Sanic's static handler resolves the path before its own error handling (a NUL raises there)
+    # and logs a ".." with a bogus traceback: neither can name a file, so answer 404 first.
+    path = unquote(request.path)
+    if "\x00" in path or ".." in path.split("/"):
+        raise NotFound("no such file")
 
 
 @cache

@@ -9,10 +9,13 @@ from sanic import Request, Sanic
 from sanic.exceptions import SanicException
 from sanic.handlers import ErrorHandler
 from sanic.response import HTTPResponse, json
+from tortoise.exceptions import ValidationError as ModelValidationError
 
+from orc.db.unavailable import is_database_unavailable
 from orc.errors import OrcError
 
 log = logging.getLogger("orc.errors")  # the logger's name is part of the log format
+RETRY_AFTER_SECONDS = 5
 
 
 def error_response(status: int, code: str, message: str) -> HTTPResponse:
@@ -35,10 +38,27 @@ class JsonErrorHandler(ErrorHandler):
             if exception.status >= 500:
                 log.warning("%s: %s", exception.code, exception.message)
             return error_response(exception.status, exception.code, exception.message)
+        if isinstance(exception, ModelValidationError):
+            # A value the client sent does not fit a column (Tortoise checks lengths and ranges
+            # before the query): the database would refuse it too, or silently keep it on SQLite.
+            return error_response(422, "validation_error", str(exception)[:300])
         if isinstance(exception, SanicException) and exception.status_code < 500:
             status = exception.status_code
             return error_response(status, _code_for(status), str(exception) or _code_for(status))
         request_id = getattr(request, "id", None) if request is not None else None
+        if is_database_unavailable(exception):
+            # One line: the database's state is the news, not this request's stack.
+            log.warning(
+                "database unavailable: %s: %s",
+                type(exception).__name__,
+                exception,
+                extra={"request_id": str(request_id) if request_id else None},
+            )
+            response = error_response(
+                503, "database_unavailable", "the database is unavailable; try again shortly"
+            )
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
         log.error(
             "unhandled error",
             exc_info=exception,

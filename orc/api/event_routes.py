@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from typing import Any
 
 from sanic import Blueprint, Request, Sanic
@@ -23,8 +22,9 @@ from sanic.response import HTTPResponse
 from sanic.response import json as json_response
 from websockets.exceptions import ConnectionClosed
 
+from orc.api.json_body import parse_json
 from orc.api.route_roles import identity_of
-from orc.api.schemas import query_int
+from orc.api.schemas import MAX_EVENT_ID, query_int
 from orc.db.models import Task
 from orc.errors import ApiError
 from orc.outbox.events import event_message, events_since, latest_event_id, oldest_event_id
@@ -39,13 +39,15 @@ SEND_TIMEOUT_SECONDS = 10.0
 CLOSE_TOO_SLOW = 1013
 # 4000-4999 are for applications; 4401 mirrors HTTP 401.
 CLOSE_REVOKED = 4401
+# 1008 "policy violation": the connection's own query was bad (the error frame says how).
+CLOSE_BAD_REQUEST = 1008
 CLOSE_TIMEOUT_SECONDS = 2.0
 
 
 @bp.get("/api/events")
 async def events_index(request: Request) -> HTTPResponse:
     """Events after ``since`` (oldest first), up to ``limit``; for catching up."""
-    since = query_int(request, "since", 0, 0, 2**62)
+    since = query_int(request, "since", 0, 0, MAX_EVENT_ID)
     limit = query_int(request, "limit", 100, 1, MAX_EVENTS_PAGE)
     task_id = request.args.get("task_id")
     if task_id is not None:
@@ -139,7 +141,9 @@ async def _refuse(subscriber: Subscriber, text: str) -> None:
 
 
 def _valid_since(value: object) -> bool:
-    return value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
+    if value is None:
+        return True
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_EVENT_ID
 
 
 async def _handle(
@@ -147,9 +151,10 @@ async def _handle(
 ) -> int | None:
     """React to one client message; return the catch-up position still to use."""
     try:
-        message = json.loads(raw)
-    except ValueError:
-        message = None
+        message = parse_json(raw)
+    except ApiError as exc:
+        await _refuse(subscriber, exc.message)
+        return since
     kind = message.get("type") if isinstance(message, dict) else None
     if kind == "ping":
         await _reply(subscriber, {"type": "pong"})
@@ -202,6 +207,14 @@ async def _close_slow_client(ws: Any) -> None:
             transport.abort()
 
 
+async def _close_bad_request(ws: Any, error: ApiError) -> None:
+    message = {"type": "error", "error": error.code, "message": error.message}
+    with contextlib.suppress(TimeoutError, ConnectionClosed):
+        async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+            await ws.send(encode(message).text)
+            await ws.close(CLOSE_BAD_REQUEST, error.message[:120])
+
+
 async def _close_revoked(ws: Any) -> None:
     with contextlib.suppress(TimeoutError, ConnectionClosed):
         async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
@@ -211,10 +224,13 @@ async def _close_revoked(ws: Any) -> None:
 @bp.websocket("/api/ws")
 async def websocket(request: Request, ws: Any) -> None:
     """Live events; see the module docstring for the protocol."""
-    since: int | None = None
-    if "since" in request.args:
-        raw_since = request.args.get("since", "")
-        since = int(raw_since) if raw_since.isdigit() else None
+    try:
+        since = (
+            query_int(request, "since", -1, 0, MAX_EVENT_ID) if "since" in request.args else None
+        )
+    except ApiError as exc:
+        await _close_bad_request(ws, exc)
+        return
     subscriber = Subscriber(revocation_key=identity_of(request).revocation_key)
     hub: Hub = request.app.ctx.hub
     hub.subscribers.add(subscriber)

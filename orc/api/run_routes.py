@@ -8,6 +8,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
+from orc.api.openapi_schema import json_body
 from orc.api.schemas import ProjectCreate, parse_body, query_int
 from orc.api.task_routes import task_number
 from orc.projects.registry import add_project, list_projects, remove_project
@@ -49,7 +50,7 @@ async def projects_index(request: Request) -> HTTPResponse:
 
 
 @bp.post("/api/projects")
-@openapi.body({"application/json": ProjectCreate.model_json_schema()})
+@openapi.body(json_body(ProjectCreate))
 async def projects_create(request: Request) -> HTTPResponse:
     """Register a git repository on the server's disk (admins)."""
     body = parse_body(request, ProjectCreate)

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sanic import Request
+from sanic_ext import openapi
 
+from orc.api.json_body import parse_json
+from orc.auth.access_tokens import DEFAULT_LIFETIME_DAYS, MAX_LIFETIME_DAYS
 from orc.errors import ApiError
 
 MAX_BATCH = 1000
+# Row ids: 32-bit columns on PostgreSQL (tasks, users, tokens, projects), 64-bit for events and
+# transcript entries; a larger number can name nothing and would overflow the database driver.
+MAX_ROW_ID = 2**31 - 1
+MAX_EVENT_ID = 2**62
+MAX_DIGITS = 30  # more can only be out of range; int() of a long one costs quadratic time
 MAX_TOKENS = 10**9  # per call; far above any model's context, far below overflow
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
@@ -115,10 +122,7 @@ def _load_json(request: Request) -> object:
     raw = request.body or b""
     if not raw.strip():
         raise ApiError(400, "invalid_json", "the request needs a JSON body")
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+    return parse_json(raw)
 
 
 def _validate(model: type[Body], data: object) -> Body:
@@ -141,17 +145,36 @@ def parse_usage(request: Request) -> list[UsageIn]:
     return [_validate(UsageIn, data)]
 
 
-def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "bad_query", f"{name} must be a whole number") from None
+def whole_number(raw: str, name: str, low: int, high: int) -> int:
+    """``raw`` as an int in [low, high], or ApiError 400 ``bad_query`` (every int parameter)."""
+    # ASCII digits only: int() also takes "²"-like digits, "1_000" and 4,300-digit numbers.
+    digits = raw.removeprefix("-")
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > MAX_DIGITS:
+        raise ApiError(400, "bad_query", f"{name} must be a whole number from {low} to {high}")
+    value = int(raw)
     if not low <= value <= high:
         raise ApiError(400, "bad_query", f"{name} must be between {low} and {high}")
     return value
+
+
+def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """The query parameter ``name`` as an int in [low, high]; ``default`` when absent."""
+    raw = request.args.get(name)
+    return default if raw is None else whole_number(raw, name, low, high)
+
+
+def row_id(raw: str) -> int:
+    """The cast of every ``<x:int>`` path parameter: a row id, or ValueError (no route
+    matches, so a 404) for a number no row can have (negative, or past the column, which
+    would overflow the database driver)."""
+    try:
+        return whole_number(raw, "id", 0, MAX_ROW_ID)
+    except ApiError as exc:
+        raise ValueError(exc.message) from None
+
+
+# How OpenAPI documents those parameters (sanic-ext cannot read a custom cast).
+ROW_ID_SCHEMA = openapi.Integer(minimum=0, maximum=MAX_ROW_ID)
 
 
 def query_choice(request: Request, name: str, choices: tuple[str, ...]) -> str | None:
@@ -170,7 +193,10 @@ class TokenLogin(StrictBody):
 class AccessTokenCreate(StrictBody):
     name: str = Field(min_length=1, max_length=100)
     role: Literal["viewer", "member", "admin", "owner"] | None = None
-    expires_in_days: int | None = Field(default=90, strict=True, ge=1, le=3650)
+    # Always a number of days: no null, no "never" over the API (see docs/authentication.md).
+    expires_in_days: int = Field(
+        default=DEFAULT_LIFETIME_DAYS, strict=True, ge=1, le=MAX_LIFETIME_DAYS
+    )
 
 
 class UserCreate(StrictBody):

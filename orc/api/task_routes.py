@@ -6,6 +6,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 from sanic_ext import openapi
 
+from orc.api.openapi_schema import json_body
 from orc.api.route_roles import identity_of, require_owner_or_admin
 from orc.api.schemas import (
     ResumeBody,
@@ -79,7 +80,7 @@ async def vocabulary(request: Request) -> HTTPResponse:
 
 
 @bp.post("/api/tasks")
-@openapi.body({"application/json": TaskCreate.model_json_schema()})
+@openapi.body(json_body(TaskCreate))
 async def tasks_create(request: Request) -> HTTPResponse:
     """Create a task."""
     body = parse_body(request, TaskCreate)
@@ -100,7 +101,7 @@ async def tasks_show(request: Request, task_id: str) -> HTTPResponse:
 
 
 @bp.patch("/api/tasks/<task_id>")
-@openapi.body({"application/json": TaskPatch.model_json_schema()})
+@openapi.body(json_body(TaskPatch))
 async def tasks_update(request: Request, task_id: str) -> HTTPResponse:
     """Change title, description, weight, current_phase, or status (planned/blocked)."""
     number = task_number(task_id)
@@ -119,6 +120,7 @@ async def tasks_delete(request: Request, task_id: str) -> HTTPResponse:
 
 
 @bp.post("/api/tasks/<task_id>/<action>")
+@openapi.parameter("action", openapi.String(enum=list(ACTIONS)), "path", required=True)
 async def tasks_action(request: Request, task_id: str, action: str) -> HTTPResponse:
     """run (queue a run), pause, resume (``{"note": …}`` answers a blocked agent), cancel;
     complete and fail are admin overrides. 409 when the task's status does not allow it."""

@@ -8,6 +8,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
+from orc.api.openapi_schema import json_body
 from orc.api.schemas import UsageBatch, UsageIn, parse_usage, query_int
 from orc.api.task_routes import check_may_change, task_number
 from orc.usage.cost import cost_summary, cost_timeseries
@@ -18,9 +19,7 @@ MAX_DAYS = 366
 
 
 @bp.post("/api/tasks/<task_id>/usage")
-@openapi.body(
-    {"application/json": {"oneOf": [UsageIn.model_json_schema(), UsageBatch.model_json_schema()]}}
-)
+@openapi.body(json_body(UsageIn, UsageBatch))
 async def usage_record(request: Request, task_id: str) -> HTTPResponse:
     """Record one model call, or a batch ``{"events": [...]}`` (all or nothing)."""
     number = task_number(task_id)

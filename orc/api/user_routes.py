@@ -8,8 +8,15 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
+from orc.api.openapi_schema import json_body
 from orc.api.route_roles import forbidden, identity_of
-from orc.api.schemas import AccessTokenCreate, UserCreate, UserPatch, parse_body
+from orc.api.schemas import (
+    ROW_ID_SCHEMA,
+    AccessTokenCreate,
+    UserCreate,
+    UserPatch,
+    parse_body,
+)
 from orc.auth.access_tokens import (
     create_access_token,
     describe_access_token,
@@ -31,7 +38,7 @@ async def users_index(request: Request) -> HTTPResponse:
 
 
 @bp.post("/api/users")
-@openapi.body({"application/json": UserCreate.model_json_schema()})
+@openapi.body(json_body(UserCreate))
 async def users_create(request: Request) -> HTTPResponse:
     """Add a person before their first sign-in (needed when ORC_OIDC_CREATE_USERS=false)."""
     body = parse_body(request, UserCreate)
@@ -43,7 +50,8 @@ async def users_create(request: Request) -> HTTPResponse:
 
 
 @bp.patch("/api/users/<user_id:int>")
-@openapi.body({"application/json": UserPatch.model_json_schema()})
+@openapi.parameter("user_id", ROW_ID_SCHEMA, "path", required=True)
+@openapi.body(json_body(UserPatch))
 async def users_update(request: Request, user_id: int) -> HTTPResponse:
     """Change a user's role (admins: members and viewers; owners: anyone)."""
     body = parse_body(request, UserPatch)
@@ -66,7 +74,7 @@ async def tokens_index(request: Request) -> HTTPResponse:
 
 
 @bp.post("/api/tokens")
-@openapi.body({"application/json": AccessTokenCreate.model_json_schema()})
+@openapi.body(json_body(AccessTokenCreate))
 async def tokens_create(request: Request) -> HTTPResponse:
     """Make an access token for yourself; the secret is in this answer only."""
     body = parse_body(request, AccessTokenCreate)
@@ -81,14 +89,15 @@ async def tokens_create(request: Request) -> HTTPResponse:
     if identity.user_id is None and not identity.can("admin"):
         raise forbidden("only signed-in users and admins can make access tokens")
     user = await User.get_or_none(id=identity.user_id) if identity.user_id else None
-    expires = timedelta(days=body.expires_in_days) if body.expires_in_days else None
-    made = await create_access_token(body.name, role, user, expires)
+    expires = timedelta(days=body.expires_in_days)
+    made = await create_access_token(body.name, role, user, expires, identity.server_credential)
     described = describe_access_token(made.record)
     described["token"] = made.secret
     return json(described, status=201)
 
 
 @bp.delete("/api/tokens/<token_id:int>")
+@openapi.parameter("token_id", ROW_ID_SCHEMA, "path", required=True)
 async def tokens_revoke(request: Request, token_id: int) -> HTTPResponse:
     """Revoke a token (yours, or anyone's for admins); its WebSockets close."""
     token = await AccessToken.get_or_none(id=token_id).select_related("user")

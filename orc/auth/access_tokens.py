@@ -9,11 +9,16 @@ from datetime import UTC, datetime, timedelta
 from orc.auth.identity import Identity
 from orc.auth.roles import lower_of
 from orc.auth.signing import sha256_hex
+from orc.auth.token import server_token_credential
 from orc.db.models import AccessToken, User
 from orc.errors import EXIT_USAGE, OrcError
 from orc.outbox.events import AUTH_REVOKED_EVENT, change_transaction, emit
 
 PREFIX = "orc_pat_"
+# The longest lifetime a token may be given over the API (and by `orc token create`, whose
+# operator alone may also ask for "never": they hold the database anyway).
+MAX_LIFETIME_DAYS = 365
+DEFAULT_LIFETIME_DAYS = 90
 # Writing last_used_at on every request would turn reads into writes; once a minute is enough.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -46,9 +51,17 @@ def revocation_key(token_id: int) -> str:
 
 
 async def create_access_token(
-    name: str, role: str, user: User | None, expires_in: timedelta | None
+    name: str,
+    role: str,
+    user: User | None,
+    expires_in: timedelta | None,
+    minted_with: str | None = None,
 ) -> NewToken:
-    """Make a token; its role is capped by its user's role when it has one."""
+    """Make a token; its role is capped by its user's role when it has one.
+
+    ``expires_in`` None means never (only `orc token create` offers that); ``minted_with``
+    is the server-token fingerprint of a caller that holds the server token.
+    """
     secret = PREFIX + secrets.token_urlsafe(32)
     record = await AccessToken.create(
         name=name,
@@ -56,31 +69,44 @@ async def create_access_token(
         user=user,
         role=lower_of(role, user.role) if user else role,
         expires_at=datetime.now(UTC) + expires_in if expires_in else None,
+        minted_with=minted_with,
     )
     return NewToken(record=record, secret=secret)
 
 
 def token_subject(token: AccessToken, user: User | None) -> str:
-    return user.email if user else f"token:{token.name}"
+    """Whom the token acts as: its user, or the token itself (by id: two tokens with one
+    name are two callers, and neither owns the other's tasks)."""
+    return user.email if user else f"token:{token.name}#{token.id}"
 
 
-async def access_token_identity(secret: str) -> Identity | None:
-    """The identity behind a presented token, if it is valid now."""
+async def access_token_identity(secret: str, server_token: str | None) -> Identity | None:
+    """The identity behind a presented token, if it is valid now (``server_token`` is the
+    current ORC_AUTH_TOKEN: tokens minted with an older one are not)."""
     token = await AccessToken.get_or_none(token_hash=sha256_hex(secret)).select_related("user")
-    return await _identity(token)
+    return await _identity(token, server_token)
 
 
-async def access_token_identity_by_id(token_id: int) -> Identity | None:
+async def access_token_identity_by_id(token_id: int, server_token: str | None) -> Identity | None:
     """As ``access_token_identity``, for a token named by its id (a ticket's credential)."""
-    return await _identity(await AccessToken.get_or_none(id=token_id).select_related("user"))
+    token = await AccessToken.get_or_none(id=token_id).select_related("user")
+    return await _identity(token, server_token)
 
 
-async def _identity(token: AccessToken | None) -> Identity | None:
+def _minted_with_a_former_server_token(token: AccessToken, server_token: str | None) -> bool:
+    if token.minted_with is None:
+        return False
+    return server_token is None or token.minted_with != server_token_credential(server_token)
+
+
+async def _identity(token: AccessToken | None, server_token: str | None) -> Identity | None:
     now = datetime.now(UTC)
     if token is None or token.revoked_at is not None:
         return None
     if token.expires_at is not None and token.expires_at <= now:
         return None
+    if _minted_with_a_former_server_token(token, server_token):
+        return None  # ORC_AUTH_TOKEN was rotated (or removed): what it minted ends with it
     if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
         await AccessToken.filter(id=token.id).update(last_used_at=now)
     user = token.user

@@ -24,6 +24,9 @@ class Identity:
     # Made with an access token (directly or through a session bought with one): such a caller
     # may not mint more tokens, or a leaked short-lived token could outlive its revocation.
     via_access_token: bool = False
+    # Holds the server token (directly or through a session bought with it): what it mints
+    # records this fingerprint and dies when ORC_AUTH_TOKEN is rotated.
+    server_credential: str | None = None
 
     def can(self, minimum_role: str) -> bool:
         return at_least(self.role, minimum_role)

@@ -251,10 +251,14 @@ class OidcProvider:
 
 
 def claims_email(claims: dict[str, Any]) -> str:
-    """The verified email of the claims, or OidcError."""
+    """The email of the claims (verified or not: see ``claims_email_verified``), or OidcError."""
     email = claims.get("email")
     if not isinstance(email, str) or "@" not in email:
         raise OidcError("no_email", "the identity provider sent no email address for this account")
-    if claims.get("email_verified") is False:
-        raise OidcError("email_not_verified", f"{email} is not verified at the identity provider")
     return email
+
+
+def claims_email_verified(claims: dict[str, Any]) -> bool:
+    """Only the JSON boolean ``true`` verifies: ``"false"``, ``"true"``, 1 or a missing claim
+    do not (a string that merely looks true is how a hostile provider claims an address)."""
+    return claims.get("email_verified") is True

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from orc.auth.strength import weakness
 from orc.config import ConfigError, Settings, is_loopback
 
-MIN_TOKEN_LENGTH = 32
 OIDC_REQUIRED = (
     ("oidc_issuer", "ORC_OIDC_ISSUER", "the issuer URL of your identity provider"),
     ("oidc_client_id", "ORC_OIDC_CLIENT_ID", "the client ID registered for orc"),
@@ -31,6 +31,18 @@ def _check_oidc(settings: Settings) -> None:
         )
 
 
+def _check_secrets(settings: Settings) -> None:
+    """Refuse server secrets that are short, guessable or copied from an example."""
+    for variable, value in (
+        ("ORC_AUTH_TOKEN", settings.auth_token),
+        ("ORC_METRICS_TOKEN", settings.metrics_token),
+        ("ORC_SECRET_KEY", settings.secret_key),
+    ):
+        problem = weakness(value) if value else None
+        if problem is not None:
+            raise ConfigError(f"{variable} {problem}; run orc token generate for a strong one")
+
+
 def check_auth_policy(settings: Settings) -> None:
     """Raise ConfigError when the server would start unprotected or half-configured."""
     if settings.auth_enabled and settings.auth_type == "oidc":
@@ -40,15 +52,7 @@ def check_auth_policy(settings: Settings) -> None:
             "ORC_AUTH_ENABLED=true with ORC_AUTH_TYPE=token needs ORC_AUTH_TOKEN "
             "(or ORC_AUTH_TOKEN_FILE); run orc token generate to make one"
         )
-    for variable, value in (
-        ("ORC_AUTH_TOKEN", settings.auth_token),
-        ("ORC_METRICS_TOKEN", settings.metrics_token),
-    ):
-        if value and len(value) < MIN_TOKEN_LENGTH:
-            raise ConfigError(
-                f"{variable} is shorter than {MIN_TOKEN_LENGTH} characters; "
-                "run orc token generate for a strong one"
-            )
+    _check_secrets(settings)
     if not settings.auth_enabled and not is_loopback(settings.host):
         raise ConfigError(
             f"refusing to listen on {settings.host} without authentication; "

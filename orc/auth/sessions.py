@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from orc.auth.access_tokens import access_token_identity_by_id
 from orc.auth.identity import Identity
 from orc.auth.signing import sha256_hex, sign, verify
+from orc.auth.token import server_token_credential
 from orc.db.models import AuthSession, User
 from orc.outbox.events import AUTH_REVOKED_EVENT, change_transaction, emit
 
@@ -21,11 +22,6 @@ PURPOSE = "session"
 def revocation_key(id_hash: str) -> str:
     """How a session is named in revocation events (a hash, never the id itself)."""
     return "session:" + id_hash
-
-
-def server_token_credential(token: str) -> str:
-    """How a session records that it was bought with the server token (not the token itself)."""
-    return "token:" + sha256_hex("orc-server-token:" + token)[:32]
 
 
 async def create_session(
@@ -79,7 +75,9 @@ async def session_identity_by_hash(id_hash: str, server_token: str | None) -> Id
     credential = session.credential or ""
     if credential.startswith("pat:"):
         token = credential.removeprefix("pat:")
-        behind = await access_token_identity_by_id(int(token)) if token.isdigit() else None
+        behind = (
+            await access_token_identity_by_id(int(token), server_token) if token.isdigit() else None
+        )
         if behind is None:
             return None  # the access token was revoked or expired: so is this session
         role = behind.role
@@ -94,6 +92,7 @@ async def session_identity_by_hash(id_hash: str, server_token: str | None) -> Id
         user_id=user.id if user else None,
         revocation_key=revocation_key(id_hash),
         via_access_token=credential.startswith("pat:"),
+        server_credential=credential if credential.startswith("token:") else None,
     )
 
 

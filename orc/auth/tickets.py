@@ -59,7 +59,9 @@ async def ticket_identity(claims: dict[str, object], server_token: str | None) -
         return await session_identity_by_hash(credential.removeprefix("session:"), server_token)
     if isinstance(credential, str) and credential.startswith("pat:"):
         token_id = credential.removeprefix("pat:")
-        return await access_token_identity_by_id(int(token_id)) if token_id.isdigit() else None
+        if not token_id.isdigit():
+            return None
+        return await access_token_identity_by_id(int(token_id), server_token)
     user_id = claims.get("uid")
     return Identity(
         kind=str(claims.get("kind")),

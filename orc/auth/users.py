@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from email_validator import EmailNotValidError, validate_email
 from tortoise.exceptions import IntegrityError
 
 from orc.auth.roles import ROLES, at_least
@@ -34,23 +35,83 @@ class RoleChangeRefused(OrcError):
     exit_code = EXIT_USAGE
 
 
-def email_domain(email: str) -> str:
-    return email.rpartition("@")[2].lower()
+class InvalidEmail(OrcError):
+    """Not one valid email address (a second ``@``, quotes, an IP literal, bad characters)."""
+
+    status = 422
+    code = "invalid_email"
+    exit_code = EXIT_USAGE
 
 
-def check_email_allowed(email: str, settings: Settings) -> None:
-    """Raise SignInRefused when the email's domain is not in ORC_OIDC_ALLOWED_DOMAINS."""
+def parse_email(raw: str) -> tuple[str, str]:
+    """``(address, domain)`` of one strictly valid address, lower case; InvalidEmail otherwise.
+
+    email-validator parses by RFC 5322/6531 without quoted local parts or IP literals, so a
+    domain check cannot be fooled by ``x@evil@example.com`` or ``"x@evil"@example.com``.
+    No DNS lookup: ``globally_deliverable=False`` keeps internal domains (corp.internal) valid.
+    """
+    try:
+        parsed = validate_email(raw, check_deliverability=False, globally_deliverable=False)
+    except EmailNotValidError as exc:
+        raise InvalidEmail(f"{raw[:320]!r} is not a valid email address: {exc}") from None
+    return parsed.normalized.lower(), parsed.ascii_domain.lower()
+
+
+def check_email_allowed(email: str, verified: bool, settings: Settings) -> str:
+    """The address, lower case; SignInRefused when it may not sign in under
+    ORC_OIDC_ALLOWED_DOMAINS (not a valid address, not verified, or another domain)."""
+    try:
+        address, domain = parse_email(email)
+    except InvalidEmail as exc:
+        raise SignInRefused("invalid_email", exc.message) from None
     allowed = settings.oidc_allowed_domains
-    if allowed and email_domain(email) not in allowed:
+    if not allowed:
+        return address
+    if not verified:
         raise SignInRefused(
-            "domain_not_allowed", f"sign-in with an address at {email_domain(email)} is not allowed"
+            "email_not_verified",
+            f"{address} is not verified at the identity provider; verify it there, then sign in",
+        )
+    if domain not in allowed and address.rpartition("@")[2] not in allowed:
+        raise SignInRefused(
+            "domain_not_allowed", f"sign-in with an address at {domain} is not allowed"
+        )
+    return address
+
+
+def _column_length(name: str) -> int:
+    return int(User._meta.fields_map[name].max_length)  # type: ignore[attr-defined]
+
+
+def check_claim_length(claim: str, value: str) -> None:
+    """SignInRefused when a claim that identifies the person (so cannot be cut) is longer than
+    its column."""
+    limit = _column_length(claim)
+    if len(value) > limit:
+        raise SignInRefused(
+            "claim_too_long",
+            f"the identity provider's {claim} is longer than {limit} characters;"
+            " orc cannot store it",
         )
 
 
-async def sign_in_user(subject: str, email: str, name: str, settings: Settings) -> User:
-    """Find or create the user behind verified OIDC claims and apply the role rules."""
-    email = email.lower()
-    check_email_allowed(email, settings)
+def fit_claims(subject: str, email: str, name: str) -> str:
+    """The display name cut to its column, after checking the subject and email fit theirs."""
+    check_claim_length("subject", subject)
+    check_claim_length("email", email)
+    return name[: _column_length("name")]
+
+
+async def sign_in_user(
+    subject: str, email: str, name: str, settings: Settings, email_verified: bool
+) -> User:
+    """Find or create the user behind verified OIDC claims and apply the role rules.
+
+    An address the provider has not verified (``email_verified`` not ``true``) never links
+    to an existing account, never passes the domain allow-list and never makes an admin.
+    """
+    name = fit_claims(subject, email, name)
+    email = check_email_allowed(email, email_verified, settings)
     now = datetime.now(UTC)
     # One at a time: of two people signing in first at the same moment, only one is owner.
     async with locked_transaction(USER_LOCK_KEY) as conn:
@@ -60,6 +121,12 @@ async def sign_in_user(subject: str, email: str, name: str, settings: Settings) 
             if user is not None and user.subject not in (None, subject):
                 raise SignInRefused(
                     "account_conflict", f"{email} is already linked to another account"
+                )
+            if user is not None and not email_verified:
+                raise SignInRefused(
+                    "email_not_verified",
+                    f"{email} has an orc account, but the identity provider has not verified "
+                    "this address; verify it there, then sign in",
                 )
         if user is None:
             if not settings.oidc_create_users and await User.all().using_db(conn).exists():
@@ -74,7 +141,8 @@ async def sign_in_user(subject: str, email: str, name: str, settings: Settings) 
         user.subject = subject
         user.email = email
         user.name = name or user.name
-        if email in settings.oidc_admin_emails and not at_least(user.role, "admin"):
+        admin_email = email_verified and email in settings.oidc_admin_emails
+        if admin_email and not at_least(user.role, "admin"):
             user.role = "admin"
         user.last_login_at = now
         try:
@@ -100,8 +168,9 @@ class UserExists(OrcError):
 
 async def add_user(email: str, role: str) -> User:
     """Add someone before their first sign-in; UserExists if the email is taken."""
+    address, _ = parse_email(email.strip())
     try:
-        return await User.create(email=email.strip().lower(), role=role)
+        return await User.create(email=address, role=role)
     except IntegrityError:
         raise UserExists(email) from None
 

@@ -28,6 +28,7 @@ from orc.backup.manifest import (
 )
 from orc.backup.progress import QuietReporter, Reporter
 from orc.config import Settings
+from orc.db.private_file import make_private
 
 
 async def take_backup(
@@ -60,6 +61,10 @@ async def take_backup_locked(
     temp = temp_path(backup_dir, name)
     raw = temp.with_name(temp.name + ".raw") if gzip else temp
     try:
+        # Private before the first byte is copied in (a backup holds everything the database
+        # holds); the copy, gzip and pg_dump write into these files and keep their mode.
+        make_private(temp)
+        make_private(raw)
         if sqlite_db:
             migrations, sha = await asyncio.to_thread(
                 _sqlite_copy, settings, raw, temp if gzip else None, reporter

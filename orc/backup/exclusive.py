@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from orc.backup.manifest import BackupError
+from orc.db.private_file import make_private
 from orc.db.url import DatabaseUrl
 
 LOCK_FILE = ".backup.lock"
@@ -30,6 +31,7 @@ class BackupBusy(BackupError):
 def _file_lock(backup_dir: Path) -> Iterator[None]:
     backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = backup_dir / LOCK_FILE
+    make_private(path)
     with path.open("a+") as handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -9,6 +9,8 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from orc.db.private_file import make_private
+
 CHUNK = 4 * 1024 * 1024
 
 
@@ -42,6 +44,7 @@ def write_durably(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temp file, so a reader sees all of it or nothing."""
     temp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
     try:
+        make_private(temp)
         with temp.open("wb") as handle:
             handle.write(data)
         publish(temp, path)

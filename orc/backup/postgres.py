@@ -149,14 +149,11 @@ END $$;
 
 
 def restore_postgres(database_url: DatabaseUrl | str, path: Path) -> None:
-    """Replace the database's tables with the dump's, in one transaction.
+    """Replace the database's tables with the custom-format dump's, in one transaction.
 
-    ``pg_restore --clean --if-exists`` writes the SQL; psql runs it after dropping every table
-    of the schema, all inside one transaction (an error rolls everything back).
+    ``pg_restore --clean --if-exists`` writes the SQL; ``run_restore_script`` runs it.
     """
     pg_restore = find_tool("pg_restore")
-    psql = find_tool("psql")
-    env = libpq_env(database_url)
     # The SQL goes to a file first: were pg_restore to die half-way while piping into psql,
     # psql would see a short input, COMMIT it, and leave the tables dropped and half filled.
     script = path.with_name(f".restore-{os.getpid()}.sql")
@@ -171,7 +168,7 @@ def restore_postgres(database_url: DatabaseUrl | str, path: Path) -> None:
                 f"--file={script}",
                 str(path),
             ],
-            env=env,
+            env=libpq_env(database_url),
             capture_output=True,
             text=True,
             check=False,
@@ -180,24 +177,30 @@ def restore_postgres(database_url: DatabaseUrl | str, path: Path) -> None:
             lines = [line for line in produced.stderr.strip().splitlines() if line.strip()]
             detail = lines[0] if lines else f"exit code {produced.returncode}"
             raise BackupError(f"pg_restore failed (nothing was changed): {detail}")
-        consumer = subprocess.run(
-            [
-                psql,
-                "--no-psqlrc",
-                "--quiet",
-                "--single-transaction",
-                "--set=ON_ERROR_STOP=1",
-                "--no-password",
-                f"--command={DROP_ALL_TABLES}",
-                f"--file={script}",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        run_restore_script(database_url, script)
     finally:
         script.unlink(missing_ok=True)
+
+
+def run_restore_script(database_url: DatabaseUrl | str, script: Path) -> None:
+    """Drop every table of the schema, then run ``script`` with psql, all in one transaction
+    (an error rolls everything back)."""
+    consumer = subprocess.run(
+        [
+            find_tool("psql"),
+            "--no-psqlrc",
+            "--quiet",
+            "--single-transaction",
+            "--set=ON_ERROR_STOP=1",
+            "--no-password",
+            f"--command={DROP_ALL_TABLES}",
+            f"--file={script}",
+        ],
+        env=libpq_env(database_url),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if consumer.returncode != 0:
         lines = [line for line in consumer.stderr.strip().splitlines() if line.strip()]
         detail = lines[0] if lines else f"exit code {consumer.returncode}"

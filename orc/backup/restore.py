@@ -19,6 +19,7 @@ from orc.backup.manifest import BackupError, Manifest
 from orc.backup.progress import QuietReporter, Reporter
 from orc.backup.verify import check_backup
 from orc.config import Settings
+from orc.db.private_file import make_private
 from orc.db.schema import known_migrations
 from orc.db.url import DatabaseUrl
 
@@ -127,6 +128,8 @@ def _restore_sqlite(db: Path, backup: Path, gzip: bool) -> None:
     db.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     staged = db.with_name(f".{db.name}.restoring-{os.getpid()}")
     try:
+        remove_quietly(staged)
+        make_private(staged)  # it becomes orc.db, mode and all
         if gzip:
             sqlite.gunzip_file(backup, staged)
         else:

@@ -18,6 +18,8 @@ UNIT_HOURS = {"h": 1, "d": 24, "w": 24 * 7, "": 24}
 
 def parse_expiry(text: str) -> timedelta | None:
     """``30d``, ``12h``, ``2w``, ``90`` (days) or ``never``."""
+    from orc.auth.access_tokens import MAX_LIFETIME_DAYS
+
     if text.strip().lower() == "never":
         return None
     match = DURATION.match(text.strip().lower())
@@ -26,8 +28,11 @@ def parse_expiry(text: str) -> timedelta | None:
             f"--expires {text!r} is not a duration; use e.g. 12h, 30d, 2w or never"
         )
     hours = int(match.group(1)) * UNIT_HOURS[match.group(2)]
-    if hours > 24 * 3650:
-        raise click.UsageError("--expires is longer than 10 years; use never for no expiry")
+    if hours > 24 * MAX_LIFETIME_DAYS:
+        raise click.UsageError(
+            f"--expires is longer than {MAX_LIFETIME_DAYS} days; "
+            "use never for a token that does not expire"
+        )
     return timedelta(hours=hours)
 
 

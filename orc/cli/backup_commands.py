@@ -154,11 +154,19 @@ def backup_verify(settings: Settings, name: str | None, verify_all: bool) -> Non
 @click.option("--force", is_flag=True, help="Restore even though a server uses the database.")
 @pass_settings
 def backup_restore(settings: Settings, name: str, force: bool) -> None:
-    """Restore the backup NAME (or `latest`); takes a safety backup of the current database."""
+    """Restore the backup NAME (or `latest`); takes a safety backup of the current database.
+
+    NAME may also be the path of a PostgreSQL plain-SQL dump (.sql or .sql.gz, e.g. from the
+    team compose's backup service).
+    """
     from orc.backup.manifest import BackupError, find_backup
+    from orc.backup.plain_dump import is_plain_dump
     from orc.backup.restore import restore_backup
     from orc.cli.progress_bar import reporter_for
 
+    if is_plain_dump(name):
+        _restore_plain_dump(settings, name, force)
+        return
     try:
         manifest = find_backup(settings.backup_dir, name, _kind(settings))
     except BackupError as exc:
@@ -173,6 +181,27 @@ def backup_restore(settings: Settings, name: str, force: bool) -> None:
     if safety is not None:
         click.echo(f"safety backup of the previous database: {safety.name}")
     click.echo(f"restored {manifest.name}; start orc again (orc serve) to use it")
+
+
+def _restore_plain_dump(settings: Settings, name: str, force: bool) -> None:
+    from pathlib import Path
+
+    from orc.backup.manifest import BackupError
+    from orc.backup.plain_dump import restore_plain_dump
+    from orc.cli.progress_bar import reporter_for
+
+    source = Path(name)
+    if not source.is_file():
+        _fail(f"{name} is not a file; give the path of a .sql or .sql.gz dump", EXIT_USAGE)
+    reporter = reporter_for(sys.stderr, "restore")
+    try:
+        safety = _run(restore_plain_dump(settings, source, force, reporter))
+    except BackupError as exc:
+        reporter.close()
+        _fail(str(exc))
+    reporter.close()
+    click.echo(f"safety backup of the previous database: {safety.name}")
+    click.echo(f"restored {source.name}; start orc again (orc serve) to use it")
 
 
 @backup.command("prune")

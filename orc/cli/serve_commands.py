@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 
@@ -36,9 +37,11 @@ def serve(
     """Run the API (and the job worker) until SIGTERM or Ctrl-C."""
     from orc.auth.policy import check_auth_policy
     from orc.config import parse_host
+    from orc.config.unused import unused_settings_warnings
     from orc.runs.agent_env import check_agent_policy
     from orc.runtime import launcher
     from orc.runtime.logs import setup_logging
+    from orc.runtime.redact import secret_values
     from orc.usage.pricing import load_prices
 
     if host is not None:
@@ -54,7 +57,9 @@ def serve(
     if not no_worker:
         check_agent_policy(settings)
     load_prices(settings.home)  # a broken pricing.yaml stops start-up here, in one line
-    setup_logging(settings.log_level, settings.log_format)
+    setup_logging(settings.log_level, settings.log_format, secret_values(settings))
+    for message in unused_settings_warnings(settings):
+        logging.getLogger("orc.config").warning(message)
     launcher.check_port_free(settings.host, settings.port)
     _prepare_in_child(settings, migrate=not no_migrate)
     if stop.event.is_set():
@@ -93,7 +98,6 @@ def _prepare_in_child(settings: Settings, migrate: bool) -> None:
 
 def _migrate_or_exit(settings: Settings) -> None:
     import asyncio
-    import logging
 
     from orc.backup.premigrate import pre_migration_hook
     from orc.db import describe_error
@@ -123,7 +127,6 @@ def _migrate_or_exit(settings: Settings) -> None:
 def _prepare_auth(settings: Settings) -> None:
     """Make the session key once (before several API processes race for it) and check OIDC."""
     import asyncio
-    import logging
 
     from orc.auth.secret_key import load_secret_key
 
@@ -147,8 +150,9 @@ def api_process(settings: Settings) -> None:
     """The API process that `orc serve` starts (internal)."""
     from orc.runtime.api_process import run_api
     from orc.runtime.logs import setup_logging
+    from orc.runtime.redact import secret_values
 
-    setup_logging(settings.log_level, settings.log_format)
+    setup_logging(settings.log_level, settings.log_format, secret_values(settings))
     run_api(settings)
 
 
@@ -156,15 +160,20 @@ def api_process(settings: Settings) -> None:
 @pass_settings
 def worker(settings: Settings) -> None:
     """Run the job worker. SIGINT stops gracefully; SIGTERM stops at once."""
+    import signal
+
+    # Held (pending) until the consumer can act on them: see workers.consumer.run_consumer.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     from orc.db.lean import import_orm_without_pydantic
 
     import_orm_without_pydantic()
     from orc.runs.agent_env import check_agent_policy
     from orc.runtime.logs import setup_logging
+    from orc.runtime.redact import secret_values
     from workers.consumer import run_consumer
 
     check_agent_policy(settings)
-    setup_logging(settings.log_level, settings.log_format)
+    setup_logging(settings.log_level, settings.log_format, secret_values(settings))
     run_consumer(settings)
 
 
@@ -216,8 +225,11 @@ def healthcheck(settings: Settings, timeout: float, ready: bool) -> None:
     host = probe_address(settings.host)
     host = f"[{host}]" if ":" in host else host
     url = f"http://{host}:{settings.port}/api/health" + ("/ready" if ready else "")
+    # Never through HTTP_PROXY: behind a corporate proxy the probe of our own loopback port
+    # would go to the proxy, which cannot reach it, and the container would look unhealthy.
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with direct.open(url, timeout=timeout) as response:
             body = json.loads(response.read())
     except urllib.error.HTTPError as exc:
         # Readiness answers 503 with its checks when degraded: show them.

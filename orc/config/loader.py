@@ -1,5 +1,8 @@
 """The loader: built-in defaults < ORC_HOME/config.yaml < <project>/.orc/config.yaml < env.
 
+A project's file is written by whoever wrote the checkout: it may not set the settings that
+decide who gets in, where data goes or where orc listens (``Setting.from_operator_only``).
+
 Secrets may come from a file named by their ``_FILE`` variable (Docker and Kubernetes secrets).
 ``load_settings`` validates every setting and raises ``ConfigError`` on the first bad one.
 """
@@ -26,7 +29,9 @@ def _default_home(environ: Mapping[str, str]) -> Path:
     return (Path(user_home) if user_home else Path.home()) / PROJECT_DIR_NAME
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_yaml(path: Path, operator_file: Path | None = None) -> dict[str, Any]:
+    """A config file's mapping; ``operator_file`` is given for a project's file, which may not
+    set operator-only settings (the message says where they belong)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -59,6 +64,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         if setting is None:
             known = ", ".join(s.name for s in SETTINGS if not s.env_only)
             raise ConfigError(f"unknown setting {key!r} in {path}; known settings: {known}")
+        if operator_file is not None and setting.from_operator_only:
+            raise ConfigError(
+                f"{key!r} in {path} cannot be set by a project's file: it decides who gets in, "
+                f"where data goes or where orc listens; set {setting.env} in the environment "
+                f"or {key} in {operator_file} (the operator's file)"
+            )
     return data
 
 
@@ -138,7 +149,7 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
         layers.append((str(home_config), _read_yaml(home_config)))
     project_config = find_project_config(cwd, home)
     if project_config is not None:
-        layers.append((str(project_config), _read_yaml(project_config)))
+        layers.append((str(project_config), _read_yaml(project_config, home_config)))
 
     values: dict[str, Any] = {"home": home.resolve() if home.exists() else home.absolute()}
     for setting in SETTINGS:

@@ -10,6 +10,8 @@ from orc.config import CONFIG_FILE_NAME, PROJECT_DIR_NAME, SETTINGS, format_valu
 HEADER = """\
 # orc settings for this project. Uncomment a line to change it; the environment variable
 # named beside each setting overrides this file. See docs/configuration.md.
+# Who gets in, where data goes and where orc listens (host, port, auth, OIDC, database,
+# backups, secrets) are not set here: set them in the environment or in ORC_HOME/config.yaml.
 """
 
 
@@ -17,14 +19,11 @@ def config_template() -> str:
     """Every settable option, commented out, with its default and meaning."""
     lines = [HEADER]
     for setting in SETTINGS:
-        if setting.env_only or setting.secret:
+        if setting.env_only or setting.from_operator_only:
             continue
         default = "" if setting.default is None else format_value(setting.default)
         lines.append(f"# {setting.help} ({setting.env})")
         lines.append(f"# {setting.name}: {default}\n")
-    lines.append("# Database (default: SQLite in ORC_HOME). A URL with a password belongs in the")
-    lines.append("# environment (DATABASE_URL or DATABASE_URL_FILE), like every other secret.")
-    lines.append("# database_url: sqlite:///path/to/orc.db\n")
     return "\n".join(lines)
 
 

@@ -25,6 +25,14 @@ class Setting:
     fix: str
     secret: bool = False
     env_only: bool = False
+    # Decides who gets in, where data goes or where orc listens: the operator's to set
+    # (environment, ORC_HOME/config.yaml, flags), never a project's checked-in file.
+    operator_only: bool = False
+
+    @property
+    def from_operator_only(self) -> bool:
+        """True when a project's ``.orc/config.yaml`` may not set this (every secret too)."""
+        return self.operator_only or self.secret
 
     @property
     def file_env(self) -> str:
@@ -60,6 +68,7 @@ SETTINGS: tuple[Setting, ...] = (
         "127.0.0.1",
         "Listen address of the API.",
         "use a host name or IP address such as 127.0.0.1 or 0.0.0.0",
+        operator_only=True,
     ),
     Setting(
         "port",
@@ -68,6 +77,7 @@ SETTINGS: tuple[Setting, ...] = (
         8080,
         "Listen port of the API.",
         "use a whole number between 1 and 65535",
+        operator_only=True,
     ),
     Setting(
         "workers",
@@ -84,6 +94,7 @@ SETTINGS: tuple[Setting, ...] = (
         "http://localhost:8080",
         "Public URL of orc, used for callbacks and secure cookies.",
         "use the URL users open, e.g. https://orc.example.com",
+        operator_only=True,
     ),
     Setting(
         "auth_enabled",
@@ -92,6 +103,7 @@ SETTINGS: tuple[Setting, ...] = (
         False,
         "Require authentication on the API (turned on by setting ORC_AUTH_TOKEN).",
         "use true or false",
+        operator_only=True,
     ),
     Setting(
         "auth_type",
@@ -100,6 +112,7 @@ SETTINGS: tuple[Setting, ...] = (
         "token",
         "Authentication type: token or oidc.",
         "use token or oidc",
+        operator_only=True,
     ),
     Setting(
         "auth_token",
@@ -117,6 +130,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "OIDC issuer URL.",
         "use the issuer's https:// URL",
+        operator_only=True,
     ),
     Setting(
         "oidc_client_id",
@@ -125,6 +139,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "OIDC client ID.",
         "copy the client ID from your identity provider",
+        operator_only=True,
     ),
     Setting(
         "oidc_client_secret",
@@ -142,6 +157,7 @@ SETTINGS: tuple[Setting, ...] = (
         (),
         "Comma-separated email domains allowed to sign in with OIDC (empty: any).",
         "use domains separated by commas, e.g. example.com,example.org",
+        operator_only=True,
     ),
     Setting(
         "oidc_admin_emails",
@@ -150,6 +166,7 @@ SETTINGS: tuple[Setting, ...] = (
         (),
         "Comma-separated emails that are made admin when they sign in.",
         "use emails separated by commas",
+        operator_only=True,
     ),
     Setting(
         "oidc_create_users",
@@ -158,6 +175,7 @@ SETTINGS: tuple[Setting, ...] = (
         True,
         "Create unknown OIDC users on first sign-in (role member); false refuses them.",
         "use true or false",
+        operator_only=True,
     ),
     Setting(
         "secret_key",
@@ -186,6 +204,7 @@ SETTINGS: tuple[Setting, ...] = (
         False,
         "Let requests from loopback read /api/metrics without auth when auth is on.",
         "use true or false",
+        operator_only=True,
     ),
     Setting(
         "log_level",
@@ -236,6 +255,15 @@ SETTINGS: tuple[Setting, ...] = (
         "use a whole number of MiB",
     ),
     Setting(
+        "disk_critical_mb",
+        "ORC_DISK_CRITICAL_MB",
+        parsers.non_negative_int,
+        100,
+        "Readiness fails (503) when ORC_HOME has less free space than this (MiB): SQLite, its WAL, "
+        "the job queue and backups need room to write. 0 turns the check off.",
+        "use a whole number of MiB, below ORC_DISK_WARN_MB (0 turns the check off)",
+    ),
+    Setting(
         "proxies_count",
         "ORC_PROXIES_COUNT",
         parsers.non_negative_int,
@@ -244,6 +272,7 @@ SETTINGS: tuple[Setting, ...] = (
         "for the client's address and scheme: 1 behind Caddy, 0 (default) ignores those headers, "
         "which any client could forge.",
         "use 0, or the number of proxies between clients and orc (1 behind Caddy)",
+        operator_only=True,
     ),
     Setting(
         "event_retention_days",
@@ -260,6 +289,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Directory for backups and their manifests. Default: ORC_HOME/backups.",
         "set ORC_BACKUP_DIR to a writable directory",
+        operator_only=True,
     ),
     Setting(
         "backup_enabled",
@@ -332,6 +362,7 @@ SETTINGS: tuple[Setting, ...] = (
         False,
         "Litestream replicates orc.db: the worker checks replication every minute.",
         "use true or false",
+        operator_only=True,
     ),
     Setting(
         "litestream_config",
@@ -340,6 +371,7 @@ SETTINGS: tuple[Setting, ...] = (
         Path("/etc/litestream.yml"),
         "Path of Litestream's config file (its dbs and replicas).",
         "set ORC_LITESTREAM_CONFIG to the path of litestream.yml",
+        operator_only=True,
     ),
     Setting(
         "anthropic_api_key",

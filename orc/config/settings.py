@@ -49,6 +49,7 @@ class Settings:
     shutdown_timeout: float
     worker_threads: int
     disk_warn_mb: int
+    disk_critical_mb: int
     proxies_count: int
     event_retention_days: int
     backup_dir: Path

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from orc.db.private_file import make_sqlite_private
 from orc.db.url import DatabaseUrl
 
 if TYPE_CHECKING:
@@ -18,9 +19,11 @@ PING_TIMEOUT_SECONDS = 2.0
 
 
 def prepare_sqlite_file(database: DatabaseUrl) -> None:
-    """Create the directory of an SQLite database (owner-only), so first start needs no setup."""
+    """Create the directory of an SQLite database (owner-only), so first start needs no setup,
+    and the database file itself with mode 0600, whatever the directory's mode."""
     if database.is_sqlite:
         database.sqlite_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_sqlite_private(database.sqlite_path)
 
 
 async def open_database(database: DatabaseUrl | str) -> None:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from orc.db.private_file import make_private
 from orc.db.url import DatabaseUrl
 
 # Any constant works; it only has to be the same in every orc process.
@@ -19,6 +20,7 @@ async def migration_lock(database: DatabaseUrl) -> AsyncIterator[None]:
     """Hold an exclusive lock for this database (flock for SQLite, advisory lock for PostgreSQL)."""
     if database.is_sqlite:
         lock_path = Path(f"{database.sqlite_path}.migrate.lock")
+        make_private(lock_path)  # everything orc keeps beside the database is owner-only
         with lock_path.open("a") as handle:
             await asyncio.to_thread(fcntl.flock, handle.fileno(), fcntl.LOCK_EX)
             try:

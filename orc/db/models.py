@@ -262,6 +262,9 @@ class AccessToken(Model):
     expires_at = fields.DatetimeField(null=True)
     last_used_at = fields.DatetimeField(null=True)
     revoked_at = fields.DatetimeField(null=True)
+    # Made by a caller holding the server token ("token:FINGERPRINT", as sessions record it):
+    # the token works only while ORC_AUTH_TOKEN is still that one.
+    minted_with = fields.CharField(max_length=80, null=True)
 
     class Meta:
         table = "access_token"

@@ -15,6 +15,9 @@ from orc.db.models import WorkerHeartbeat
 from orc.db.schema import applied_migrations, known_migrations
 
 CRITICAL_CHECKS = ("database", "migrations")
+# The disk check fails readiness only at this level; its warnings are information.
+DISK_CRITICAL = "critical"
+MIB = 1024 * 1024
 # The heartbeat job runs every minute; allow for one missed beat and a slow consumer.
 HEARTBEAT_STALE_SECONDS = 150
 
@@ -28,6 +31,8 @@ class Readiness:
 
     @property
     def ok(self) -> bool:
+        if self.checks.get("disk", "").startswith(DISK_CRITICAL):
+            return False
         return all(self.checks.get(name) == "ok" for name in CRITICAL_CHECKS)
 
 
@@ -42,14 +47,21 @@ def migrations_check(applied: set[str], known: list[str]) -> str:
     return "ok"
 
 
-def disk_check(home: Path, warn_mb: int) -> tuple[str, int | None]:
-    """Free space of ORC_HOME; a warning below the threshold (information, not critical)."""
+def disk_check(home: Path, warn_mb: int, critical_mb: int) -> tuple[str, int | None]:
+    """Free space of ORC_HOME: critical (not ready) below ``critical_mb``, a warning below
+    ``warn_mb`` (writes still succeed, but someone should look)."""
     try:
         free = shutil.disk_usage(home).free
     except OSError as exc:
         return f"warning: cannot read disk usage ({exc.strerror})", None
-    if free < warn_mb * 1024 * 1024:
-        return f"warning: {free // (1024 * 1024)} MiB free", free
+    free_mb = free // MIB
+    if free < critical_mb * MIB:
+        return (
+            f"{DISK_CRITICAL}: {free_mb} MiB free, below ORC_DISK_CRITICAL_MB={critical_mb}; "
+            "free space on the volume that holds ORC_HOME"
+        ), free
+    if free < warn_mb * MIB:
+        return f"warning: {free_mb} MiB free, below ORC_DISK_WARN_MB={warn_mb}", free
     return "ok", free
 
 
@@ -76,7 +88,7 @@ async def check_readiness(settings: Settings) -> Readiness:
         result.checks["database"] = "ok"
         result.checks["migrations"] = migrations_check(applied, known_migrations())
     result.checks["disk"], result.info["disk_free_bytes"] = disk_check(
-        settings.home, settings.disk_warn_mb
+        settings.home, settings.disk_warn_mb, settings.disk_critical_mb
     )
     if result.checks["database"] == "ok":
         try:

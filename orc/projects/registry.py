@@ -8,6 +8,7 @@ it may name none.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,8 +89,20 @@ class ProjectInfo:
         return {"id": self.id, "name": self.name, "path": self.path}
 
 
+def _absolute(path: Path) -> Path:
+    """``path`` with ``~`` expanded, resolved; NotAGitRepository when no such path can exist
+    (an unknown ``~user``, a name longer than the filesystem allows, a NUL)."""
+    try:
+        resolved = path.expanduser().resolve()
+        resolved.is_dir()  # raises here, not later, for a name the filesystem refuses
+    except (OSError, RuntimeError, ValueError):
+        raise NotAGitRepository(path) from None
+    return resolved
+
+
 async def repository_root(path: Path) -> Path:
     """The top level of the git repository at ``path``; ``NotAGitRepository`` otherwise."""
+    path = _absolute(path)
     if not path.is_dir():
         raise NotAGitRepository(path)
     try:
@@ -106,7 +119,7 @@ def _default_name(root: Path) -> str:
 
 async def add_project(path: Path, name: str | None = None) -> tuple[ProjectInfo, bool]:
     """Register the repository at ``path``; (the project, whether it is new)."""
-    root = await repository_root(path.expanduser().resolve())
+    root = await repository_root(path)
     existing = await Project.get_or_none(path=str(root))
     if existing is not None:
         if name and name != existing.name:
@@ -142,13 +155,15 @@ async def find_project(reference: str | None) -> Project:
     reference = reference.strip()
     project = await Project.get_or_none(name=reference)
     if project is None and ("/" in reference or reference.startswith(".")):
-        resolved = Path(reference).expanduser().resolve()
-        project = await Project.get_or_none(path=str(resolved))
-        if project is None:
-            try:
+        try:
+            resolved: Path | None = _absolute(Path(reference))
+        except NotAGitRepository:
+            resolved = None
+        project = await Project.get_or_none(path=str(resolved)) if resolved else None
+        root = None
+        if project is None and resolved is not None:
+            with contextlib.suppress(NotAGitRepository):
                 root = await repository_root(resolved)
-            except NotAGitRepository:
-                root = None
             if root is not None:
                 project = await Project.get_or_none(path=str(root))
     if project is None:

@@ -24,6 +24,7 @@ import yaml
 
 from orc.backup import sqlite
 from orc.backup.files import fsync_dir, fsync_file, remove_quietly
+from orc.db.private_file import make_private
 from orc.errors import EXIT_USAGE, OrcError
 
 DEFAULT_SYNC_INTERVAL = 1.0
@@ -269,6 +270,7 @@ def restore_if_missing(db: LitestreamDb) -> str:
         problem = sqlite.integrity_problem(staged)
         if problem is not None:
             raise ReplicationError(f"the restored database failed its integrity check: {problem}")
+        make_private(staged)  # Litestream writes it with the umask's mode; it becomes orc.db
         fsync_file(staged)
         remove_quietly(*sqlite.sidecars(db.path))
         os.replace(staged, db.path)

@@ -63,6 +63,8 @@ class TurnResult:
     is_error: bool = False
     error: str | None = None
     api_error_status: int | None = None
+    # The CLI's process ended before its result (killed, crashed): the turn may be retried.
+    crashed: bool = False
 
 
 def bundled_cli() -> str:
@@ -128,6 +130,7 @@ class _TurnReader:
         self.on_item = on_item
         self.per_message: dict[str, MessageUsage] = {}
         self.last_text: list[str] = []
+        self.ended = False  # the turn's result arrived
 
     async def handle(self, message: Any) -> bool:
         """Take one message; False when the turn must stop now."""
@@ -205,6 +208,7 @@ class _TurnReader:
         return True
 
     async def _end(self, message: Any) -> None:
+        self.ended = True
         self.result.session_id = message.session_id or self.result.session_id
         self.result.cost_usd = message.total_cost_usd
         self.result.is_error = message.is_error
@@ -281,7 +285,20 @@ async def run_turn(
             reader.result.error = str(exc).splitlines()[0]
             status = getattr(exc, "api_error_status", None)
             reader.result.api_error_status = status if isinstance(status, int) else None
+            reader.result.crashed = not reader.ended
+            code = getattr(exc, "exit_code", None)
+            if reader.result.crashed and isinstance(code, int):
+                reader.result.error = _exit_reason(code)
     return reader.finish()
+
+
+def _exit_reason(code: int) -> str:
+    """What an exit code of the agent's process means (the launcher exits 128+N on signal N)."""
+    if code < 0 or code > 128:
+        number = -code if code < 0 else code - 128
+        with contextlib.suppress(ValueError):
+            return f"its process was killed ({signal.Signals(number).name})"
+    return f"its process exited with code {code}"
 
 
 def _model_usage(model: str, figures: Mapping[str, Any]) -> MessageUsage:

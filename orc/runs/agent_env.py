@@ -19,6 +19,8 @@ AGENT_CREDENTIALS = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")
 PASS_THROUGH = (
     "ANTHROPIC_BASE_URL",
     "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
+    # How often Claude Code retries a failed API call (429, 529, 5xx) before the turn fails.
+    "CLAUDE_CODE_MAX_RETRIES",
     # Proxies and the certificates of a company's TLS-inspecting proxy.
     "HTTP_PROXY",
     "HTTPS_PROXY",

@@ -6,8 +6,10 @@ so the agent never sees orc's tokens or ``DATABASE_URL``. It runs the CLI in a n
 the CLI and every tool it starts form one process group, and it stays as their parent: when
 the worker closes the agent, stops it, or dies (even by SIGKILL, through PR_SET_PDEATHSIG),
 every process below it is killed (it is their subreaper, so even tools that detached are
-found), and no agent or tool process outlives its run. Its own pid and the CLI's are written to
-``ORC_AGENT_PIDFILE``: orc stops an agent by signalling the launcher.
+found), and no agent or tool process outlives its run. It leaves the worker's process group,
+so that killing the group of ``orc serve`` ends it through the death signal, not silently; and
+should it be SIGKILLed itself, the CLI gets SIGTERM and ends its own tools. Its own pid and
+the CLI's are written to ``ORC_AGENT_PIDFILE``: orc stops an agent by signalling the launcher.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ def _prctl(option: int, value: int) -> None:
         libc.prctl(option, value, 0, 0, 0)
     except (OSError, AttributeError):  # not Linux: the pidfile still allows clean-up
         pass
+
+
+def _cli_dies_with_us() -> None:
+    """In the CLI's process, before it starts: should this launcher be SIGKILLed, the CLI gets
+    SIGTERM (it then ends its own tools) instead of running on as an orphan."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def descendants(root: int) -> list[int]:
@@ -96,6 +104,10 @@ def main() -> None:
     _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # the worker died before we asked to be told
         sys.exit(1)
+    # Out of the worker's process group: a kill of that group (orc serve killed as a whole)
+    # must leave us alive long enough to end the agent's tree when the death signal comes.
+    with contextlib.suppress(OSError):
+        os.setsid()
     # Orphans of the agent's tools become our children, not init's: we can find and end them.
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     me = os.getpid()
@@ -107,9 +119,13 @@ def main() -> None:
 
     for signum in STOP_SIGNALS:
         signal.signal(signum, stop)
-    child = subprocess.Popen([cli, *sys.argv[1:]], env=env, start_new_session=True)
-    if pidfile:
-        Path(pidfile).write_text(f"{me} {child.pid}")
+    child = subprocess.Popen(
+        [cli, *sys.argv[1:]], env=env, start_new_session=True, preexec_fn=_cli_dies_with_us
+    )
+    if pidfile:  # whole or not at all: orc may read it at any moment to stop the agent
+        partial = Path(f"{pidfile}.tmp")
+        partial.write_text(f"{me} {child.pid}")
+        partial.replace(pidfile)
     code = child.wait()
     # The CLI is gone; tools it left behind (a background server, a hung test) go with it.
     kill_tree(me)

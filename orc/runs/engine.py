@@ -6,13 +6,16 @@ with the agent's question; a review with findings sends the task back to impleme
 number of times). While the agent works, a watcher renews the run's lease and reads a person's
 requests: cancel ends the turn at once (the agent's process group is killed), pause waits for
 the turn to end. A worker that takes over a dead worker's run resumes the interrupted phase's
-session; phases already committed are never run again.
+session; phases already committed are never run again. An agent whose process dies mid-turn,
+or that goes silent (the idle watchdog), gets one more try in its session; every failure ends
+the run with a reason a person can act on (docs/tasks.md, "When things go wrong").
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import time
 from collections.abc import Mapping
@@ -22,6 +25,7 @@ from pathlib import Path
 
 from orc.db.models import Run, Task
 from orc.errors import OrcError
+from orc.projects.git import GitError
 from orc.runs import phase_records
 from orc.runs.agent import AgentConfig, TurnResult, kill_agent, run_turn
 from orc.runs.agent_env import agent_environment, agent_home
@@ -52,6 +56,12 @@ from orc.usage.pricing import PriceList
 from orc.usage.recording import UsageRecord, record_usage
 
 log = logging.getLogger("orc.runs")
+# API answers Claude Code retries with backoff (CLAUDE_CODE_MAX_RETRIES times); when it gives up
+# the run fails with what happened.
+API_GAVE_UP = {
+    429: "the Anthropic API kept answering 429 (rate limited) through Claude Code's retries",
+    529: "the Anthropic API stayed overloaded (529) through Claude Code's retries",
+}
 CONTROL_POLL_SECONDS = 1.0
 RENEW_EVERY_SECONDS = 15.0
 
@@ -136,7 +146,11 @@ class RunExecution:
         except RunEnded as ended:
             status, reason = ended.status, ended.reason
         except OrcError as exc:
-            status, reason = FAILED, exc.message
+            status, reason = FAILED, with_disk_hint(exc.message)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                log.exception("run %s of %s failed", self.claim.run_id, self.task_id)
+            status, reason = FAILED, with_disk_hint(f"{type(exc).__name__}: {exc}")
         except Exception as exc:
             log.exception("run %s of %s failed", self.claim.run_id, self.task_id)
             status, reason = FAILED, f"internal error: {type(exc).__name__}: {exc}"
@@ -147,6 +161,11 @@ class RunExecution:
         if self.watcher.lost:
             log.warning("run %s: another worker holds it now; stopped", self.claim.run_id)
             return "lost"
+        if status in (FAILED, CANCELLED):
+            try:
+                await phase_records.end_running_phase(self.claim.task_number, FAILED)
+            except Exception:  # the run's own ending matters more: record it regardless
+                log.warning("could not end the phase of run %s", self.claim.run_id, exc_info=True)
         with contextlib.suppress(LeaseLost):
             await end_run(self.claim, status, reason)
         return status
@@ -191,12 +210,16 @@ class RunExecution:
             if outcome.status == "blocked":
                 await phase_records.finish_phase(task.number, name, "blocked", outcome.summary)
                 raise RunEnded(BLOCKED, outcome.summary or f"the agent is blocked in {name}")
-            commit = await commit_changes(
-                workspace,
-                f"{self.task_id} {name}: {outcome.summary or task.title}"[:200],
-                self.policy.author_name,
-                self.policy.author_email,
-            )
+            try:
+                commit = await commit_changes(
+                    workspace,
+                    f"{self.task_id} {name}: {outcome.summary or task.title}"[:200],
+                    self.policy.author_name,
+                    self.policy.author_email,
+                )
+            except GitError as exc:
+                reason = f"could not commit the {name} phase's work: {exc.message}"
+                raise RunEnded(FAILED, with_disk_hint(reason)) from exc
             artifact = outcome.body if name in ARTIFACT_PHASES else None
             if name == "review" and outcome.findings:
                 artifact = "\n".join(f"- {finding}" for finding in outcome.findings)
@@ -231,7 +254,7 @@ class RunExecution:
         note = run.note
         if note:
             await Run.filter(id=run.id).update(note=None)
-        retried_idle = False
+        retried_idle = retried_crash = False
         deadline = time.monotonic() + self.policy.phase_timeout_seconds
         while True:
             if iteration >= self.policy.max_iterations:
@@ -261,6 +284,19 @@ class RunExecution:
                         f"twice in the {name} phase",
                     )
                 retried_idle = True
+                continue
+            if result.crashed:
+                if retried_crash:
+                    raise RunEnded(
+                        FAILED,
+                        f"the agent stopped unexpectedly twice in the {name} phase: {result.error}",
+                    )
+                retried_crash = True
+                await self._note(
+                    name,
+                    iteration,
+                    f"the agent stopped unexpectedly ({result.error}); resuming its session once",
+                )
                 continue
             if result.is_error:
                 raise RunEnded(FAILED, self._agent_error(result))
@@ -333,22 +369,11 @@ class RunExecution:
                 "(ORC_AGENT_PHASE_TIMEOUT)",
             )
         if stop == "idle":
-            await append_transcript(
-                self.claim.run_id,
-                self.claim.task_number,
+            await self._note(
                 name,
                 iteration,
-                [
-                    TranscriptItem(
-                        "note",
-                        {
-                            "text": "no message from the agent for "
-                            f"{self.policy.idle_timeout_seconds:.0f} s; "
-                            "interrupted, trying again"
-                        },
-                    )
-                ],
-                self.redactor,
+                f"no message from the agent for {self.policy.idle_timeout_seconds:.0f} s; "
+                "interrupted, trying again",
             )
             return TurnResult(session_id=session), True
         return turn.result(), False
@@ -388,6 +413,17 @@ class RunExecution:
                 return stop
         return None
 
+    async def _note(self, name: str, iteration: int, text: str) -> None:
+        """A line of orc's own in the transcript (what it did about a failure)."""
+        await append_transcript(
+            self.claim.run_id,
+            self.claim.task_number,
+            name,
+            iteration,
+            [TranscriptItem("note", {"text": text})],
+            self.redactor,
+        )
+
     def _agent_error(self, result: TurnResult) -> str:
         status = result.api_error_status
         if status == 401:
@@ -396,6 +432,13 @@ class RunExecution:
                 "CLAUDE_CODE_OAUTH_TOKEN for orc's worker"
             )
         detail = result.error or "the agent failed"
+        if status in API_GAVE_UP:
+            return f"{API_GAVE_UP[status]}; run the task again later ({detail})"[:500]
+        if status is not None and status >= 500:
+            return (
+                f"the Anthropic API failed (HTTP {status}) through Claude Code's retries; "
+                f"run the task again later ({detail})"
+            )[:500]
         return f"agent error{f' (HTTP {status})' if status else ''}: {detail}"[:500]
 
     async def _record_usage(self, name: str, result: TurnResult) -> None:
@@ -432,3 +475,10 @@ class RunExecution:
                 f"budget reached: ${spent:.2f} of ${budget:.2f}; raise the task's budget and "
                 "resume it",
             )
+
+
+def with_disk_hint(reason: str) -> str:
+    """``reason``, saying what to do when it is a full disk."""
+    if "No space left on device" in reason or "ENOSPC" in reason:
+        return f"the disk is full: {reason}; free space there and run the task again"
+    return reason

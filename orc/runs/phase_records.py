@@ -97,6 +97,17 @@ async def finish_phase(
         await emit(conn, PHASE_EVENT, f"TASK-{task_number:03d}", phase_event(phase))
 
 
+async def end_running_phase(task_number: int, status: str) -> None:
+    """The phase a run was in when it failed ends with it (a new run starts that phase over)."""
+    now = datetime.now(UTC)
+    async with change_transaction() as conn:
+        for phase in await TaskPhase.filter(task_id=task_number, status="running").using_db(conn):
+            phase.status = status
+            phase.finished_at = now
+            await phase.save(using_db=conn, update_fields=["status", "finished_at"])
+            await emit(conn, PHASE_EVENT, f"TASK-{task_number:03d}", phase_event(phase))
+
+
 async def reopen_phases(task_number: int, names: tuple[str, ...]) -> None:
     """Send the task back through ``names`` (a review asked for changes)."""
     async with change_transaction() as conn:

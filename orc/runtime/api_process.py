@@ -12,6 +12,7 @@ from sanic.worker.manager import WorkerManager
 from orc.api.app import create_app
 from orc.config import Settings
 from orc.runtime import logs
+from orc.runtime.redact import secret_values
 
 
 def _wait_for_ack_unless_stopping(self: WorkerManager) -> None:
@@ -48,7 +49,7 @@ def _create_app(settings: Settings) -> Sanic:
     they start with a fresh interpreter, so they set up logging here.
     """
     if logs.output_handler() is None:
-        logs.setup_logging(settings.log_level, settings.log_format)
+        logs.setup_logging(settings.log_level, settings.log_format, secret_values(settings))
     app = create_app(settings)
     app.ctx.defer_log = logs.defer
     return app

@@ -38,6 +38,9 @@ STABLE_UPTIME_SECONDS = 60.0
 
 
 PR_SET_PDEATHSIG = 1
+# Held back (blocked, so pending, never lost) in a new job worker until it can act on them:
+# arriving during its start-up they printed a KeyboardInterrupt traceback, or left it hanging.
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
 def _die_with_parent(sig: signal.Signals) -> None:
@@ -64,6 +67,8 @@ class Child:
     # Sent when the launcher dies: the API at once (the restarted launcher needs its port),
     # the worker gracefully (its running job finishes).
     orphan_signal: signal.Signals = signal.SIGKILL
+    # The child unblocks STOP_SIGNALS itself once its handlers are in place (orc worker does).
+    hold_stop_signals: bool = False
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     failures: int = 0
@@ -71,13 +76,16 @@ class Child:
 
     def start(self) -> None:
         orphan_signal = self.orphan_signal
+        hold = self.hold_stop_signals
+
+        def in_child() -> None:
+            if hold:
+                signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+            if sys.platform == "linux":
+                _die_with_parent(orphan_signal)
+
         self.process = subprocess.Popen(
-            self.argv,
-            env=self.env,
-            start_new_session=True,
-            preexec_fn=(lambda: _die_with_parent(orphan_signal))
-            if sys.platform == "linux"
-            else None,
+            self.argv, env=self.env, start_new_session=True, preexec_fn=in_child
         )
         self.started_at = time.monotonic()
         self.restart_at = None
@@ -197,7 +205,7 @@ def serve(settings: Settings, run_worker: bool, stop: StopRequest) -> int:
     children = [api]
     worker: Child | None = None
     if run_worker:
-        worker = Child("worker", [*python, "worker"], env, signal.SIGINT, signal.SIGINT)
+        worker = worker_child(env)
         children.append(worker)
     listening = False
     try:
@@ -220,6 +228,13 @@ def serve(settings: Settings, run_worker: bool, stop: StopRequest) -> int:
         )
         _stop_children(children, grace, stop)
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def worker_child(env: dict[str, str]) -> Child:
+    """The job worker: SIGINT stops it gracefully (running jobs finish), also when the launcher
+    dies; a stop signal during its start-up waits until it can act on it."""
+    argv = [sys.executable, "-m", "orc", "worker"]
+    return Child("worker", argv, env, signal.SIGINT, signal.SIGINT, hold_stop_signals=True)
 
 
 def _supervise_worker(worker: Child) -> None:

@@ -19,14 +19,19 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from logging.handlers import QueueHandler
 from typing import Any, TextIO
 
 import orjson
 
+from orc.runtime.redact import RedactSecrets
+
 # Sanic's own loggers; they get our handler so every line has one format.
 SANIC_LOGGERS = ("sanic.root", "sanic.error", "sanic.access", "sanic.server", "sanic.websockets")
+# Libraries that log a traceback for a condition orc reports itself (asyncpg's pool retrying a
+# connection while PostgreSQL is down: requests answer 503 and readiness says so).
+ONE_LINE_LOGGERS = ("asyncpg.pool",)
 _STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 # Records written per call at most: bounds the text held in memory while a batch is written.
 MAX_BATCH = 512
@@ -74,7 +79,8 @@ class JsonFormatter(logging.Formatter):
         }
         payload.update(_extra_fields(record))
         if record.exc_info:
-            payload["exception"] = self.formatException(record.exc_info)
+            # exc_text is the traceback as the redaction filter left it.
+            payload["exception"] = record.exc_text or self.formatException(record.exc_info)
         try:
             return orjson.dumps(payload, default=str).decode()
         except TypeError:  # what orjson refuses (non-str keys, huge ints): the slow way
@@ -265,13 +271,28 @@ os.register_at_fork(
 atexit.register(stop_writer)
 
 
-def setup_logging(level: str, fmt: str) -> None:
+class ExceptionOnOneLine(logging.Filter):
+    """Puts the exception's type and message on the record's line instead of its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None:
+            record.msg = f"{record.getMessage()}: {type(error).__name__}: {error}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def setup_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> None:
     """Send orc's, Sanic's and Huey's logs to stderr in one format at one level, through the
-    writer thread."""
+    writer thread, with every secret (by shape, and the configured ``secrets`` by value)
+    redacted (in the writer thread, before formatting)."""
     global _writer
     stop_writer()
     handler = BatchStreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(RedactSecrets(secrets))
     writer = LogWriter(handler)
     writer.start()
     _writer = writer
@@ -285,3 +306,7 @@ def setup_logging(level: str, fmt: str) -> None:
     # Tortoise logs SQL (and parts of passwords) at debug; keep it quiet unless asked for.
     logging.getLogger("tortoise").setLevel(max(logging.INFO, root.level))
     logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    for name in ONE_LINE_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, ExceptionOnOneLine) for f in logger.filters):
+            logger.addFilter(ExceptionOnOneLine())

@@ -164,7 +164,7 @@ $("token-form").addEventListener("submit", async (event) => {
 });
 
 $("logout").addEventListener("click", async () => {
-  try { await api("POST", "/auth/logout"); } catch { /* signed out either way */ }
+  try { await api("POST", "/auth/logout", {}); } catch { /* signed out either way */ }
   location.hash = "#/signed-out";
   showLogin();
 });
