@@ -58,6 +58,8 @@ def clean_env(orc_home: Path, user_home: Path, log_level: str = "warning") -> di
         ORC_HOME=str(orc_home),
         ORC_LOG_LEVEL=log_level,
         ORC_LOG_FORMAT="json",
+        # Probes (/api/health, the benchmarks' favourite) are measured with their lines logged.
+        ORC_ACCESS_LOG_PROBES="true",
         PYTHONUNBUFFERED="1",
     )
     return env

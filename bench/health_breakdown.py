@@ -82,7 +82,7 @@ def serve_variant(variant: str, port: int) -> None:
                 orc_app.observe_request(request.method, route, response.status, seconds)
             if request_id:
                 response.headers["X-Request-ID"] = str(request.id)
-            if orc_app.access_log.isEnabledFor(logging.INFO):
+            if orc_app.access_log.logger.isEnabledFor(logging.INFO):
                 raise RuntimeError("this variant is for ORC_LOG_LEVEL=warning only")
 
         return on_response

@@ -135,7 +135,7 @@ def access_record(server: OrcServer, request_id: str) -> dict[str, Any]:
 @pytest.fixture
 def proxied(tmp_path: Path, sqlite_env: dict[str, str], server_factory) -> Iterator[Any]:
     """orc (trusting one proxy) behind Caddy with the production Caddyfile."""
-    env = dict(sqlite_env, ORC_PROXIES_COUNT="1")
+    env = dict(sqlite_env, ORC_PROXIES_COUNT="1", ORC_ACCESS_LOG_PROBES="true")
     server = server_factory(env, log_dir=tmp_path).start()
     caddy = Caddy(
         tmp_path,
@@ -201,7 +201,8 @@ def test_the_client_address_and_scheme_orc_sees_are_the_real_ones(proxied):
 
 
 def test_forwarded_headers_are_ignored_when_no_proxy_is_trusted(sqlite_env, server_factory):
-    server = server_factory(sqlite_env).start()  # ORC_PROXIES_COUNT defaults to 0
+    # ORC_PROXIES_COUNT defaults to 0
+    server = server_factory(dict(sqlite_env, ORC_ACCESS_LOG_PROBES="true")).start()
     response = server.get(
         "/api/health", headers={"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
     )

@@ -151,14 +151,21 @@ def test_the_filter_keeps_ordinary_lines_as_they_are():
     assert record.getMessage() == message
 
 
-def test_the_filter_is_on_the_root_handler_for_every_logger():
-    from orc.runtime.logs import setup_logging
+def test_the_filter_is_on_the_handler_that_writes_every_loggers_lines(capsys):
+    from orc.runtime.logs import output_handler, setup_logging, stop_writer
 
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     try:
         setup_logging("debug", "text", ["configured-secret-123456"])
-        assert any(isinstance(f, RedactSecrets) for f in root.handlers[0].filters)
+        handler = output_handler()
+        assert handler is not None
+        assert any(isinstance(f, RedactSecrets) for f in handler.filters)
+        logging.getLogger("some.library").warning("connecting with configured-secret-123456")
+        stop_writer()  # writes what the writer thread still holds
     finally:
+        stop_writer()
         root.handlers[:] = handlers
         root.setLevel(level)
+    err = capsys.readouterr().err
+    assert "connecting with" in err and "configured-secret-123456" not in err

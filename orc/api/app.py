@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
@@ -13,6 +14,7 @@ from sanic.response import HTTPResponse
 
 from orc import __version__
 from orc.api import (
+    access_log,
     auth_routes,
     backup_routes,
     dashboard_routes,
@@ -32,12 +34,12 @@ from orc.auth.oidc import OidcProvider
 from orc.auth.secret_key import load_secret_key
 from orc.config import Settings
 from orc.db import close_database, open_database
-from orc.health.prometheus import UNMATCHED_ROUTE, observe_request
+from orc.health.prometheus import UNMATCHED_ROUTE, flush_observations, observe_request
 from orc.usage.pricing import load_prices
 
-access_log = logging.getLogger("orc.access")
 MAX_REQUEST_BYTES = 1024 * 1024
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+METRICS_FLUSH_SECONDS = 1.0
 
 
 # Request ids: a random prefix per process and a counter; unique without a syscall per request.
@@ -75,24 +77,25 @@ async def _on_response(request: Request, response: HTTPResponse) -> None:
             tailer.wake.set()
     request_id = str(request.id)
     response.headers["X-Request-ID"] = request_id
-    if not access_log.isEnabledFor(logging.INFO):
+    if not access_log.logger.isEnabledFor(logging.INFO) or request.path in request.app.ctx.unlogged:
         return
-    access_log.info(
-        "%s %s %s",
+    fields = access_log.AccessFields(
+        time.time(),
+        request_id,
         request.method,
         request.path,
+        route,
         response.status,
-        extra={
-            "request_id": request_id,
-            "method": request.method,
-            "path": request.path,
-            "route": route,
-            "status": response.status,
-            "duration_ms": round(seconds * 1000, 2),
-            "remote": request.remote_addr or request.ip,
-            "scheme": request.scheme,
-        },
+        round(seconds * 1000, 2),
+        request.remote_addr or request.ip,
+        request.scheme,
     )
+    if not request.app.ctx.defer_log(access_log.make_record, fields):
+        access_log.log_now(fields)
+
+
+def _no_log_writer(make_record: object, fields: object) -> bool:
+    return False
 
 
 async def _open_database(app: Sanic) -> None:
@@ -101,6 +104,22 @@ async def _open_database(app: Sanic) -> None:
 
 async def _mark_stopping(app: Sanic) -> None:
     app.ctx.stopping = True
+
+
+async def _start_metrics_flush(app: Sanic) -> None:
+    """Fold answered requests into the HTTP metrics every second (and at every scrape)."""
+    loop = asyncio.get_running_loop()
+
+    def tick() -> None:
+        flush_observations()
+        app.ctx.metrics_timer = loop.call_later(METRICS_FLUSH_SECONDS, tick)
+
+    app.ctx.metrics_timer = loop.call_later(METRICS_FLUSH_SECONDS, tick)
+
+
+async def _stop_metrics_flush(app: Sanic) -> None:
+    app.ctx.metrics_timer.cancel()
+    flush_observations()
 
 
 async def _close_database(app: Sanic) -> None:
@@ -127,11 +146,16 @@ def create_app(settings: Settings) -> Sanic:
     app.ctx.settings = settings
     app.ctx.version = __version__
     app.ctx.stopping = False
+    app.ctx.unlogged = frozenset() if settings.access_log_probes else access_log.PROBE_PATHS
+    # orc serve's API process replaces it with its log writer's (orc.runtime.logs.defer).
+    app.ctx.defer_log = _no_log_writer
     app.ctx.prices = load_prices(settings.home)
     install_error_handler(app)
     app.before_server_start(_open_database)
     app.after_server_start(event_routes.start_tailer)
     app.before_server_stop(_mark_stopping)
+    app.after_server_start(_start_metrics_flush)
+    app.after_server_stop(_stop_metrics_flush)
     app.before_server_stop(event_routes.stop_tailer)
     app.after_server_stop(_close_database)
     app.ctx.auth = None

@@ -11,13 +11,17 @@ import asyncio
 import hmac
 import time
 from dataclasses import dataclass
-from typing import Any
-
-import jwt
-from authlib.integrations.httpx_client import AsyncOAuth2Client
+from typing import TYPE_CHECKING, Any
 
 from orc.config import Settings
 from orc.errors import EXIT_USAGE, OrcError
+
+if TYPE_CHECKING:
+    import jwt
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+# pyjwt (with cryptography) and authlib's client are imported where they are used: every API
+# process imports this module (for OidcError), but only one with OIDC on needs them (~14 MiB).
 
 ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384")
 SCOPES = "openid email profile"
@@ -104,6 +108,8 @@ class OidcProvider:
         self._lock = asyncio.Lock()
 
     def _client(self) -> AsyncOAuth2Client:
+        from authlib.integrations.httpx_client import AsyncOAuth2Client
+
         return AsyncOAuth2Client(
             client_id=self.client_id,
             client_secret=self.client_secret,
@@ -151,6 +157,8 @@ class OidcProvider:
         return "ok"
 
     async def _key(self, key_id: str | None) -> jwt.PyJWK:
+        import jwt
+
         metadata = await self.discover()
         stale = time.monotonic() - self._keys_fetched_at >= JWKS_REFRESH_MIN_SECONDS
         if (key_id not in self._keys or not self._keys) and stale:
@@ -202,6 +210,8 @@ class OidcProvider:
 
     async def verify_id_token(self, token: str, nonce: str | None = None) -> dict[str, Any]:
         """The claims of a valid ID token for this client; OidcError otherwise."""
+        import jwt
+
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

@@ -9,8 +9,6 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
-
 from orc.backup.manifest import BackupError
 from orc.db.private_file import make_private
 from orc.db.url import DatabaseUrl
@@ -58,6 +56,8 @@ def _file_lock(backup_dir: Path) -> Iterator[None]:
 @contextlib.asynccontextmanager
 async def _pg_lock(database_url: DatabaseUrl | str) -> AsyncIterator[None]:
     # The lock's session stays open, and holds the advisory lock, for as long as the block runs.
+    import asyncpg  # PostgreSQL only: on SQLite the processes need not load it (~3 MiB)
+
     try:
         conn = await asyncpg.connect(
             **DatabaseUrl.of(database_url).asyncpg_connect_args(),

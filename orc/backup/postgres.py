@@ -10,14 +10,18 @@ import shutil
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
-
-import asyncpg
+from typing import TYPE_CHECKING, Any
 
 from orc.backup.exclusive import LOCK_APPLICATION_NAME
 from orc.backup.files import watch_size
 from orc.backup.manifest import BackupError
 from orc.db.url import DatabaseUrl
+
+if TYPE_CHECKING:
+    import asyncpg
+
+# asyncpg is imported where a session opens: the API and the job worker import this module
+# whatever the database, and on SQLite they need not load asyncpg (~3 MiB).
 
 TOOL_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)")
 
@@ -63,6 +67,8 @@ def tool_major(path: str) -> int:
 @contextlib.asynccontextmanager
 async def _session(database_url: DatabaseUrl | str) -> AsyncIterator[asyncpg.Connection]:
     """A short session; a failure to reach the server is one line for users."""
+    import asyncpg
+
     try:
         conn = await asyncpg.connect(**DatabaseUrl.of(database_url).asyncpg_connect_args())
         try:
@@ -75,6 +81,8 @@ async def _session(database_url: DatabaseUrl | str) -> AsyncIterator[asyncpg.Con
 
 async def server_facts(database_url: DatabaseUrl | str) -> tuple[int, list[str]]:
     """The server's major version and the migrations applied to the database."""
+    import asyncpg
+
     async with _session(database_url) as conn:
         version = int(await conn.fetchval("SHOW server_version_num"))
         try:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
-from typing import Any, NoReturn
+from collections.abc import Coroutine
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -14,6 +14,17 @@ from orc.config import Settings
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+
+T = TypeVar("T")
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    # asyncio is imported here: `orc serve`'s launcher imports every command module and would
+    # keep asyncio (and ssl) in memory for the life of the server (~6 MiB).
+    import asyncio
+
+    return asyncio.run(coro)
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
@@ -48,7 +59,7 @@ def backup_now(settings: Settings, quiet: bool) -> None:
             return await backup_and_record(settings, "manual", reporter, record=opened)
 
     try:
-        manifest = asyncio.run(take())
+        manifest = _run(take())
     except BackupError as exc:
         reporter.close()
         _fail(str(exc))
@@ -133,7 +144,7 @@ def backup_verify(settings: Settings, name: str | None, verify_all: bool) -> Non
                 click.echo(f"FAILED {problem}")
         return failed
 
-    failed = asyncio.run(verify_each())
+    failed = _run(verify_each())
     if failed:
         _fail(f"{len(failed)} of {len(targets)} backup(s) failed verification: {', '.join(failed)}")
 
@@ -162,7 +173,7 @@ def backup_restore(settings: Settings, name: str, force: bool) -> None:
         _fail(str(exc), EXIT_USAGE)
     reporter = reporter_for(sys.stderr, "restore")
     try:
-        safety = asyncio.run(restore_backup(settings, manifest, force=force, reporter=reporter))
+        safety = _run(restore_backup(settings, manifest, force=force, reporter=reporter))
     except BackupError as exc:
         reporter.close()
         _fail(f"restore refused: {exc}" if "newer orc" in str(exc) else str(exc))
@@ -184,7 +195,7 @@ def _restore_plain_dump(settings: Settings, name: str, force: bool) -> None:
         _fail(f"{name} is not a file; give the path of a .sql or .sql.gz dump", EXIT_USAGE)
     reporter = reporter_for(sys.stderr, "restore")
     try:
-        safety = asyncio.run(restore_plain_dump(settings, source, force, reporter))
+        safety = _run(restore_plain_dump(settings, source, force, reporter))
     except BackupError as exc:
         reporter.close()
         _fail(str(exc))
@@ -211,7 +222,7 @@ def backup_prune(settings: Settings, dry_run: bool) -> None:
             click.echo(f"{'keep  ' if m.name in keep else 'delete'} {m.name}")
         return
     try:
-        removed = asyncio.run(prune_locked_or_not(settings, locked=False))
+        removed = _run(prune_locked_or_not(settings, locked=False))
     except BackupError as exc:
         _fail(str(exc))
     for m in removed:

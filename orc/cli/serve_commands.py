@@ -164,6 +164,9 @@ def worker(settings: Settings) -> None:
 
     # Held (pending) until the consumer can act on them: see workers.consumer.run_consumer.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    from orc.db.lean import import_orm_without_pydantic
+
+    import_orm_without_pydantic()
     from orc.runs.agent_env import check_agent_policy
     from orc.runtime.logs import setup_logging
     from orc.runtime.redact import secret_values

@@ -224,6 +224,14 @@ SETTINGS: tuple[Setting, ...] = (
         "use json or text",
     ),
     Setting(
+        "access_log_probes",
+        "ORC_ACCESS_LOG_PROBES",
+        parsers.parse_bool,
+        False,
+        "Write access-log lines for /api/health, /api/health/ready and /api/metrics too.",
+        "use true or false",
+    ),
+    Setting(
         "shutdown_timeout",
         "ORC_SHUTDOWN_TIMEOUT",
         parsers.positive_float,

@@ -45,6 +45,7 @@ class Settings:
     metrics_public_loopback: bool
     log_level: str
     log_format: str
+    access_log_probes: bool
     shutdown_timeout: float
     worker_threads: int
     disk_warn_mb: int

@@ -8,8 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import asyncpg
-
 from orc.db.private_file import make_private
 from orc.db.url import DatabaseUrl
 
@@ -30,6 +28,8 @@ async def migration_lock(database: DatabaseUrl) -> AsyncIterator[None]:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
         return
+    import asyncpg  # PostgreSQL only: an API on SQLite need not load it (~3 MiB)
+
     conn = await asyncpg.connect(**database.asyncpg_connect_args())
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", PG_MIGRATION_LOCK_KEY)

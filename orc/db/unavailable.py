@@ -6,9 +6,10 @@ the request was fine, the store was not there for it.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
+import sys
 
-import asyncpg
 from tortoise.exceptions import DBConnectionError
 
 # SQLite's primary result codes for a file that is locked, missing, unreadable or full.
@@ -22,28 +23,43 @@ _SQLITE_UNAVAILABLE = frozenset(
         sqlite3.SQLITE_READONLY,
     }
 )
-# PostgreSQL: the connection failed or was cut (class 08), the server is shutting down or
-# starting (57), out of resources (53), or the database refuses connections (55000).
-_POSTGRES_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError,
-    asyncpg.exceptions.ObjectNotInPrerequisiteStateError,
-    asyncpg.exceptions.InvalidCatalogNameError,
-    asyncpg.InterfaceError,
-    # What asyncpg raises on the first use of a pooled connection the server has just cut
-    # (e.g. a PostgreSQL restart): "cannot switch to state …; another operation is in progress".
-    asyncpg.exceptions._base.InternalClientError,
+_ALWAYS_UNAVAILABLE: tuple[type[BaseException], ...] = (
     DBConnectionError,
     ConnectionError,  # the server's port is closed or the connection was reset
 )
+
+
+@functools.cache
+def _postgres_unavailable() -> tuple[type[BaseException], ...]:
+    """PostgreSQL: the connection failed or was cut (class 08), the server is shutting down or
+    starting (57), out of resources (53), or the database refuses connections (55000).
+
+    Called once asyncpg is loaded (only PostgreSQL loads it: an API on SQLite saves ~3 MiB).
+    """
+    import asyncpg
+
+    return (
+        asyncpg.PostgresConnectionError,
+        asyncpg.exceptions.OperatorInterventionError,
+        asyncpg.exceptions.InsufficientResourcesError,
+        asyncpg.exceptions.ObjectNotInPrerequisiteStateError,
+        asyncpg.exceptions.InvalidCatalogNameError,
+        asyncpg.InterfaceError,
+        # What asyncpg raises on the first use of a pooled connection the server has just cut
+        # (e.g. a PostgreSQL restart): "cannot switch to state …; another operation is in
+        # progress".
+        asyncpg.exceptions._base.InternalClientError,
+        *_ALWAYS_UNAVAILABLE,
+    )
 
 
 def _unavailable(exc: BaseException) -> bool:
     if isinstance(exc, sqlite3.OperationalError):
         code = getattr(exc, "sqlite_errorcode", None)
         return code is not None and code & 0xFF in _SQLITE_UNAVAILABLE
-    return isinstance(exc, _POSTGRES_UNAVAILABLE)
+    if "asyncpg" not in sys.modules:  # then no asyncpg error can exist
+        return isinstance(exc, _ALWAYS_UNAVAILABLE)
+    return isinstance(exc, _postgres_unavailable())
 
 
 def is_database_unavailable(exc: BaseException) -> bool:

@@ -7,7 +7,9 @@ answer a scrape. A single API process keeps its samples in memory.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections import deque
 from typing import Any
 
 from prometheus_client import (
@@ -38,20 +40,43 @@ HTTP_DURATION = Histogram(
 # Labelled children by (method, route, status): label lookups cost more than the increments.
 # Bounded, because routes are templates and unknown paths share one label.
 _children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+# Answered requests wait here until ``flush_observations`` folds them into the metrics, in a
+# batch: at every scrape, and every second in the API (a request only appends a tuple);
+# MAX_PENDING bounds it where nothing flushes (no server loop).
+# deque.append and popleft are atomic, so the scrape's thread and the event loop can share it.
+# With several API processes the samples live in files that any of them reads at a scrape:
+# there each request is folded in at once, so a scrape always sees every process's requests.
+_pending: deque[tuple[str, str, int, float]] = deque()
+_FOLD_AT_ONCE = bool(os.environ.get(METRICS_DIR_ENV))
+MAX_PENDING = 10_000
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
     """Count one answered request under its route template (never the raw path)."""
-    key = (method, route, status)
-    pair = _children.get(key)
-    if pair is None:
-        pair = (
-            HTTP_REQUESTS.labels(method, route, str(status)),
-            HTTP_DURATION.labels(method, route),
-        )
-        _children[key] = pair
-    pair[0].inc()
-    pair[1].observe(seconds)
+    _pending.append((method, route, status, seconds))
+    if _FOLD_AT_ONCE or len(_pending) > MAX_PENDING:
+        flush_observations()
+
+
+def flush_observations() -> None:
+    """Fold the requests observed so far into the HTTP metrics."""
+    counts: dict[tuple[str, str, int], int] = {}
+    popleft = _pending.popleft
+    with contextlib.suppress(IndexError):
+        while True:
+            method, route, status, seconds = popleft()
+            key = (method, route, status)
+            pair = _children.get(key)
+            if pair is None:
+                pair = (
+                    HTTP_REQUESTS.labels(method, route, str(status)),
+                    HTTP_DURATION.labels(method, route),
+                )
+                _children[key] = pair
+            pair[1].observe(seconds)
+            counts[key] = counts.get(key, 0) + 1
+    for key, count in counts.items():
+        _children[key][0].inc(count)
 
 
 class _Families(Collector):
@@ -76,6 +101,7 @@ def _scrape_registry() -> CollectorRegistry:
 
 def render_metrics(extra: list[Metric] | None = None) -> tuple[bytes, str]:
     """The exposition text of every metric (plus ``extra`` families) and its content type."""
+    flush_observations()
     text = generate_latest(_scrape_registry())
     if extra:
         scrape = CollectorRegistry(auto_describe=False)

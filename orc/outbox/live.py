@@ -16,11 +16,12 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
-
-import asyncpg
+from typing import TYPE_CHECKING, Any
 
 from orc.db.url import DatabaseUrl
+
+if TYPE_CHECKING:
+    import asyncpg
 from orc.outbox.events import (
     EVENT_CHANNEL,
     INTERNAL_EVENT_TYPES,
@@ -206,6 +207,8 @@ class OutboxTailer:
         self.wake.clear()
 
     async def _listen(self) -> None:
+        import asyncpg  # PostgreSQL only: on SQLite the API need not load it (~3 MiB)
+
         conn = await asyncpg.connect(**self.database.asyncpg_connect_args())
         await conn.add_listener(EVENT_CHANNEL, lambda *_: self.wake.set())
         conn.add_termination_listener(self._on_listener_lost)

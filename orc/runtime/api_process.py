@@ -11,6 +11,8 @@ from sanic.worker.manager import WorkerManager
 
 from orc.api.app import create_app
 from orc.config import Settings
+from orc.runtime import logs
+from orc.runtime.redact import secret_values
 
 
 def _wait_for_ack_unless_stopping(self: WorkerManager) -> None:
@@ -40,13 +42,26 @@ def _wait_for_ack_unless_stopping(self: WorkerManager) -> None:
 WorkerManager.wait_for_ack = _wait_for_ack_unless_stopping  # type: ignore[method-assign]
 
 
+def _create_app(settings: Settings) -> Sanic:
+    """orc's app, with its access log written by this process's log writer.
+
+    Also the factory of every API worker process that Sanic spawns (``--workers`` above 1):
+    they start with a fresh interpreter, so they set up logging here.
+    """
+    if logs.output_handler() is None:
+        logs.setup_logging(settings.log_level, settings.log_format, secret_values(settings))
+    app = create_app(settings)
+    app.ctx.defer_log = logs.defer
+    return app
+
+
 def run_api(settings: Settings) -> None:
     """Serve until SIGTERM/SIGINT; blocks.
 
     With several workers Sanic spawns them and pickles the loader: each gets these settings,
     so no worker reads the configuration again.
     """
-    loader = AppLoader(factory=partial(create_app, settings))
+    loader = AppLoader(factory=partial(_create_app, settings))
     app = loader.load()
     single = settings.workers == 1
     app.prepare(

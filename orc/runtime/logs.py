@@ -1,13 +1,29 @@
-"""Logging set-up: JSON (one object per line) or text, per ORC_LOG_FORMAT."""
+"""Logging set-up: JSON (one object per line) or text, per ORC_LOG_FORMAT, written off the caller.
+
+A logging call only puts its record on a queue (a few microseconds); one writer thread per
+process formats the records and writes each batch with one call, so a busy or blocked stderr
+never holds up a request. Records keep their order, and ``stop_writer`` (run at exit) writes
+every queued one before the process ends.
+
+Filters apply as usual: on a logger or on the root handler (``QueueHandler``) they run in the
+caller, on the output handler (``output_handler()``) in the writer thread, before formatting.
+"""
 
 from __future__ import annotations
 
-import json
+import atexit
+import collections
+import contextlib
 import logging
+import os
 import sys
-from collections.abc import Iterable
-from datetime import UTC, datetime
-from typing import Any
+import threading
+import time
+from collections.abc import Callable, Iterable
+from logging.handlers import QueueHandler
+from typing import Any, TextIO
+
+import orjson
 
 from orc.runtime.redact import RedactSecrets
 
@@ -16,19 +32,47 @@ SANIC_LOGGERS = ("sanic.root", "sanic.error", "sanic.access", "sanic.server", "s
 # Libraries that log a traceback for a condition orc reports itself (asyncpg's pool retrying a
 # connection while PostgreSQL is down: requests answer 503 and readiness says so).
 ONE_LINE_LOGGERS = ("asyncpg.pool",)
-_STANDARD_ATTRS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+_STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# Records written per call at most: bounds the text held in memory while a batch is written.
+MAX_BATCH = 512
+# How often the writer thread wakes to write what was logged meanwhile.
+FLUSH_SECONDS = 0.1
+
+
+# A record made by the writer thread: (make_record, fields). The request's path only builds a
+# tuple; the LogRecord (about half of a line's cost) is made off it, in a batch.
+Deferred = tuple[Callable[[Any], logging.LogRecord], Any]
 
 
 def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS}
 
 
+class _UtcClock:
+    """ISO 8601 times in UTC with milliseconds; the seconds part is formatted once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def iso(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._prefix}.{int((created - second) * 1000):03d}+00:00"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and any ``extra`` fields."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._clock = _UtcClock()
+
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": self._clock.iso(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -37,7 +81,12 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             # exc_text is the traceback as the redaction filter left it.
             payload["exception"] = record.exc_text or self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
+        try:
+            return orjson.dumps(payload, default=str).decode()
+        except TypeError:  # what orjson refuses (non-str keys, huge ints): the slow way
+            import json
+
+            return json.dumps(payload, default=str)
 
 
 class TextFormatter(logging.Formatter):
@@ -50,6 +99,176 @@ class TextFormatter(logging.Formatter):
         line = super().format(record)
         extras = " ".join(f"{k}={v}" for k, v in _extra_fields(record).items())
         return f"{line} {extras}" if extras else line
+
+
+class BatchStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that, while the writer collects a batch, keeps lines for one write."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self.pending: list[str] | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.pending is None:
+            super().emit(record)
+            return
+        try:
+            self.pending.append(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+    def locked_write(self, records: list[logging.LogRecord]) -> None:
+        """Filter, format and write ``records`` with one write."""
+        self.acquire()
+        try:
+            self._write_batch(records)
+        finally:
+            self.release()
+
+    def _write_batch(self, records: list[logging.LogRecord]) -> None:
+        self.pending = []
+        try:
+            for record in records:
+                if record.levelno >= self.level:
+                    self.handle(record)
+            if self.pending:
+                self.stream.write("\n".join(self.pending) + "\n")
+                self.stream.flush()
+        except Exception:
+            self.handleError(records[-1])
+        finally:
+            self.pending = None
+
+
+class _Enqueue(QueueHandler):
+    """Appends the record itself to the writer's deque: it never leaves the process, so nothing
+    is formatted (nor copied) in the caller, and no thread is woken per record."""
+
+    def __init__(self, writer: LogWriter) -> None:
+        super().__init__(writer.records)  # type: ignore[arg-type]
+        self.writer = writer
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        self.writer.submit(record)
+
+
+class LogWriter:
+    """The thread that takes records off the deque and hands them to the output handler.
+
+    It wakes every FLUSH_SECONDS (or once MAX_BATCH records wait) rather than per record: a
+    thread woken per record takes the GIL from the event loop on every request, which cost
+    more than the formatting it saved.
+    """
+
+    def __init__(self, handler: BatchStreamHandler) -> None:
+        self.handler = handler
+        # deque.append and popleft are atomic: callers never take a lock to log.
+        self.records: collections.deque[logging.LogRecord | Deferred] = collections.deque()
+        self.wake = threading.Event()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name="orc-log-writer", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def submit(self, item: logging.LogRecord | Deferred) -> None:
+        self.records.append(item)
+        if len(self.records) >= MAX_BATCH:
+            self.wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self.wake.wait(FLUSH_SECONDS)
+            self.wake.clear()
+            stopping = self.stopping
+            self.write_queued()
+            if stopping:
+                return
+
+    def write_queued(self) -> None:
+        """Write every record queued so far, oldest first, MAX_BATCH per write."""
+        popleft = self.records.popleft
+        while self.records:
+            batch: list[logging.LogRecord] = []
+            with contextlib.suppress(IndexError):
+                while len(batch) < MAX_BATCH:
+                    item = popleft()
+                    if isinstance(item, tuple):
+                        make_record, fields = item
+                        try:
+                            item = make_record(fields)
+                        except Exception:
+                            logging.getLogger(__name__).exception("cannot make a log record")
+                            continue
+                    batch.append(item)
+            self.handler.locked_write(batch)
+
+    def stop(self) -> None:
+        """Write everything queued so far, then end the thread."""
+        if self.thread.is_alive():
+            self.stopping = True
+            self.wake.set()
+            self.thread.join()
+
+
+_writer: LogWriter | None = None
+
+
+def defer(make_record: Callable[[Any], logging.LogRecord], fields: Any) -> bool:
+    """Queue ``make_record(fields)`` for the writer thread; False when there is no writer (the
+    caller then logs the record itself). The record goes to the output handler and its
+    filters; the logger's own filters and level are the caller's to check."""
+    writer = _writer
+    if writer is None:
+        return False
+    writer.submit((make_record, fields))
+    return True
+
+
+def output_handler() -> logging.Handler | None:
+    """The handler that writes lines (a filter added here runs in the writer thread)."""
+    return _writer.handler if _writer is not None else None
+
+
+def stop_writer() -> None:
+    """Write every queued record now and log synchronously from here on (exit, fork)."""
+    global _writer
+    writer, _writer = _writer, None
+    if writer is None:
+        return
+    writer.stop()
+    logging.getLogger().handlers[:] = [writer.handler]
+    writer.write_queued()  # whatever another thread logged while the writer stopped
+
+
+def _before_fork() -> None:
+    # A child must not inherit the stream's lock while the writer holds it mid-write.
+    if _writer is not None:
+        _writer.handler.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    if _writer is not None:
+        _writer.handler.release()
+
+
+def _after_fork_in_child() -> None:
+    """The child has no writer thread (and may be about to exec): it logs synchronously."""
+    global _writer
+    writer, _writer = _writer, None
+    if writer is not None:
+        writer.handler.createLock()
+        writer.handler.pending = None
+        logging.getLogger().handlers[:] = [writer.handler]
+
+
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+)
+atexit.register(stop_writer)
 
 
 class ExceptionOnOneLine(logging.Filter):
@@ -66,13 +285,19 @@ class ExceptionOnOneLine(logging.Filter):
 
 
 def setup_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> None:
-    """Send orc's, Sanic's and Huey's logs to stderr in one format at one level, with every
-    secret (by shape, and the configured ``secrets`` by value) redacted."""
-    handler = logging.StreamHandler(sys.stderr)
+    """Send orc's, Sanic's and Huey's logs to stderr in one format at one level, through the
+    writer thread, with every secret (by shape, and the configured ``secrets`` by value)
+    redacted (in the writer thread, before formatting)."""
+    global _writer
+    stop_writer()
+    handler = BatchStreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RedactSecrets(secrets))
+    writer = LogWriter(handler)
+    writer.start()
+    _writer = writer
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [_Enqueue(writer)]
     root.setLevel(level.upper())
     for name in SANIC_LOGGERS:
         logger = logging.getLogger(name)
