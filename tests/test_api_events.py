@@ -37,19 +37,21 @@ def test_events_since_lists_every_change_in_order(api: Api):
         "phase",
         "state",
         "tokens",
+        "phase",  # the pause stops the running phase
         "state",
         "task_deleted",
     ]
     ids = [e["id"] for e in events]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert all(e["type"] == "event" and e["task_id"] == task_id for e in events)
-    created, renamed, _, phase, run, used, paused, deleted = (e["data"] for e in events)
+    created, renamed, _, phase, run, used, stopped, paused, deleted = (e["data"] for e in events)
     assert (created["id"], created["title"], created["status"]) == (task_id, "watched", "created")
     assert renamed["title"] == "renamed" and renamed["changed"] == ["title"]
     assert (phase["name"], phase["status"], phase["iterations"]) == ("plan", "running", 1)
     assert (run["from"], run["to"], run["action"]) == ("created", "queued", "run")
     assert used["recorded"] == 2 and used["tokens"] == tokens(3, 4)
     assert sorted(used["models"]) == sorted([SONNET, HAIKU])
+    assert (stopped["name"], stopped["status"]) == ("plan", "paused")
     assert (paused["from"], paused["to"], paused["action"]) == ("queued", "paused", "pause")
     assert deleted == {"id": task_id}
 
