@@ -173,6 +173,7 @@ def test_docker_reports_the_container_healthy(started: Started):
 
 def test_the_probes_answer_without_the_token_the_api_needs_it(started: Started):
     url = started.main.url
+    started.main.wait_for(started.main.health_ok, 120, "the API")  # whatever ran before
     health = httpx.get(url + "/api/health")
     assert health.status_code == 200 and health.json()["status"] == "ok"
     started.main.wait_for(
