@@ -155,15 +155,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--db", default="sqlite,postgres")
     parser.add_argument("--pg-url", default=orcbench.DEFAULT_PG_URL)
-    args = parser.parse_args()
-    if orcbench.per_database(args.db):
-        return
-    print(benchlib.load_note())
-    with (
-        benchlib.temp_dir("orc-bench-latency-") as root,
-        runlib.database(args.db.strip(), args.pg_url) as url,
-    ):
-        asyncio.run(bench(args, root, url))
+    runlib.run_on_each_database(parser.parse_args(), "orc-bench-latency-", bench)
 
 
 if __name__ == "__main__":

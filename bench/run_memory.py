@@ -178,15 +178,7 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=3.0, help="seconds before each reading")
     parser.add_argument("--db", default="sqlite")
     parser.add_argument("--pg-url", default=orcbench.DEFAULT_PG_URL)
-    args = parser.parse_args()
-    if orcbench.per_database(args.db):
-        return
-    print(benchlib.load_note())
-    with (
-        benchlib.temp_dir("orc-bench-runmem-") as root,
-        runlib.database(args.db.strip(), args.pg_url) as url,
-    ):
-        asyncio.run(bench(args, root, url))
+    runlib.run_on_each_database(parser.parse_args(), "orc-bench-runmem-", bench)
 
 
 if __name__ == "__main__":

@@ -193,6 +193,20 @@ def database(kind: str, pg_url: str) -> Iterator[str | None]:
         asyncio.run(orcbench._pg_admin(pg_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+def run_on_each_database(
+    args: Any, temp_prefix: str, bench: Callable[[Any, Path, str | None], Any]
+) -> None:
+    """The entry of a bench with --db and --pg-url: one process per database (orcbench), each
+    running ``bench(args, root, database_url)`` in a fresh temporary directory."""
+    import orcbench
+
+    if orcbench.per_database(args.db):
+        return
+    print(benchlib.load_note())
+    with benchlib.temp_dir(temp_prefix) as root, database(args.db.strip(), args.pg_url) as url:
+        asyncio.run(bench(args, root, url))
+
+
 @contextlib.contextmanager
 def orc_serve(
     root: Path,
