@@ -666,6 +666,7 @@ async def test_on_sqlite_a_write_by_another_process_wakes_the_tailer_not_its_pol
     from orc.outbox import live
 
     monkeypatch.setattr(live, "SQLITE_POLL_SECONDS", 3600.0)
+    monkeypatch.setattr(live, "SAFETY_POLL_SECONDS", 3600.0)
     hub, subscriber = Hub(), Subscriber()
     subscriber.topic = "*"
     hub.subscribers.add(subscriber)

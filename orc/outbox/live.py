@@ -1,7 +1,8 @@
 """Live events in one API process: tail the outbox, fan out to WebSocket subscribers.
 
-Every API process runs one ``OutboxTailer``. It polls the outbox by id (SQLite) or wakes on
-PostgreSQL NOTIFY (with a slow poll as a safety net), so events written by any process (other
+Every API process runs one ``OutboxTailer``. It wakes on PostgreSQL NOTIFY, or on SQLite on a
+write to the database's directory (inotify), with a slow poll as a safety net (a fast poll on
+SQLite where inotify is missing), so events written by any process (other
 API workers, the CLI, the job worker, other servers on the same PostgreSQL) reach this
 process's clients. Each subscriber has a bounded queue: a client that cannot keep up is
 disconnected (it reconnects with ``since`` and misses nothing) instead of slowing the others
@@ -35,8 +36,8 @@ log = logging.getLogger("orc.live")
 
 QUEUE_LIMIT = 1000
 BATCH = 500
-SQLITE_POLL_SECONDS = 0.1
-POSTGRES_SAFETY_POLL_SECONDS = 1.0
+SQLITE_POLL_SECONDS = 0.1  # SQLite without a write watcher (not Linux)
+SAFETY_POLL_SECONDS = 1.0  # woken by NOTIFY or by the write watcher: the poll is a safety net
 SESSION_UPDATE_MIN_INTERVAL = 1.0
 SESSION_EVENT_TYPES = {"state", "tokens", "task_created", "task_deleted"}
 ALL = "*"
@@ -193,7 +194,7 @@ class OutboxTailer:
             self._session_pending = None
 
     def _watch_sqlite(self) -> None:
-        """On SQLite, wake on every write of the database by any process (the poll stays)."""
+        """On SQLite, wake on every write of the database by any process (the poll slows)."""
         if self.is_postgres:
             return
         wake = SqliteWake(self.database.sqlite_path, self.wake)
@@ -201,7 +202,8 @@ class OutboxTailer:
             self._sqlite_wake = wake
 
     async def _wait(self) -> None:
-        timeout = POSTGRES_SAFETY_POLL_SECONDS if self.is_postgres else SQLITE_POLL_SECONDS
+        woken_by_writes = self.is_postgres or self._sqlite_wake is not None
+        timeout = SAFETY_POLL_SECONDS if woken_by_writes else SQLITE_POLL_SECONDS
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), timeout)
         self.wake.clear()
