@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +170,31 @@ class OrcServer:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
+
+
+@contextlib.contextmanager
+def moto_s3_server(log: Path, bucket: str = "orc-backups") -> Iterator[int]:
+    """A local S3 (moto_server) on a free loopback port with ``bucket`` made; yields the port."""
+    port = free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            ["moto_server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(endpoint, timeout=1, trust_env=False)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "moto_server did not start"
+                time.sleep(0.2)
+        httpx.put(f"{endpoint}/{bucket}", timeout=10, trust_env=False).raise_for_status()
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -12,12 +12,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from orc.replication.litestream import litestream_binary, litestream_env
 from tests.backup_support import orc_ok
-from tests.support import base_env, free_port, run_orc
+from tests.support import base_env, moto_s3_server, run_orc
 
 ROWS = 300
 
@@ -147,30 +146,8 @@ def test_file_replica_restores_into_a_new_path_with_equal_rows(tmp_path, litestr
 
 @pytest.fixture
 def moto_s3(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    log = (tmp_path / "moto.log").open("wb")
-    proc = subprocess.Popen(
-        ["moto_server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(endpoint, timeout=1)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, "moto_server did not start"
-                time.sleep(0.2)
-        httpx.put(f"{endpoint}/orc-backups", timeout=10).raise_for_status()  # create the bucket
-        yield endpoint
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
+    with moto_s3_server(tmp_path / "moto.log") as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ import pytest
 from orc.auth.oidc import OidcProvider
 from orc.config import load_settings
 from tests.oidc_provider import run_provider
-from tests.support import OrcServer, base_env, free_port, run_orc
+from tests.support import OrcServer, base_env, free_port, moto_s3_server, run_orc
 
 pytestmark = pytest.mark.timeout(120)
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
@@ -184,29 +184,8 @@ def _loopback_name() -> str:
 
 @pytest.fixture
 def s3_by_name(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    with (tmp_path / "moto.log").open("wb") as log:
-        process = subprocess.Popen(
-            ["moto_server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(endpoint, timeout=1, trust_env=False)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, "moto_server did not start"
-                time.sleep(0.2)
-        httpx.put(f"{endpoint}/orc-backups", timeout=10, trust_env=False).raise_for_status()
+    with moto_s3_server(tmp_path / "moto.log") as port:
         yield f"http://{_loopback_name()}:{port}"
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def _restore_from_s3(tmp_path: Path, endpoint: str, **proxy_env: str):
