@@ -30,11 +30,12 @@ SPEC_TEAM_ENV = {
 }
 
 
-def _rendered_orc_env(env: dict[str, str]) -> dict[str, str]:
+def _compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`docker-compose config` of the team file with ``env`` as its .env (offline)."""
     compose = shutil.which("docker-compose", path=f"{Path(sys.executable).parent}:/usr/bin")
     if compose is None:
         pytest.fail("docker-compose is missing: scripts/test installs it")
-    result = subprocess.run(
+    return subprocess.run(
         [compose, "-f", "docker-compose.team.yml", "config"],
         cwd=DEPLOY,
         env={"PATH": "/usr/bin:/bin", **env},
@@ -42,6 +43,10 @@ def _rendered_orc_env(env: dict[str, str]) -> dict[str, str]:
         text=True,
         timeout=60,
     )
+
+
+def _rendered_orc_env(env: dict[str, str]) -> dict[str, str]:
+    result = _compose_config(env)
     assert result.returncode == 0, result.stderr
     config: dict[str, Any] = yaml.safe_load(result.stdout)
     return {k: str(v) for k, v in config["services"]["orc"]["environment"].items()}
@@ -56,17 +61,7 @@ def test_the_spec_team_env_renders_oidc_without_a_token():
 
 @pytest.mark.parametrize("missing", ["OIDC_ISSUER", "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET"])
 def test_the_team_file_says_which_oidc_value_is_missing(missing: str):
-    compose = shutil.which("docker-compose", path=f"{Path(sys.executable).parent}:/usr/bin")
-    assert compose is not None
-    env = {k: v for k, v in SPEC_TEAM_ENV.items() if k != missing}
-    result = subprocess.run(
-        [compose, "-f", "docker-compose.team.yml", "config"],
-        cwd=DEPLOY,
-        env={"PATH": "/usr/bin:/bin", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _compose_config({k: v for k, v in SPEC_TEAM_ENV.items() if k != missing})
     assert result.returncode != 0
     assert f"set {missing} in .env" in result.stderr
 
