@@ -35,7 +35,6 @@ def serve(
     no_migrate: bool,
 ) -> None:
     """Run the API (and the job worker) until SIGTERM or Ctrl-C."""
-    from orc.auth.policy import check_auth_policy
     from orc.config import parse_host
     from orc.config.unused import unused_settings_warnings
     from orc.runs.agent_env import check_agent_policy
@@ -53,7 +52,6 @@ def serve(
     stop = launcher.StopRequest()
     stop.install()
     settings = settings_from(ctx, host=host, port=port, workers=workers)
-    check_auth_policy(settings)
     if not no_worker:
         check_agent_policy(settings)
     load_prices(settings.home)  # a broken pricing.yaml stops start-up here, in one line
@@ -68,14 +66,18 @@ def serve(
 
 
 def _prepare_in_child(settings: Settings, migrate: bool) -> None:
-    """Migrate and check auth in a forked child, so the long-lived supervisor never loads the
-    ORM or the OIDC client (they would stay in its memory for the life of the server)."""
+    """Check the auth policy, migrate and prepare auth in a forked child, so the long-lived
+    supervisor never loads the token-strength dictionaries (13 MiB), the ORM or the OIDC client
+    (they would stay in its memory for the life of the server)."""
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:  # the child: migrate, report, exit without running the parent's cleanup
         code = 0
         try:
+            from orc.auth.policy import check_auth_policy
+
+            check_auth_policy(settings)
             if migrate:
                 _migrate_or_exit(settings)
             if settings.auth_enabled:
