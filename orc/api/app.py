@@ -40,6 +40,7 @@ from orc.usage.pricing import load_prices
 MAX_REQUEST_BYTES = 1024 * 1024
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 METRICS_FLUSH_SECONDS = 1.0
+REQUEST_ID_HEADER = "X-Request-ID"
 
 
 # Request ids: a random prefix per process and a counter; unique without a syscall per request.
@@ -54,47 +55,78 @@ class OrcRequest(Request):
     def generate_id(cls, *_: Any) -> str:
         return f"{_ID_PREFIX}-{next(_id_counter):x}"
 
+    @property
+    def id(self) -> Any:
+        """The client's X-Request-ID as Sanic reads it, else our own id as it is: Sanic would
+        try it as a UUID and as an int first (two exceptions raised per request)."""
+        if not self._id:
+            if REQUEST_ID_HEADER in self.headers:
+                return super().id
+            self._id = self.generate_id()
+        return self._id
+
 
 def _route_template(request: Request) -> str:
     route = request.route
     return "/" + route.path if route is not None else UNMATCHED_ROUTE
 
 
+def _client(request: Request, direct: bool) -> tuple[str, str]:
+    """The client's address and scheme for the access line.
+
+    ``direct`` when no proxy is trusted: then Sanic's ``remote_addr`` is always empty, and
+    reading the connection saves parsing the forwarding headers per request.
+    """
+    if direct and "upgrade" not in request.headers:
+        conn = request.conn_info
+        if conn is not None:
+            return conn.client_ip, "https" if conn.ssl else "http"
+    return request.remote_addr or request.ip, request.scheme
+
+
 async def _on_response(request: Request, response: HTTPResponse) -> None:
-    if request.app.ctx.stopping and hasattr(request.stream, "keep_alive"):
+    ctx = request.app.ctx
+    stream = request.stream
+    if ctx.stopping and hasattr(stream, "keep_alive"):
         # Sanic closes idle keep-alive connections at shutdown but not one that was busy when
         # the signal came; without this it would hold the drain open until the timeout.
-        request.stream.keep_alive = False  # type: ignore[union-attr]
+        stream.keep_alive = False  # type: ignore[union-attr]
     # Sanic's HTTP/1 handler stamps each request when it starts reading it.
-    started = getattr(request.stream, "perft0", None)
+    started = getattr(stream, "perft0", None)
     seconds = time.perf_counter() - started if started is not None else 0.0
     route = _route_template(request)
-    observe_request(request.method, route, response.status, seconds)
-    if request.method not in SAFE_METHODS and response.status < 400:
+    method = request.method
+    status = response.status
+    observe_request(method, route, status, seconds)
+    if method not in SAFE_METHODS and status < 400:
         # This process just wrote events: deliver them now rather than at the next poll.
-        tailer = getattr(request.app.ctx, "tailer", None)
+        tailer = getattr(ctx, "tailer", None)
         if tailer is not None:
             tailer.wake.set()
     request_id = str(request.id)
-    response.headers["X-Request-ID"] = request_id
-    if not access_log.logger.isEnabledFor(logging.INFO) or request.path in request.app.ctx.unlogged:
+    response.headers[REQUEST_ID_HEADER] = request_id
+    if not access_log.logger.isEnabledFor(logging.INFO):
         return
+    path = request.path
+    if path in ctx.unlogged:
+        return
+    remote, scheme = _client(request, ctx.direct_clients)
     fields = access_log.AccessFields(
         time.time(),
         request_id,
-        request.method,
-        request.path,
+        method,
+        path,
         route,
-        response.status,
+        status,
         round(seconds * 1000, 2),
-        request.remote_addr or request.ip,
-        request.scheme,
+        remote,
+        scheme,
     )
-    if not request.app.ctx.defer_log(access_log.make_record, fields):
+    if not ctx.defer_log(fields):
         access_log.log_now(fields)
 
 
-def _no_log_writer(make_record: object, fields: object) -> bool:
+def _no_log_writer(fields: object) -> bool:
     return False
 
 
@@ -135,7 +167,7 @@ def create_app(settings: Settings) -> Sanic:
     app.config.MOTD = False
     # sanic-ext would load itself (and a CDN-backed /docs page); orc opts in explicitly.
     app.config.AUTO_EXTEND = False
-    app.config.REQUEST_ID_HEADER = "X-Request-ID"
+    app.config.REQUEST_ID_HEADER = REQUEST_ID_HEADER
     # The client's address and scheme from X-Forwarded-For/-Proto, only through trusted proxies
     # (the rightmost PROXIES_COUNT entries); never from a header a client could set alone.
     app.config.PROXIES_COUNT = settings.proxies_count
@@ -147,6 +179,9 @@ def create_app(settings: Settings) -> Sanic:
     app.ctx.version = __version__
     app.ctx.stopping = False
     app.ctx.unlogged = frozenset() if settings.access_log_probes else access_log.PROBE_PATHS
+    # No proxy trusted (and no SERVER_NAME or FORWARDED_SECRET, which orc never sets): the
+    # client is the connection's peer (see _client).
+    app.ctx.direct_clients = not settings.proxies_count
     # orc serve's API process replaces it with its log writer's (orc.runtime.logs.defer).
     app.ctx.defer_log = _no_log_writer
     app.ctx.prices = load_prices(settings.home)

@@ -9,12 +9,14 @@ from orc import __version__
 from orc.health.readiness import check_readiness
 
 bp = Blueprint("health")
+# Liveness says the same every time: encoded once, not per probe.
+_ALIVE = json({"status": "ok", "version": __version__}).body
 
 
 @bp.get("/api/health")
 async def health(request: Request) -> HTTPResponse:
     """Liveness: the process answers. Touches nothing else."""
-    return json({"status": "ok", "version": __version__})
+    return HTTPResponse(_ALIVE, content_type="application/json")
 
 
 @bp.get("/api/health/ready")

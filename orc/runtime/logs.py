@@ -19,9 +19,9 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from logging.handlers import QueueHandler
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import orjson
 
@@ -39,9 +39,19 @@ MAX_BATCH = 512
 FLUSH_SECONDS = 0.1
 
 
-# A record made by the writer thread: (make_record, fields). The request's path only builds a
-# tuple; the LogRecord (about half of a line's cost) is made off it, in a batch.
-Deferred = tuple[Callable[[Any], logging.LogRecord], Any]
+class Deferred(Protocol):
+    """A line handed to the writer as plain fields (an access line): the request's path only
+    builds a tuple; the writer formats it straight to JSON, or makes a ``LogRecord`` of it when
+    the output handler needs one (a text format, a filter other than the redaction)."""
+
+    @property
+    def created(self) -> float: ...
+
+    def line_parts(self) -> tuple[str, int, str, dict[str, Any]]:
+        """Logger name, level, message, extra fields."""
+        ...
+
+    def record(self) -> logging.LogRecord: ...
 
 
 def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -81,12 +91,32 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             # exc_text is the traceback as the redaction filter left it.
             payload["exception"] = record.exc_text or self.formatException(record.exc_info)
-        try:
-            return orjson.dumps(payload, default=str).decode()
-        except TypeError:  # what orjson refuses (non-str keys, huge ints): the slow way
-            import json
+        return _dumps(payload)
 
-            return json.dumps(payload, default=str)
+    def format_parts(
+        self, created: float, name: str, level: int, message: str, extra: dict[str, Any]
+    ) -> str:
+        """The line of a ``Deferred`` (the same keys, in the same order, as ``format``)."""
+        payload: dict[str, Any] = {
+            "time": self._clock.iso(created),
+            "level": _LEVEL_NAMES.get(level) or logging.getLevelName(level).lower(),
+            "logger": name,
+            "message": message,
+        }
+        payload.update(extra)
+        return _dumps(payload)
+
+
+_LEVEL_NAMES = {level: logging.getLevelName(level).lower() for level in range(0, 60, 10)}
+
+
+def _dumps(payload: dict[str, Any]) -> str:
+    try:
+        return orjson.dumps(payload, default=str).decode()
+    except TypeError:  # what orjson refuses (non-str keys, huge ints): the slow way
+        import json
+
+        return json.dumps(payload, default=str)
 
 
 class TextFormatter(logging.Formatter):
@@ -117,27 +147,66 @@ class BatchStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except Exception:
             self.handleError(record)
 
-    def locked_write(self, records: list[logging.LogRecord]) -> None:
-        """Filter, format and write ``records`` with one write."""
+    def locked_write(self, items: list[logging.LogRecord | Deferred]) -> None:
+        """Filter, format and write ``items`` with one write."""
         self.acquire()
         try:
-            self._write_batch(records)
+            self._write_batch(items)
         finally:
             self.release()
 
-    def _write_batch(self, records: list[logging.LogRecord]) -> None:
+    def _direct(self) -> bool:
+        """Whether a ``Deferred`` can skip its LogRecord: JSON, and no filter but redaction."""
+        return isinstance(self.formatter, JsonFormatter) and all(
+            isinstance(f, RedactSecrets) for f in self.filters
+        )
+
+    def _write_batch(self, items: list[logging.LogRecord | Deferred]) -> None:
         self.pending = []
+        pending = self.pending
+        direct = self._direct()
         try:
-            for record in records:
-                if record.levelno >= self.level:
-                    self.handle(record)
-            if self.pending:
-                self.stream.write("\n".join(self.pending) + "\n")
+            for item in items:
+                if isinstance(item, logging.LogRecord):
+                    if item.levelno >= self.level:
+                        self.handle(item)
+                elif direct:
+                    self._append_direct(item, pending)
+                else:
+                    record = _record_of(item)
+                    if record is not None and record.levelno >= self.level:
+                        self.handle(record)
+            if pending:
+                self.stream.write("\n".join(pending) + "\n")
                 self.stream.flush()
         except Exception:
-            self.handleError(records[-1])
+            # The last plain record, for handleError's message (a Deferred has none).
+            last = next((i for i in reversed(items) if isinstance(i, logging.LogRecord)), None)
+            self.handleError(last or logging.makeLogRecord({"msg": "cannot write log lines"}))
         finally:
             self.pending = None
+
+    def _append_direct(self, item: Deferred, pending: list[str]) -> None:
+        """Redact and format ``item`` as the filters and formatter would its record."""
+        try:
+            name, level, message, extra = item.line_parts()
+            if level < self.level:
+                return
+            for redactor in self.filters:
+                message = redactor.redact(message)  # type: ignore[union-attr]
+                extra = redactor.redact_values(extra)  # type: ignore[union-attr]
+            formatter: JsonFormatter = self.formatter  # type: ignore[assignment]
+            pending.append(formatter.format_parts(item.created, name, level, message, extra))
+        except Exception:
+            logging.getLogger(__name__).exception("cannot format a log line")
+
+
+def _record_of(item: Deferred) -> logging.LogRecord | None:
+    try:
+        return item.record()
+    except Exception:
+        logging.getLogger(__name__).exception("cannot make a log record")
+        return None
 
 
 class _Enqueue(QueueHandler):
@@ -192,18 +261,10 @@ class LogWriter:
         """Write every record queued so far, oldest first, MAX_BATCH per write."""
         popleft = self.records.popleft
         while self.records:
-            batch: list[logging.LogRecord] = []
+            batch: list[logging.LogRecord | Deferred] = []
             with contextlib.suppress(IndexError):
                 while len(batch) < MAX_BATCH:
-                    item = popleft()
-                    if isinstance(item, tuple):
-                        make_record, fields = item
-                        try:
-                            item = make_record(fields)
-                        except Exception:
-                            logging.getLogger(__name__).exception("cannot make a log record")
-                            continue
-                    batch.append(item)
+                    batch.append(popleft())
             self.handler.locked_write(batch)
 
     def stop(self) -> None:
@@ -217,14 +278,14 @@ class LogWriter:
 _writer: LogWriter | None = None
 
 
-def defer(make_record: Callable[[Any], logging.LogRecord], fields: Any) -> bool:
-    """Queue ``make_record(fields)`` for the writer thread; False when there is no writer (the
-    caller then logs the record itself). The record goes to the output handler and its
-    filters; the logger's own filters and level are the caller's to check."""
+def defer(item: Deferred) -> bool:
+    """Queue ``item`` for the writer thread; False when there is no writer (the caller then
+    logs its record itself). It goes to the output handler and its filters; the logger's own
+    filters and level are the caller's to check."""
     writer = _writer
     if writer is None:
         return False
-    writer.submit((make_record, fields))
+    writer.submit(item)
     return True
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from orc.config import SETTINGS, Settings
@@ -82,6 +83,11 @@ class RedactSecrets(logging.Filter):
         for pattern, replacement in _PATTERNS:
             text = pattern.sub(replacement, text)
         return text
+
+    def redact_values(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """``fields`` with every string value redacted (the extra fields of a line)."""
+        redact = self.redact
+        return {k: redact(v) if isinstance(v, str) else v for k, v in fields.items()}
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
