@@ -1,27 +1,22 @@
-"""Where orc's per-request cost goes: orc's app with one piece of middleware work removed.
+"""Where orc's per-request cost goes: orc's API with one piece of its per-request work removed.
 
-A diagnostic for bench/health_rps.py, not a benchmark with a target. Each variant runs
-``orc.api.app.create_app`` single-process the way ``python -m orc _api`` does (same settings,
-same PROMETHEUS_MULTIPROC_DIR set-up, ORC_LOG_LEVEL=warning), with orc.api.app patched in the
-variant's own process only; orc's code is not changed. The variants:
+A diagnostic for bench/health_rps.py, not a benchmark with a target. Each variant runs orc's
+API single-process the way ``orc serve``'s API process does (``orc.runtime.api_process``:
+the log writer thread, the access log handed to it), at ORC_LOG_LEVEL=info with the probes
+logged, with one change made in the variant's own process only (orc's code is not changed):
 
-  orc           orc.api.app as it is
-  lazy-log      the access-log call and its ``extra`` dict only when INFO is enabled
-                (orc builds the dict, with str(request.id) and request.remote_addr, even when
-                the log line is then dropped)
-  lazy-log-noid lazy-log, and no X-Request-ID header (no uuid4 per request)
-  lazy-log-nomx lazy-log, and no Prometheus metrics (no observe_request)
-  lazy-log-1reg lazy-log, with prometheus_client in single-process mode (no mmap files)
-  empty-mw      orc's two middleware registered, but they do nothing
-  no-mw         no middleware at all (orc's routes, error handler, blueprints only)
-  gc-freeze     orc.api.app as it is, plus gc.freeze() once the server has started
-  bare          bench/bare_sanic.py
+  orc         as it is, at info (orc's default level): one access line per request
+  orc-warn    as it is, at warning: no access line
+  no-access   at info, but no access line for /api/health (the fields and the writer's work)
+  no-metrics  at info, without counting the request in the HTTP metrics (observe_request)
+  no-mw       at info, without orc's response middleware at all (request id header, metrics,
+              access line)
+  bare        bench/bare_sanic.py
 
 Servers run on the last CPU and wrk on the others (--no-pin: anywhere). It reports
-requests/s and the server's CPU time per request, which is much less sensitive than
-requests/s to other load on the machine. The difference in CPU us/req between two variants
-is the cost of what separates them. The patched ``_on_response`` functions below
-mirror orc/api/app.py as written when this script was; update them if that changes.
+requests/s and the server's CPU time per request (every thread of the process: the log
+writer's too), which is much less sensitive than requests/s to other load on the machine. The
+difference in CPU us/req between two variants is the cost of what separates them.
 
 Run: .venv/bin/python bench/health_breakdown.py [--rounds 3] [--duration 6] [--variants a,b]
 """
@@ -29,92 +24,37 @@ Run: .venv/bin/python bench/health_breakdown.py [--rounds 3] [--duration 6] [--v
 from __future__ import annotations
 
 import argparse
-import gc
-import logging
 import os
 import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import benchlib
 from health_rps import run_wrk
 
-VARIANTS = (
-    "orc",
-    "lazy-log",
-    "lazy-log-noid",
-    "lazy-log-nomx",
-    "lazy-log-1reg",
-    "empty-mw",
-    "no-mw",
-    "gc-freeze",
-    "bare",
-)
+VARIANTS = ("orc", "orc-warn", "no-access", "no-metrics", "no-mw", "bare")
 
 
 def serve_variant(variant: str, port: int) -> None:
-    """Run orc's app with ``variant`` applied (in this process only) until SIGTERM."""
-    if variant != "lazy-log-1reg":
-        # Inside the run's directory (this process's cwd), which the parent removes.
-        metrics_dir = Path.cwd() / f"metrics-{variant}"
-        metrics_dir.mkdir()
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    from sanic import Request, Sanic
-    from sanic.response import HTTPResponse
+    """Run orc's API with ``variant`` applied (in this process only) until SIGTERM."""
+    if variant not in VARIANTS or variant == "bare":
+        raise SystemExit(f"unknown variant {variant}")
+    os.environ["ORC_LOG_LEVEL"] = "warning" if variant == "orc-warn" else "info"
+    from sanic import Sanic
 
     import orc.api.app as orc_app
     from orc.config import load_settings
-    from orc.runtime.logs import setup_logging
+    from orc.runtime.api_process import _create_app
 
-    def lazy_on_response(
-        request_id: bool, metrics: bool
-    ) -> Callable[[Request, HTTPResponse], Awaitable[None]]:
-        async def on_response(request: Request, response: HTTPResponse) -> None:
-            if request.app.ctx.stopping and hasattr(request.stream, "keep_alive"):
-                request.stream.keep_alive = False  # type: ignore[union-attr]
-            started = getattr(request.ctx, "started", None)
-            seconds = time.perf_counter() - started if started is not None else 0.0
-            route = orc_app._route_template(request)
-            if metrics:
-                orc_app.observe_request(request.method, route, response.status, seconds)
-            if request_id:
-                response.headers["X-Request-ID"] = str(request.id)
-            if orc_app.access_log.logger.isEnabledFor(logging.INFO):
-                raise RuntimeError("this variant is for ORC_LOG_LEVEL=warning only")
-
-        return on_response
-
-    async def nothing(*args: object) -> None:
-        return None
-
-    if variant == "lazy-log" or variant == "lazy-log-1reg":
-        orc_app._on_response = lazy_on_response(request_id=True, metrics=True)
-    elif variant == "lazy-log-noid":
-        orc_app._on_response = lazy_on_response(request_id=False, metrics=True)
-    elif variant == "lazy-log-nomx":
-        orc_app._on_response = lazy_on_response(request_id=True, metrics=False)
-    elif variant == "empty-mw":
-        orc_app._on_request = nothing
-        orc_app._on_response = nothing
-    elif variant == "no-mw":
-        Sanic.on_request = lambda self, middleware=None, **kw: middleware  # type: ignore
-        Sanic.on_response = lambda self, middleware=None, **kw: middleware  # type: ignore
-    elif variant not in ("orc", "gc-freeze"):
-        raise SystemExit(f"unknown variant {variant}")
-
+    if variant == "no-metrics":
+        orc_app.observe_request = lambda *_: None  # type: ignore[assignment]
     settings = load_settings()
-    setup_logging(settings.log_level, settings.log_format)
-    app = orc_app.create_app(settings)
-    if variant == "gc-freeze":
-
-        async def freeze(app: Sanic) -> None:
-            gc.collect()
-            gc.freeze()
-
-        app.after_server_start(freeze)
+    app = _create_app(settings)
+    if variant == "no-access":
+        app.ctx.unlogged = frozenset({"/api/health"})
+    elif variant == "no-mw":
+        app.response_middleware.clear()
     app.prepare(
         host=benchlib.HOST,
         port=port,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import signal
 import subprocess
 import threading
@@ -110,3 +111,22 @@ def test_every_api_worker_process_writes_access_lines(server_factory, sqlite_env
     server.terminate()
     logged = [r["request_id"] for r in server.log_records() if r.get("logger") == "orc.access"]
     assert sorted(logged) == sorted(ids)
+
+
+def test_secrets_in_a_path_or_request_id_never_reach_the_access_line(server_factory, sqlite_env):
+    """Access lines are formatted without a LogRecord; they are redacted all the same: the
+    configured token and a personal access token sent by a client are not written."""
+    token = "srv-" + secrets.token_urlsafe(24)
+    pat = "orc_pat_" + secrets.token_urlsafe(18)
+    env = dict(sqlite_env, ORC_LOG_LEVEL="info", ORC_AUTH_TOKEN=token)
+    server = server_factory(env).start()
+    sent = {"plain-id-1": "/api/tasks", pat: f"/api/tasks/{token}"}
+    for request_id, path in sent.items():
+        server.get(path, headers={"X-Request-ID": request_id, "Authorization": f"Bearer {token}"})
+    server.terminate()
+    output = server.logs()
+    assert token not in output and pat.removeprefix("orc_pat_") not in output
+    access = [r for r in server.log_records() if r.get("logger") == "orc.access"]
+    assert [r["request_id"] for r in access] == ["plain-id-1", "orc_pat_[redacted]"]
+    assert [r["path"] for r in access] == ["/api/tasks", "/api/tasks/[redacted]"]
+    assert access[0]["message"] == "GET /api/tasks 200"

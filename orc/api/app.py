@@ -111,22 +111,12 @@ async def _on_response(request: Request, response: HTTPResponse) -> None:
     if path in ctx.unlogged:
         return
     remote, scheme = _client(request, ctx.direct_clients)
-    fields = access_log.AccessFields(
-        time.time(),
-        request_id,
-        method,
-        path,
-        route,
-        status,
-        round(seconds * 1000, 2),
-        remote,
-        scheme,
-    )
-    if not ctx.defer_log(fields):
+    fields = (time.time(), request_id, method, path, route, status, seconds, remote, scheme)
+    if not ctx.defer_log(access_log.ACCESS, fields):
         access_log.log_now(fields)
 
 
-def _no_log_writer(fields: object) -> bool:
+def _no_log_writer(kind: object, fields: object) -> bool:
     return False
 
 

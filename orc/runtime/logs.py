@@ -39,19 +39,22 @@ MAX_BATCH = 512
 FLUSH_SECONDS = 0.1
 
 
-class Deferred(Protocol):
-    """A line handed to the writer as plain fields (an access line): the request's path only
-    builds a tuple; the writer formats it straight to JSON, or makes a ``LogRecord`` of it when
-    the output handler needs one (a text format, a filter other than the redaction)."""
+class LineKind(Protocol):
+    """How the writer makes the line of a ``Deferred``'s fields (see orc.api.access_log)."""
 
-    @property
-    def created(self) -> float: ...
-
-    def line_parts(self) -> tuple[str, int, str, dict[str, Any]]:
-        """Logger name, level, message, extra fields."""
+    def line_parts(self, fields: Any) -> tuple[float, str, int, str, dict[str, Any]]:
+        """Time, logger name, level, message, extra fields: what the JSON formatter writes."""
         ...
 
-    def record(self) -> logging.LogRecord: ...
+    def record(self, fields: Any) -> logging.LogRecord:
+        """The same line as a log record, for a text format or another filter."""
+        ...
+
+
+# A line handed to the writer as plain fields (an access line): the request's path only
+# builds a tuple; the writer formats it straight to JSON, or makes a LogRecord of it when the
+# output handler needs one (a text format, a filter other than the redaction).
+Deferred = tuple[LineKind, Any]
 
 
 def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -173,7 +176,7 @@ class BatchStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 elif direct:
                     self._append_direct(item, pending)
                 else:
-                    record = _record_of(item)
+                    record = _record_of(*item)
                     if record is not None and record.levelno >= self.level:
                         self.handle(record)
             if pending:
@@ -189,21 +192,21 @@ class BatchStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def _append_direct(self, item: Deferred, pending: list[str]) -> None:
         """Redact and format ``item`` as the filters and formatter would its record."""
         try:
-            name, level, message, extra = item.line_parts()
+            kind, fields = item
+            created, name, level, message, extra = kind.line_parts(fields)
             if level < self.level:
                 return
             for redactor in self.filters:
-                message = redactor.redact(message)  # type: ignore[union-attr]
-                extra = redactor.redact_values(extra)  # type: ignore[union-attr]
+                message, extra = redactor.redact_parts(message, extra)  # type: ignore[union-attr]
             formatter: JsonFormatter = self.formatter  # type: ignore[assignment]
-            pending.append(formatter.format_parts(item.created, name, level, message, extra))
+            pending.append(formatter.format_parts(created, name, level, message, extra))
         except Exception:
             logging.getLogger(__name__).exception("cannot format a log line")
 
 
-def _record_of(item: Deferred) -> logging.LogRecord | None:
+def _record_of(kind: LineKind, fields: Any) -> logging.LogRecord | None:
     try:
-        return item.record()
+        return kind.record(fields)
     except Exception:
         logging.getLogger(__name__).exception("cannot make a log record")
         return None
@@ -278,14 +281,14 @@ class LogWriter:
 _writer: LogWriter | None = None
 
 
-def defer(item: Deferred) -> bool:
-    """Queue ``item`` for the writer thread; False when there is no writer (the caller then
-    logs its record itself). It goes to the output handler and its filters; the logger's own
-    filters and level are the caller's to check."""
+def defer(kind: LineKind, fields: Any) -> bool:
+    """Queue a line of ``fields`` for the writer thread; False when there is no writer (the
+    caller then logs its record itself). It goes to the output handler and its filters; the
+    logger's own filters and level are the caller's to check."""
     writer = _writer
     if writer is None:
         return False
-    writer.submit(item)
+    writer.submit((kind, fields))
     return True
 
 

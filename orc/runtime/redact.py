@@ -84,10 +84,17 @@ class RedactSecrets(logging.Filter):
             text = pattern.sub(replacement, text)
         return text
 
-    def redact_values(self, fields: dict[str, Any]) -> dict[str, Any]:
-        """``fields`` with every string value redacted (the extra fields of a line)."""
+    def redact_parts(self, message: str, fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """A line's message and extra fields with every string redacted; one check of them all
+        first, so that a line with nothing that could be a secret (most) is left at once."""
+        texts = [message, *(v for v in fields.values() if isinstance(v, str))]
+        joined = "\n".join(texts)
+        if not _maybe_secret(joined) and not any(s in joined for s in self._literals):
+            return message, fields
         redact = self.redact
-        return {k: redact(v) if isinstance(v, str) else v for k, v in fields.items()}
+        return redact(message), {
+            k: redact(v) if isinstance(v, str) else v for k, v in fields.items()
+        }
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
