@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 
+import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from orc import __version__
+from tests.support import ORC, free_port
 
 
 def _sample(text: str, name: str, **labels: str) -> float:
@@ -102,3 +105,33 @@ def test_unknown_route_and_wrong_method_answer_json_errors(server_factory, sqlit
     wrong = httpx.post(server.base_url + "/api/health", timeout=5)
     assert wrong.status_code == 405
     assert wrong.json()["error"] == "method_not_allowed"
+
+
+def _api_processes_of(orc_home: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if process.info["cmdline"][-1:] == ["_api"] and (
+                process.environ().get("ORC_HOME") == orc_home
+            ):
+                found.append(process)
+        except (psutil.Error, TypeError):
+            continue
+    return found
+
+
+def test_a_failed_start_up_leaves_no_api_process(sqlite_env):
+    """The API process starts before the auth check and the migrations (it imports meanwhile,
+    held at its gate); when they fail, orc serve still exits 2 with one line, and the held API
+    process is gone with it."""
+    env = dict(sqlite_env, ORC_AUTH_TOKEN="too-short")
+    done = subprocess.run(
+        [*ORC, "serve", "--host", "127.0.0.1", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "ORC_AUTH_TOKEN" in done.stderr and "Traceback" not in done.stderr
+    assert _api_processes_of(env["ORC_HOME"]) == []

@@ -59,10 +59,17 @@ def serve(
     for message in unused_settings_warnings(settings):
         logging.getLogger("orc.config").warning(message)
     launcher.check_port_free(settings.host, settings.port)
-    _prepare_in_child(settings, migrate=not no_migrate)
+    # The API imports meanwhile (held before it touches anything): start-up overlaps them.
+    held = launcher.hold_api(settings)
+    try:
+        _prepare_in_child(settings, migrate=not no_migrate)
+    except BaseException:
+        held.discard()
+        raise
     if stop.event.is_set():
+        held.discard()
         sys.exit(0)
-    sys.exit(launcher.serve(settings, run_worker=not no_worker, stop=stop))
+    sys.exit(launcher.serve(settings, run_worker=not no_worker, stop=stop, held=held))
 
 
 def _prepare_in_child(settings: Settings, migrate: bool) -> None:
@@ -150,10 +157,13 @@ def _prepare_auth(settings: Settings) -> None:
 @pass_settings
 def api_process(settings: Settings) -> None:
     """The API process that `orc serve` starts (internal)."""
+    from orc.runtime.api_gate import wait_at_gate
     from orc.runtime.api_process import run_api
     from orc.runtime.logs import setup_logging
     from orc.runtime.redact import secret_values
 
+    if not wait_at_gate():
+        sys.exit(0)
     setup_logging(settings.log_level, settings.log_format, secret_values(settings))
     run_api(settings)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from types import FrameType
 
 from orc.config import METRICS_DIR_ENV, ConfigError, Settings
+from orc.runtime.api_gate import API_GATE_ENV
 
 log = logging.getLogger("orc.serve")
 
@@ -69,6 +70,8 @@ class Child:
     orphan_signal: signal.Signals = signal.SIGKILL
     # The child unblocks STOP_SIGNALS itself once its handlers are in place (orc worker does).
     hold_stop_signals: bool = False
+    # File descriptors the child inherits (the API's start gate).
+    pass_fds: tuple[int, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     failures: int = 0
@@ -85,7 +88,11 @@ class Child:
                 _die_with_parent(orphan_signal)
 
         self.process = subprocess.Popen(
-            self.argv, env=self.env, start_new_session=True, preexec_fn=in_child
+            self.argv,
+            env=self.env,
+            start_new_session=True,
+            preexec_fn=in_child,
+            pass_fds=self.pass_fds,
         )
         self.started_at = time.monotonic()
         self.restart_at = None
@@ -196,21 +203,60 @@ def _stop_children(children: list[Child], grace: float, stop: StopRequest) -> No
         child.kill_group()
 
 
-def serve(settings: Settings, run_worker: bool, stop: StopRequest) -> int:
-    """Run until a stop signal (exit 0) or until the API process dies (its exit code)."""
+@dataclass
+class HeldApi:
+    """The API process, started before migrations and held at its start gate.
+
+    It imports Sanic, the ORM and the routes (about half of orc's start-up) while the launcher
+    migrates in another process; it touches nothing (database, secret key, port) until
+    ``release``. ``discard`` ends it when start-up fails or is stopped: it has served nothing.
+    """
+
+    api: Child
+    gate: int
+    metrics_dir: Path
+
+    def release(self) -> None:
+        """Let the API open the database and listen."""
+        with contextlib.suppress(OSError):  # it died meanwhile: serve() reports its exit code
+            os.write(self.gate, b"1")
+        os.close(self.gate)
+
+    def discard(self) -> None:
+        os.close(self.gate)  # end of file: the API exits at once if still waiting
+        self.api.kill_group()
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+
+def hold_api(settings: Settings) -> HeldApi:
+    """Start the API process now, held before it reads anything but its settings."""
     metrics_dir = Path(tempfile.mkdtemp(prefix="orc-metrics-"))
-    env = child_env(settings, metrics_dir)
-    python = [sys.executable, "-m", "orc"]
-    api = Child("api", [*python, "_api"], env, signal.SIGTERM)
+    read_end, write_end = os.pipe()
+    os.set_inheritable(read_end, True)
+    env = dict(child_env(settings, metrics_dir), **{API_GATE_ENV: str(read_end)})
+    api = Child("api", [sys.executable, "-m", "orc", "_api"], env, signal.SIGTERM)
+    api.pass_fds = (read_end,)
+    try:
+        api.start()
+    finally:
+        os.close(read_end)
+    return HeldApi(api, write_end, metrics_dir)
+
+
+def serve(settings: Settings, run_worker: bool, stop: StopRequest, held: HeldApi) -> int:
+    """Release the held API, start the job worker, and run until a stop signal (exit 0) or
+    until the API process dies (its exit code)."""
+    api = held.api
     children = [api]
     worker: Child | None = None
+    held.release()
     if run_worker:
-        worker = worker_child(env)
+        worker = worker_child(child_env(settings, held.metrics_dir))
         children.append(worker)
     listening = False
     try:
-        for child in children:
-            child.start()
+        if worker is not None:
+            worker.start()
         while not stop.event.wait(POLL_SECONDS):
             if not listening and port_open(settings.host, settings.port):
                 listening = True
@@ -227,7 +273,7 @@ def serve(settings: Settings, run_worker: bool, stop: StopRequest) -> int:
             settings.shutdown_timeout + KILL_MARGIN_SECONDS if listening else STARTUP_GRACE_SECONDS
         )
         _stop_children(children, grace, stop)
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(held.metrics_dir, ignore_errors=True)
 
 
 def worker_child(env: dict[str, str]) -> Child:
