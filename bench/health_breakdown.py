@@ -9,6 +9,8 @@ logged, with one change made in the variant's own process only (orc's code is no
   orc-warn    as it is, at warning: no access line
   no-access   at info, but no access line for /api/health (the fields and the writer's work)
   no-metrics  at info, without counting the request in the HTTP metrics (observe_request)
+  empty-mw    at info, orc's response middleware replaced by one that does nothing (what
+              Sanic's running of a response middleware costs)
   no-mw       at info, without orc's response middleware at all (request id header, metrics,
               access line)
   bare        bench/bare_sanic.py
@@ -33,7 +35,7 @@ from pathlib import Path
 import benchlib
 from health_rps import run_wrk
 
-VARIANTS = ("orc", "orc-warn", "no-access", "no-metrics", "no-mw", "bare")
+VARIANTS = ("orc", "orc-warn", "no-access", "no-metrics", "empty-mw", "no-mw", "bare")
 
 
 def serve_variant(variant: str, port: int) -> None:
@@ -41,7 +43,8 @@ def serve_variant(variant: str, port: int) -> None:
     if variant not in VARIANTS or variant == "bare":
         raise SystemExit(f"unknown variant {variant}")
     os.environ["ORC_LOG_LEVEL"] = "warning" if variant == "orc-warn" else "info"
-    from sanic import Sanic
+    from sanic import Request, Sanic
+    from sanic.response import HTTPResponse
 
     import orc.api.app as orc_app
     from orc.config import load_settings
@@ -53,8 +56,14 @@ def serve_variant(variant: str, port: int) -> None:
     app = _create_app(settings)
     if variant == "no-access":
         app.ctx.unlogged = frozenset({"/api/health"})
-    elif variant == "no-mw":
+    elif variant in ("empty-mw", "no-mw"):
         app.response_middleware.clear()
+        if variant == "empty-mw":
+
+            async def nothing(request: Request, response: HTTPResponse) -> None:
+                return None
+
+            app.on_response(nothing)
     app.prepare(
         host=benchlib.HOST,
         port=port,
