@@ -39,9 +39,10 @@ def copy_sqlite(source: Path, dest: Path, on_bytes: Callable[[int], object] | No
         try:
             # No rollback journal for a file that is thrown away if anything fails.
             dst.execute("PRAGMA journal_mode=OFF")
-            # No syncs while copying either: the file is fsynced once, during the check.
+            # No syncs while copying either: the file is fsynced once, during the check, and
+            # the disk is kept writing meanwhile, so that fsync has little left to wait for.
             dst.execute("PRAGMA synchronous=OFF")
-            with watch_size(dest, on_bytes):
+            with watch_size(dest, on_bytes, writeback=True):
                 src.backup(dst, pages=-1)
             # The copy inherits WAL mode from the header; a backup file is a plain file.
             dst.execute("PRAGMA journal_mode=DELETE")

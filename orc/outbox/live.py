@@ -41,6 +41,7 @@ BATCH = 500
 SQLITE_POLL_SECONDS = 0.1  # SQLite without a write watcher (not Linux)
 SAFETY_POLL_SECONDS = 1.0  # woken by NOTIFY or by the write watcher: the poll is a safety net
 SESSION_UPDATE_MIN_INTERVAL = 1.0
+SESSION_UPDATE_TRAIL_SECONDS = 0.2
 SESSION_EVENT_TYPES = {"state", "tokens", "task_created", "task_deleted"}
 ALL = "*"
 
@@ -200,16 +201,19 @@ class OutboxTailer:
         return len(events)
 
     async def _publish_session_update(self) -> None:
-        """At most one session_update a second; one that is due later is sent later, not lost."""
+        """One session_update a short while after the events it sums up, at most one a second;
+        one that is due later is sent later, not lost.
+
+        Trailing the events lets them reach every client first (a second message to each of
+        1,000 clients right behind the first doubles what the clients must read before the
+        last of them has the event), and one update covers a burst of events.
+        """
         if not self.hub.has_firehose() or self._session_pending is not None:
             return
         loop = asyncio.get_running_loop()
-        wait = self._last_session_update + SESSION_UPDATE_MIN_INTERVAL - loop.time()
-        if wait > 0:
-            self._session_pending = asyncio.create_task(self._session_update_later(wait))
-            return
-        self._last_session_update = loop.time()
-        self.hub.publish(await self.session_update())
+        due = self._last_session_update + SESSION_UPDATE_MIN_INTERVAL - loop.time()
+        wait = max(due, SESSION_UPDATE_TRAIL_SECONDS)
+        self._session_pending = asyncio.create_task(self._session_update_later(wait))
 
     async def _session_update_later(self, delay: float) -> None:
         try:
