@@ -73,7 +73,7 @@ async def backup_opening_database(
     finally:
         if not backup.done():  # opening the database failed: the backup is not left behind
             backup.cancel()
-            await asyncio.gather(backup, return_exceptions=True)
+        await asyncio.gather(backup, return_exceptions=True)  # its outcome is collected
 
 
 async def _recorded(

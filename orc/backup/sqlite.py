@@ -19,6 +19,9 @@ from orc.backup.manifest import BackupError
 BUSY_TIMEOUT_MS = 5000
 # A large page cache makes integrity_check of a big file several times faster.
 CHECK_CACHE_KIB = 256 * 1024
+# The check reads the file through a memory map, not a read() and a copy per page (quick_check
+# of 1 GiB: 0.9 -> 0.2 s of system time here); safe on a file that nothing writes meanwhile.
+CHECK_MMAP_BYTES = 1 << 40
 MIGRATIONS_QUERY = "SELECT name FROM tortoise_migrations WHERE app = 'orc' ORDER BY name"
 
 
@@ -70,6 +73,7 @@ def integrity_problem(path: Path, full: bool = True) -> str | None:
         conn = _open_readonly(path)
         try:
             conn.execute(f"PRAGMA cache_size=-{CHECK_CACHE_KIB}")
+            conn.execute(f"PRAGMA mmap_size={CHECK_MMAP_BYTES}")
             rows = conn.execute(f"PRAGMA {pragma}(10)").fetchall()
         finally:
             conn.close()
