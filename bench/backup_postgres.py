@@ -1,6 +1,6 @@
 """`orc backup now` against plain `pg_dump -Fc` on a ~1 GiB PostgreSQL database, and restore times.
 
-    .venv/bin/python bench/backup_postgres.py [--size-mib 1024]
+    .venv/bin/python bench/backup_postgres.py [--size-mib 1024] [--rounds 2] [--skip-restore]
 
 Uses (and keeps) the database orc_bench_backup on 127.0.0.1:5432 (user postgres).
 """
@@ -70,6 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--skip-restore", action="store_true", help="skip the two restores")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="orc-bench-pg-"))
     env = clean_env(work / "home", work / "user")
@@ -89,6 +90,8 @@ def main() -> None:
         f"orc backup now (pg_dump + pg_restore --list + sha256 + fsync): {o:.2f}s "
         f"(runs {[round(x, 2) for x in ours]}); ratio {o / p:.2f}x"
     )
+    if args.skip_restore:
+        return
     plain_restore = timed(
         [
             "pg_restore",

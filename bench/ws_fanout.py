@@ -157,7 +157,8 @@ def run_traced_api() -> None:
     The patches live in this process only and only add time stamps (time.perf_counter, the
     same clock as the client's): when the tailer's query that returned events began, when
     the hub starts and ends publishing a message to its subscribers, when each event has
-    been written to a client (``_send`` returned), and the session_update that follows.
+    been written to a client (straight to its socket, or by its pump), and the session_update
+    that follows.
     """
     import threading
 
@@ -179,7 +180,8 @@ def run_traced_api() -> None:
                 out.flush()
 
     threading.Thread(target=flusher, daemon=True).start()
-    events_since, publish, send = live.events_since, live.Hub.publish, api_events._send
+    events_since, publish = live.events_since, live.Hub.publish
+    direct_writer, pump = api_events._direct_writer, api_events._pump
     session_update = live.OutboxTailer._publish_session_update
 
     async def traced_events_since(*args: Any, **kwargs: Any) -> Any:
@@ -194,10 +196,30 @@ def run_traced_api() -> None:
         publish(self, message)
         mark("publish_end")
 
-    async def traced_send(ws: Any, message: dict[str, Any]) -> None:
-        await send(ws, message)
-        if message.get("type") == "event":
-            mark("sent")
+    def traced_direct_writer(ws: Any) -> Any:
+        write = direct_writer(ws)
+        if write is None:
+            return None
+
+        def traced_write(message: Any) -> bool:
+            written = bool(write(message))
+            if written and message.kind == "event":
+                mark("sent")
+            return written
+
+        return traced_write
+
+    class TracedSocket:
+        def __init__(self, ws: Any) -> None:
+            self.ws = ws
+
+        async def send(self, text: str) -> None:
+            await self.ws.send(text)
+            if text.startswith('{"type": "event"'):
+                mark("sent")
+
+    async def traced_pump(ws: Any, subscriber: Any) -> None:
+        await pump(TracedSocket(ws), subscriber)
 
     async def traced_session_update(self: Any) -> None:
         mark("session_update_start")
@@ -206,7 +228,8 @@ def run_traced_api() -> None:
 
     live.events_since = traced_events_since  # type: ignore[assignment]
     live.Hub.publish = traced_publish  # type: ignore[method-assign]
-    api_events._send = traced_send
+    api_events._direct_writer = traced_direct_writer
+    api_events._pump = traced_pump
     live.OutboxTailer._publish_session_update = traced_session_update  # type: ignore[method-assign]
     cli(["_api"])
 
@@ -233,9 +256,9 @@ def trace_breakdown(rounds: list[Round], trace: Path) -> list[str]:
     parts: dict[str, list[float]] = {
         "POST answered -> tailer query began (poll wait; < 0: began first)": [],
         "query began -> publish to the hub": [],
-        "publish to 1000 queues": [],
-        "publish -> first pump's _send() returned": [],
-        "publish -> last pump's _send() returned": [],
+        "publish (direct writes, queues)": [],
+        "publish -> first write to a client": [],
+        "publish -> last write to a client": [],
         "publish -> first arrival at a client": [],
         "publish -> last arrival at a client": [],
         "publish -> session_update published": [],

@@ -63,6 +63,17 @@ def test_a_failed_backup_counts_in_metrics_and_readiness_warns_without_503(
     assert ready.json()["checks"]["backup"].startswith("warning: the last backup failed")
 
 
+def test_orc_backup_now_records_its_success_where_every_process_sees_it(orc_env, app_factory):
+    """The command opens the database while its copy runs, and records the outcome there."""
+    orc_ok(["new", "x"], orc_env)
+    name = orc_ok(["backup", "now", "-q"], orc_env).strip()
+    server = app_factory(orc_env)
+    body = server.get("/api/backups").json()
+    assert body["status"] == "ok" and body["last_success"]["name"] == name
+    events = server.get("/api/events", params={"since": 0}).json()["events"]
+    assert [e["data"]["name"] for e in events if e["event_type"] == "backup"] == [name]
+
+
 def test_two_backups_never_run_at_once(orc_env):
     orc_ok(["new", "x"], orc_env)
     folder = backup_dir(orc_env)

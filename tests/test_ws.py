@@ -700,3 +700,46 @@ async def test_on_sqlite_a_write_by_another_process_wakes_the_tailer_not_its_pol
         with contextlib.suppress(asyncio.CancelledError):
             await tail
         await tailer.close()
+
+
+async def test_an_event_written_straight_to_the_socket_never_overtakes_one_still_being_sent():
+    """The hub writes an event straight to an idle client's socket (one pass over every client,
+    as websockets.broadcast does) and queues it behind whatever the client's pump is still
+    sending: the client sees every message once, in order."""
+    from orc.outbox.live import encode
+
+    def event(n: int) -> JSON:
+        return {"type": "event", "id": n, "event_type": "state", "task_id": "TASK-001"}
+
+    wire: list[JSON] = []  # what reached the socket, in order, either way
+    release = asyncio.Event()
+
+    class SlowSocket:
+        async def send(self, text: str) -> None:
+            await release.wait()
+            wire.append(json.loads(text))
+
+    def write_now(message: Any) -> bool:
+        wire.append(json.loads(message.data))
+        return True
+
+    hub, subscriber = Hub(), Subscriber()
+    subscriber.topic = "*"
+    subscriber.write_now = write_now
+    hub.subscribers.add(subscriber)
+    pump = asyncio.create_task(events_api._pump(SlowSocket(), subscriber))
+    try:
+        hub.publish(event(1))  # nothing in flight: straight to the socket
+        await subscriber.queue.put(encode({"type": "pong"}))  # a reply, through the pump
+        while not subscriber.sending:
+            await asyncio.sleep(0)
+        hub.publish(event(2))  # the pong is still being sent: event 2 waits behind it
+        hub.publish(event(1))  # the catch-up and the tail overlap: sent once
+        release.set()
+        while not subscriber.queue.empty() or subscriber.sending:
+            await asyncio.sleep(0)
+        hub.publish(event(3))  # idle again: straight to the socket
+    finally:
+        pump.cancel()
+        await asyncio.gather(pump, return_exceptions=True)
+    assert [m.get("id", m["type"]) for m in wire] == [1, "pong", 2, 3]

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from sanic import Blueprint, Request, Sanic
 from sanic.response import HTTPResponse
 from sanic.response import json as json_response
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidState
+from websockets.protocol import State
 
 from orc.api.json_body import parse_json
 from orc.api.route_roles import identity_of
@@ -28,7 +30,7 @@ from orc.api.schemas import MAX_EVENT_ID, query_int
 from orc.db.models import Task
 from orc.errors import ApiError
 from orc.outbox.events import event_message, events_since, latest_event_id, oldest_event_id
-from orc.outbox.live import ALL, BATCH, Hub, OutboxTailer, Subscriber, encode
+from orc.outbox.live import ALL, BATCH, Hub, OutboxTailer, Outgoing, Subscriber, encode
 from orc.tasks.lifecycle import canonical_task_id
 from orc.usage.cost import usage_today
 
@@ -99,15 +101,54 @@ async def stop_tailer(app: Sanic) -> None:
 
 async def _pump(ws: Any, subscriber: Subscriber) -> None:
     """Send queued messages in order, skipping events already sent."""
-    last_id = 0
     while True:
         message = await subscriber.queue.get()
-        if message.event_id is not None:
-            if message.event_id <= last_id:
-                continue
-            last_id = message.event_id
-        async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
-            await ws.send(message.text)
+        if subscriber.already_sent(message):
+            continue
+        subscriber.mark_sent(message)
+        subscriber.sending = True
+        try:
+            async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+                await ws.send(message.text)
+        finally:
+            subscriber.sending = False
+
+
+def _direct_writer(ws: Any) -> Callable[[Outgoing], bool] | None:
+    """A function that writes a text frame to ``ws`` without awaiting, when that is safe.
+
+    What ``websockets.broadcast`` does for its own connections, on Sanic's: the frame goes
+    through the connection's protocol object and straight to the transport. It declines
+    (the message then waits in the queue, and the pump sends it with backpressure) while
+    Sanic is writing to the connection (a send, ping or close holds its mutex), when the
+    connection is not open, or when the transport already buffers unsent bytes: a client
+    that does not read is not written to without limit.
+    """
+    protocol = getattr(ws, "ws_proto", None)
+    io_proto = getattr(ws, "io_proto", None)
+    mutex = getattr(ws, "conn_mutex", None)
+    if protocol is None or io_proto is None or mutex is None:
+        return None
+
+    def write(message: Outgoing) -> bool:
+        transport = io_proto.transport
+        if (
+            mutex.locked()
+            or protocol.state is not State.OPEN
+            or transport is None
+            or transport.is_closing()
+            or transport.get_write_buffer_size()
+        ):
+            return False
+        try:
+            protocol.send_text(message.data)
+            for chunk in protocol.data_to_send():
+                transport.write(chunk)
+        except (OSError, RuntimeError, InvalidState):
+            return False  # the pump's next send sees the broken connection and ends it
+        return True
+
+    return write
 
 
 async def _catch_up(subscriber: Subscriber, since: int, topic: str) -> None:
@@ -232,6 +273,7 @@ async def websocket(request: Request, ws: Any) -> None:
         await _close_bad_request(ws, exc)
         return
     subscriber = Subscriber(revocation_key=identity_of(request).revocation_key)
+    subscriber.write_now = _direct_writer(ws)
     hub: Hub = request.app.ctx.hub
     hub.subscribers.add(subscriber)
     pump = asyncio.create_task(_pump(ws, subscriber))

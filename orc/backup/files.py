@@ -9,9 +9,11 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from orc.backup.writeback import start_writeback
 from orc.db.private_file import make_private
 
 CHUNK = 4 * 1024 * 1024
+WATCH_SECONDS = 0.2
 
 
 def fsync_file(path: Path) -> None:
@@ -74,17 +76,23 @@ def remove_quietly(*paths: Path) -> None:
 
 
 @contextlib.contextmanager
-def watch_size(path: Path, on_bytes: Callable[[int], object] | None) -> Iterator[None]:
-    """Report the growing size of ``path`` while a copy that has no progress hook runs."""
-    if on_bytes is None:
+def watch_size(
+    path: Path, on_bytes: Callable[[int], object] | None, writeback: bool = False
+) -> Iterator[None]:
+    """While a copy that has no progress hook writes ``path``: report its growing size and,
+    with ``writeback``, keep the disk writing what is already there (see writeback.py)."""
+    if on_bytes is None and not writeback:
         yield
         return
     stop = threading.Event()
 
     def watch() -> None:
-        while not stop.wait(0.2):
+        while not stop.wait(WATCH_SECONDS):
             with contextlib.suppress(OSError):
-                on_bytes(path.stat().st_size)
+                if on_bytes is not None:
+                    on_bytes(path.stat().st_size)
+                if writeback:
+                    start_writeback(path)
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()

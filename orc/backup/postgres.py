@@ -122,9 +122,12 @@ def dump_postgres(
     dest: Path,
     on_bytes: Callable[[int], object] | None = None,
 ) -> None:
-    """Write a custom-format dump of the database to ``dest``."""
+    """Write a custom-format dump of the database to ``dest``.
+
+    pg_dump fsyncs the file before it exits; the disk writes it while it is being dumped.
+    """
     args = [pg_dump, "--format=custom", "--no-password", f"--file={dest}"]
-    with watch_size(dest, on_bytes):
+    with watch_size(dest, on_bytes, writeback=True):
         _run(args, libpq_env(database_url), "pg_dump")
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
+from collections.abc import Awaitable
+from datetime import datetime
 
 from orc.backup.create import take_backup, take_backup_locked
 from orc.backup.exclusive import BackupBusy, backup_lock
 from orc.backup.manifest import BackupError, Manifest, now_utc
 from orc.backup.progress import Reporter
 from orc.backup.retention import Policy, prune_backups
-from orc.backup.state import record_failure, record_quietly, record_success
 from orc.config import Settings
 
 
@@ -46,11 +48,43 @@ async def backup_and_record(
     ``record=False``: the database is not open (there is none to record in).
     """
     started = now_utc()
+    take = take_backup_locked if locked else take_backup
+    manifest = await _recorded(take(settings, reason, reporter), reason, started, record)
+    if prune or reason in ("pre-migration", "pre-restore"):
+        await prune_locked_or_not(settings, locked)
+    return manifest
+
+
+async def backup_opening_database(
+    settings: Settings, reason: str, reporter: Reporter | None = None
+) -> Manifest:
+    """``backup_and_record`` for a command that has not opened the database.
+
+    The copy starts first; the database to record the outcome in opens while it runs (the
+    ORM's import alone is about half a second of CPU: a twentieth of a 1 GiB backup).
+    """
+    started = now_utc()
+    backup = asyncio.ensure_future(take_backup(settings, reason, reporter))
     try:
-        if locked:
-            manifest = await take_backup_locked(settings, reason, reporter)
-        else:
-            manifest = await take_backup(settings, reason, reporter)
+        # In a thread: the event loop goes on starting the backup meanwhile.
+        state = await asyncio.to_thread(importlib.import_module, "orc.backup.state")
+        async with state.outcome_database(settings.database_url) as opened:
+            return await _recorded(backup, reason, started, opened)
+    finally:
+        if not backup.done():  # opening the database failed: the backup is not left behind
+            backup.cancel()
+        await asyncio.gather(backup, return_exceptions=True)  # its outcome is collected
+
+
+async def _recorded(
+    backup: Awaitable[Manifest], reason: str, started: datetime, record: bool
+) -> Manifest:
+    """Await the backup; record its success or failure (BackupBusy is not a failure)."""
+    # Here, not at the top: the ORM behind it is what backup_opening_database defers.
+    from orc.backup.state import record_failure, record_quietly, record_success
+
+    try:
+        manifest = await backup
     except BackupBusy:
         raise
     except Exception as exc:
@@ -60,8 +94,6 @@ async def backup_and_record(
         raise error from None
     if record:
         await record_quietly(record_success(manifest))
-    if prune or reason in ("pre-migration", "pre-restore"):
-        await prune_locked_or_not(settings, locked)
     return manifest
 
 

@@ -48,18 +48,12 @@ def backup_now(settings: Settings, quiet: bool) -> None:
     """Take a backup now (online: the server keeps serving and writing)."""
     from orc.backup.manifest import BackupError
     from orc.backup.progress import QuietReporter, human_size
-    from orc.backup.service import backup_and_record
-    from orc.backup.state import outcome_database
+    from orc.backup.service import backup_opening_database
     from orc.cli.progress_bar import reporter_for
 
     reporter = QuietReporter() if quiet else reporter_for(sys.stderr)
-
-    async def take() -> Any:
-        async with outcome_database(settings.database_url) as opened:
-            return await backup_and_record(settings, "manual", reporter, record=opened)
-
     try:
-        manifest = _run(take())
+        manifest = _run(backup_opening_database(settings, "manual", reporter))
     except BackupError as exc:
         reporter.close()
         _fail(str(exc))

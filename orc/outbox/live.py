@@ -4,9 +4,11 @@ Every API process runs one ``OutboxTailer``. It wakes on PostgreSQL NOTIFY, or o
 write to the database's directory (inotify), with a slow poll as a safety net (a fast poll on
 SQLite where inotify is missing), so events written by any process (other
 API workers, the CLI, the job worker, other servers on the same PostgreSQL) reach this
-process's clients. Each subscriber has a bounded queue: a client that cannot keep up is
-disconnected (it reconnects with ``since`` and misses nothing) instead of slowing the others
-or growing memory.
+process's clients. A message goes straight onto the socket of every subscriber that has
+nothing else waiting (one synchronous pass, as ``websockets.broadcast`` does, encoded once);
+the others get it through their bounded queue, which their own pump drains with awaits: a
+client that cannot keep up is disconnected (it reconnects with ``since`` and misses nothing)
+instead of slowing the others or growing memory.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from orc.db.url import DatabaseUrl
@@ -39,6 +41,7 @@ BATCH = 500
 SQLITE_POLL_SECONDS = 0.1  # SQLite without a write watcher (not Linux)
 SAFETY_POLL_SECONDS = 1.0  # woken by NOTIFY or by the write watcher: the poll is a safety net
 SESSION_UPDATE_MIN_INTERVAL = 1.0
+SESSION_UPDATE_TRAIL_SECONDS = 0.2
 SESSION_EVENT_TYPES = {"state", "tokens", "task_created", "task_deleted"}
 ALL = "*"
 
@@ -51,6 +54,11 @@ class Outgoing:
     text: str
     event_id: int | None = None
     task_id: str | None = None
+    # UTF-8 once for every client, not once per client.
+    data: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", self.text.encode())
 
 
 def encode(message: dict[str, Any]) -> Outgoing:
@@ -70,6 +78,12 @@ class Subscriber:
         self.revoked = asyncio.Event()
         # While a catch-up runs, live events wait here so they follow the backlog in order.
         self.held: list[Outgoing] | None = None
+        # Set by the connection: writes a message to the socket at once if it can without
+        # waiting (nothing else being written, nothing buffered); False means "queue it".
+        self.write_now: Callable[[Outgoing], bool] | None = None
+        # True while the connection's pump is writing a message it took from the queue.
+        self.sending = False
+        self.last_sent_id = 0
 
     def wants(self, message: Outgoing) -> bool:
         if self.topic is None:
@@ -87,10 +101,25 @@ class Subscriber:
             else:
                 self.held.append(message)
             return
+        # Straight to the socket only when that cannot overtake a message still on its way.
+        if self.write_now is not None and not self.sending and self.queue.empty():
+            if self.already_sent(message):
+                return
+            if self.write_now(message):
+                self.mark_sent(message)
+                return
         try:
             self.queue.put_nowait(message)
         except asyncio.QueueFull:
             self.overflowed.set()
+
+    def already_sent(self, message: Outgoing) -> bool:
+        """An event at or below the last one sent (the catch-up and the tail can overlap)."""
+        return message.event_id is not None and message.event_id <= self.last_sent_id
+
+    def mark_sent(self, message: Outgoing) -> None:
+        if message.event_id is not None:
+            self.last_sent_id = message.event_id
 
 
 class Hub:
@@ -172,16 +201,19 @@ class OutboxTailer:
         return len(events)
 
     async def _publish_session_update(self) -> None:
-        """At most one session_update a second; one that is due later is sent later, not lost."""
+        """One session_update a short while after the events it sums up, at most one a second;
+        one that is due later is sent later, not lost.
+
+        Trailing the events lets them reach every client first (a second message to each of
+        1,000 clients right behind the first doubles what the clients must read before the
+        last of them has the event), and one update covers a burst of events.
+        """
         if not self.hub.has_firehose() or self._session_pending is not None:
             return
         loop = asyncio.get_running_loop()
-        wait = self._last_session_update + SESSION_UPDATE_MIN_INTERVAL - loop.time()
-        if wait > 0:
-            self._session_pending = asyncio.create_task(self._session_update_later(wait))
-            return
-        self._last_session_update = loop.time()
-        self.hub.publish(await self.session_update())
+        due = self._last_session_update + SESSION_UPDATE_MIN_INTERVAL - loop.time()
+        wait = max(due, SESSION_UPDATE_TRAIL_SECONDS)
+        self._session_pending = asyncio.create_task(self._session_update_later(wait))
 
     async def _session_update_later(self, delay: float) -> None:
         try:
