@@ -33,7 +33,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Start the tests marked `slow` first: under xdist (scripts/test) each worker takes the next
     test from the front, so a minute-long wait that starts early overlaps the rest of the suite
     instead of running alone at its end; `slow(seconds=N)` puts the longest first. The order is the
-    same in every worker, as xdist needs."""
+    same in every worker, as xdist needs. The tests of an `xdist_group` (the image tests, the
+    container rehearsal) start before all of these: `--dist loadgroup` hands out the largest
+    groups first (xdist's default `--loadscope-reorder`), so no group is a serial tail."""
 
     def start_rank(item: pytest.Item) -> float:
         marker = item.get_closest_marker("slow")
