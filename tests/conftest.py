@@ -35,7 +35,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     instead of running alone at its end; `slow(seconds=N)` puts the longest first. The order is the
     same in every worker, as xdist needs. The tests of an `xdist_group` (the image tests, the
     container rehearsal) start before all of these: `--dist loadgroup` hands out the largest
-    groups first (xdist's default `--loadscope-reorder`), so no group is a serial tail."""
+    groups first (xdist's default `--loadscope-reorder`), so each runs beside the rest."""
 
     def start_rank(item: pytest.Item) -> float:
         marker = item.get_closest_marker("slow")
