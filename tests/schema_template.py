@@ -21,7 +21,9 @@ from orc.db.schema import migrate_database
 
 
 class SchemaTemplates:
-    """One migrated SQLite file and one migrated PostgreSQL database, each made on first use."""
+    """One migrated SQLite file and one migrated PostgreSQL database. The SQLite one is made at
+    once, so that copying it never needs an event loop (async tests copy it too); the PostgreSQL
+    one on first use, from a sync fixture."""
 
     def __init__(
         self,
@@ -32,20 +34,17 @@ class SchemaTemplates:
         self.folder = folder
         self.admin = admin
         self.url_for = url_for
-        self._sqlite: Path | None = None
         self._postgres: str | None = None
+        self._sqlite = folder / "template.db"
+        asyncio.run(migrate_database(f"sqlite://{self._sqlite}"))
+        # Closed cleanly: everything is in the main file, no -wal or -shm left beside it.
+        assert sorted(p.name for p in folder.glob("template.db*")) == [
+            "template.db",
+            "template.db.migrate.lock",
+        ]
 
     def copy_sqlite(self, path: Path) -> None:
         """Put a migrated database at ``path`` (owner-only, as orc leaves its own)."""
-        if self._sqlite is None:
-            template = self.folder / "template.db"
-            asyncio.run(migrate_database(f"sqlite://{template}"))
-            # Closed cleanly: everything is in the main file, no -wal or -shm left beside it.
-            assert sorted(p.name for p in self.folder.glob("template.db*")) == [
-                "template.db",
-                "template.db.migrate.lock",
-            ]
-            self._sqlite = template
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         shutil.copy2(self._sqlite, path)
 
