@@ -11,6 +11,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import asyncpg
@@ -20,6 +21,7 @@ from sanic import Sanic
 from tests.api_client import Api
 from tests.docker_support import dockerd, images  # noqa: F401 (image tests' session fixtures)
 from tests.in_process import LiveApp
+from tests.schema_template import SchemaTemplates
 from tests.support import OrcServer, base_env
 
 ADMIN_URL = os.environ.get("ORC_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -31,7 +33,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Start the tests marked `slow` first: under xdist (scripts/test) each worker takes the next
     test from the front, so a minute-long wait that starts early overlaps the rest of the suite
     instead of running alone at its end; `slow(seconds=N)` puts the longest first. The order is the
-    same in every worker, as xdist needs."""
+    same in every worker, as xdist needs. The tests of an `xdist_group` (the image tests, the
+    container rehearsal) start before all of these: `--dist loadgroup` hands out the largest
+    groups first (xdist's default `--loadscope-reorder`), so each runs beside the rest."""
 
     def start_rank(item: pytest.Item) -> float:
         marker = item.get_closest_marker("slow")
@@ -59,22 +63,88 @@ async def _admin_execute(sql: str) -> None:
         await conn.close()
 
 
-@pytest.fixture
-def postgres_database() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database; dropped afterwards. Yields its URL."""
+def _database_url_for(name: str) -> str:
+    return _admin_url_for(name) + "?sslmode=disable"
+
+
+class _BackgroundDrops:
+    """Drops test databases on one thread of their own: DROP DATABASE waits for a checkpoint
+    (about a second on a busy machine), which the next test has no reason to wait for."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="drop-database")
+        self._drops: list[Future[None]] = []
+
+    def drop(self, name: str) -> None:
+        sql = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+        self._drops.append(self._pool.submit(lambda: asyncio.run(_admin_execute(sql))))
+
+    def wait(self) -> None:
+        """Wait for every drop; a failed one fails here."""
+        self._pool.shutdown(wait=True)
+        for drop in self._drops:
+            drop.result()
+
+
+@pytest.fixture(scope="session")
+def database_drops() -> Iterator[_BackgroundDrops]:
+    drops = _BackgroundDrops()
+    yield drops
+    drops.wait()
+
+
+def _new_postgres_database(drops: _BackgroundDrops, template: str | None = None) -> Iterator[str]:
     name = f"orc_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin_execute(f'CREATE DATABASE "{name}"'))
+    copy = f' TEMPLATE "{template}"' if template else ""
+    asyncio.run(_admin_execute(f'CREATE DATABASE "{name}"{copy}'))
     try:
-        yield _admin_url_for(name) + "?sslmode=disable"
+        yield _database_url_for(name)
     finally:
-        asyncio.run(_admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drops.drop(name)
+
+
+@pytest.fixture
+def postgres_database(database_drops: _BackgroundDrops) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database; dropped afterwards. Yields its URL."""
+    yield from _new_postgres_database(database_drops)
+
+
+@pytest.fixture(scope="session")
+def schema_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SchemaTemplates]:
+    """orc's schema migrated once in this test process, for ``database_url`` to copy."""
+    templates = SchemaTemplates(
+        tmp_path_factory.mktemp("schema"), _admin_execute, _database_url_for
+    )
+    yield templates
+    templates.close()
+
+
+@pytest.fixture
+def migrated() -> None:
+    """Asks ``database_url`` for orc's schema in place (copied from a template): for fixtures
+    that would migrate the database before the test body runs anyway (``store``, ``live_app``)."""
+
+
+@pytest.fixture
+def migrated_postgres_database(
+    schema_templates: SchemaTemplates, database_drops: _BackgroundDrops
+) -> Iterator[str]:
+    """A fresh PostgreSQL database holding orc's schema; dropped afterwards. Yields its URL."""
+    yield from _new_postgres_database(database_drops, schema_templates.postgres_template())
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Every test that uses this runs twice: on SQLite and on PostgreSQL."""
+    """Every test that uses this runs twice: on SQLite and on PostgreSQL. The database is
+    empty, unless the test also uses ``migrated``: then it holds orc's schema already."""
+    with_schema = "migrated" in request.fixturenames
     if request.param == "sqlite":
-        return f"sqlite://{tmp_path / 'home' / 'orc.db'}"
+        path = tmp_path / "home" / "orc.db"
+        if with_schema:
+            request.getfixturevalue("schema_templates").copy_sqlite(path)
+        return f"sqlite://{path}"
+    if with_schema:
+        return request.getfixturevalue("migrated_postgres_database")
     return request.getfixturevalue("postgres_database")
 
 
@@ -123,7 +193,9 @@ def app_factory() -> Iterator[Callable[..., LiveApp]]:
 
 
 @pytest.fixture
-def live_app(app_factory: Callable[..., LiveApp], orc_env: dict[str, str]) -> LiveApp:
+def live_app(
+    app_factory: Callable[..., LiveApp], migrated: None, orc_env: dict[str, str]
+) -> LiveApp:
     """The app in-process on the parametrised database, migrated and started."""
     return app_factory(orc_env)
 
@@ -152,16 +224,14 @@ def chromium() -> Iterator[object]:
 
 
 @pytest.fixture
-async def store(database_url: str) -> AsyncIterator[str]:
+async def store(migrated: None, database_url: str) -> AsyncIterator[str]:
     """A migrated database on the parametrised backend, open in this process; yields its URL."""
     from tortoise.backends.base.executor import EXECUTOR_CACHE
 
     from orc.db import close_database, open_database
-    from orc.db.schema import migrate_database
 
     # Tortoise caches SQL per connection name, not per dialect: start and end clean.
     EXECUTOR_CACHE.clear()
-    await migrate_database(database_url)
     await open_database(database_url)
     try:
         yield database_url

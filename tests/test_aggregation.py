@@ -10,17 +10,15 @@ import signal
 import subprocess
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from tortoise.backends.base.executor import EXECUTOR_CACHE
 
-from orc.db import close_database, default_connection, open_database
+from orc.db import default_connection
 from orc.db.models import Task
-from orc.db.schema import migrate_database
 from orc.db.sql import fetch, is_postgres
 from orc.tasks.lifecycle import create_task
 from orc.usage.cost import cost_summary, cost_timeseries, usage_totals
@@ -37,25 +35,6 @@ SONNET, HAIKU, OPUS, UNPRICED = (
     "acme-llm-1",
 )
 Tokens = dict[str, int]
-
-
-def forget_cached_sql() -> None:
-    """Tortoise caches insert SQL per connection name, not per dialect: after a test on SQLite,
-    the next one on PostgreSQL in the same process would reuse `?` placeholders."""
-    EXECUTOR_CACHE.clear()
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[str]:
-    """A migrated database, open in this process."""
-    forget_cached_sql()
-    await migrate_database(database_url)
-    await open_database(database_url)
-    try:
-        yield database_url
-    finally:
-        await close_database()
-        forget_cached_sql()
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ def _as(token: str, **headers: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def orc(app_factory: Callable[..., LiveApp], orc_env: dict[str, str]) -> LiveApp:
+def orc(app_factory: Callable[..., LiveApp], migrated: None, orc_env: dict[str, str]) -> LiveApp:
     return app_factory(orc_env, ORC_AUTH_TOKEN=SERVER_TOKEN, ORC_BASE_URL="http://orc.test")
 
 

@@ -260,13 +260,11 @@ def test_a_readable_session_key_refuses_to_start(tmp_path: Path):
 
 
 @pytest.fixture
-def app_client(tmp_path: Path):
-    from orc.db.schema import migrate_database
-
+def app_client(tmp_path: Path, schema_templates):
     settings = load_settings(
         environ={"ORC_HOME": str(tmp_path / "home"), "ORC_AUTH_TOKEN": TOKEN}, cwd=tmp_path
     )
-    asyncio.run(migrate_database(settings.database_url))
+    schema_templates.copy_sqlite(settings.database.sqlite_path)
     app = create_app(settings)
     app.ctx.auth.limiter = FailureLimiter(max_failures=10**9)  # fuzzing is not guessing here
     return app.asgi_client
@@ -335,9 +333,7 @@ async def test_the_token_is_compared_in_constant_time(app_client, monkeypatch):
     assert (b"wrong", TOKEN.encode()) in calls
 
 
-async def test_cookies_are_secure_behind_https(tmp_path: Path):
-    from orc.db.schema import migrate_database
-
+async def test_cookies_are_secure_behind_https(tmp_path: Path, schema_templates):
     settings = load_settings(
         environ={
             "ORC_HOME": str(tmp_path / "home"),
@@ -346,7 +342,7 @@ async def test_cookies_are_secure_behind_https(tmp_path: Path):
         },
         cwd=tmp_path,
     )
-    await migrate_database(settings.database_url)
+    schema_templates.copy_sqlite(settings.database.sqlite_path)
     client = create_app(settings).asgi_client
     _, response = await client.post("/auth/session", json={"token": TOKEN})
     cookie = response.headers["set-cookie"].lower()

@@ -14,17 +14,7 @@ from orc.auth.signing import sha256_hex
 from orc.auth.token import server_token_credential
 from orc.auth.users import SignInRefused, sign_in_user
 from orc.config import load_settings
-from orc.db import close_database, open_database
 from orc.db.models import AccessToken, AuthSession, OidcLogin, User
-from orc.db.schema import migrate_database
-
-
-@pytest.fixture
-async def store(database_url):
-    await migrate_database(database_url)
-    await open_database(database_url)
-    yield
-    await close_database()
 
 
 async def test_ended_sessions_and_abandoned_sign_ins_are_pruned(store):

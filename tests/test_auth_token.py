@@ -11,16 +11,12 @@ TOKEN = "tier2-1MHIpPrM9j0to0JSoWpZkgqny394A5S9"
 
 
 @pytest.fixture
-def client(tmp_path):
-    import asyncio
-
-    from orc.db.schema import migrate_database
-
+def client(tmp_path, schema_templates):
     settings = load_settings(
         environ={"ORC_HOME": str(tmp_path / "home"), "ORC_AUTH_TOKEN": TOKEN}, cwd=tmp_path
     )
     assert settings.auth_enabled
-    asyncio.run(migrate_database(settings.database_url))
+    schema_templates.copy_sqlite(settings.database.sqlite_path)
     return create_app(settings).asgi_client
 
 

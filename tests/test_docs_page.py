@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 import pytest
 
 from orc.api.app import create_app
 from orc.config import load_settings
-from orc.db.schema import migrate_database
 
 
 @pytest.fixture
-def client(tmp_path):
+def client(tmp_path, schema_templates):
     settings = load_settings(environ={"ORC_HOME": str(tmp_path / "home")}, cwd=tmp_path)
-    asyncio.run(migrate_database(settings.database_url))
+    schema_templates.copy_sqlite(settings.database.sqlite_path)
     return create_app(settings).asgi_client
 
 

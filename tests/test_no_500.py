@@ -152,7 +152,11 @@ async def _admin(sql: str) -> None:
 
 
 def test_with_the_database_unavailable_the_api_answers_503_database_unavailable(
-    app_factory, orc_env: dict[str, str], database_url: str, caplog: pytest.LogCaptureFixture
+    app_factory,
+    migrated: None,
+    orc_env: dict[str, str],
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
 ):
     """PostgreSQL refusing connections (its existing ones cut), or SQLite locked by another
     writer past the busy timeout: 503 with Retry-After, one log line, no traceback."""
@@ -203,7 +207,7 @@ def provider() -> Iterator[Provider]:
 
 
 def test_a_long_return_to_and_claims_longer_than_the_columns_are_4xx(
-    provider: Provider, app_factory, orc_env: dict[str, str], tmp_path: Path
+    provider: Provider, app_factory, migrated: None, orc_env: dict[str, str], tmp_path: Path
 ):
     env = provider_env(orc_env, provider, free_port(), "orc-test")
     live = app_factory(env)

@@ -148,7 +148,7 @@ def git_repo(path: Path) -> Path:
 
 
 async def test_orc_new_in_another_process_reaches_a_star_subscriber_within_a_second(
-    server_factory, orc_env
+    server_factory, migrated, orc_env
 ):
     repo = git_repo(Path(orc_env["HOME"]) / "repo")
     assert run_orc(["project", "add", str(repo)], orc_env).returncode == 0
@@ -197,7 +197,7 @@ async def assert_quiet_or_session_updates(ws: ClientConnection) -> None:
     assert all(m["type"] == "session_update" for m in messages[:-1]), messages
 
 
-async def test_a_task_subscription_gets_only_that_tasks_events(server_factory, orc_env):
+async def test_a_task_subscription_gets_only_that_tasks_events(server_factory, migrated, orc_env):
     server = server_factory(orc_env, "--no-worker").start()
     async with (
         http_to(server) as http,
@@ -288,7 +288,9 @@ async def test_malformed_messages_get_an_error_and_the_connection_stays_usable(
 # --- catching up after a reconnect --------------------------------------------------------------
 
 
-async def test_reconnecting_with_since_receives_exactly_the_missed_events(server_factory, orc_env):
+async def test_reconnecting_with_since_receives_exactly_the_missed_events(
+    server_factory, migrated, orc_env
+):
     server = server_factory(orc_env, "--no-worker").start()
     async with http_to(server) as http, connect(ws_url(server)) as watcher:
         await subscribe(watcher, "*")
