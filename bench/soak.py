@@ -25,7 +25,8 @@ of its value at the end of the first window; each endpoint's p99 in the last win
 
 ``--tracemalloc FRAMES`` (a diagnostic) starts tracemalloc in the API process (through a
 ``sitecustomize`` on PYTHONPATH that acts only in ``python -m orc _api``; orc's code is not
-changed), dumps a snapshot every ``--sample`` seconds, and prints the allocations that grew
+changed) from ``--sample`` seconds after start-up, dumps a snapshot every ``--sample``
+seconds, and prints the allocations that grew
 most between the end of the first window and the end of the run.
 
 Run: .venv/bin/python bench/soak.py [--db sqlite,postgres] [--duration 1800] [--window 300]
@@ -41,6 +42,8 @@ import json
 import os
 import random
 import secrets
+import signal
+import sys
 import threading
 import time
 import tracemalloc
@@ -68,9 +71,12 @@ SITECUSTOMIZE = f'''
 import os, sys, threading, time
 if "_api" in sys.argv and os.environ.get("{TRACE_ENV}"):
     import tracemalloc
-    tracemalloc.start(int(os.environ["{TRACE_FRAMES_ENV}"]))
     def _dump():
         out, every, n = os.environ["{TRACE_ENV}"], float(os.environ["{TRACE_EVERY_ENV}"]), 0
+        # Traced from the first sample on, not during start-up (tracing imports is slow, and
+        # only what is allocated under load, and kept, matters here).
+        time.sleep(every)
+        tracemalloc.start(int(os.environ["{TRACE_FRAMES_ENV}"]))
         while True:
             time.sleep(every)
             n += 1
@@ -434,7 +440,8 @@ def run_store(store: orcbench.Store, args: argparse.Namespace) -> list[str]:
         )
     server.start()
     try:
-        server.wait_healthy()
+        # Start-up under tracemalloc (every import traced) takes minutes on a busy machine.
+        server.wait_healthy(timeout=600 if args.tracemalloc else 60)
         record = Record(args.window)
         load = Load(
             port, record, time.perf_counter() + args.duration, args.max_requests, args.batch
@@ -442,16 +449,21 @@ def run_store(store: orcbench.Store, args: argparse.Namespace) -> list[str]:
         dashboard = Dashboard(load)
         samples: list[tuple[float, dict[str, float]]] = []
         threads = [
-            threading.Thread(target=load.client_loop, args=(i,)) for i in range(args.clients)
+            threading.Thread(target=load.client_loop, args=(i,), daemon=True)
+            for i in range(args.clients)
         ]
-        threads.append(threading.Thread(target=dashboard.run))
+        threads.append(threading.Thread(target=dashboard.run, daemon=True))
         threads.append(
             threading.Thread(
-                target=asyncio.run, args=(subscribers(load, args.subscribers, dashboard),)
+                target=asyncio.run,
+                args=(subscribers(load, args.subscribers, dashboard),),
+                daemon=True,
             )
         )
         threads.append(
-            threading.Thread(target=sampler, args=(load, server.pid, args.sample, samples))
+            threading.Thread(
+                target=sampler, args=(load, server.pid, args.sample, samples), daemon=True
+            )
         )
         for thread in threads:
             thread.start()
@@ -489,6 +501,8 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=2_000_000)
     parser.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES")
     args = parser.parse_args()
+    # SIGTERM (timeout, kill) unwinds like Ctrl-C, so that the server is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if orcbench.per_database(args.db):
         return
     print(

@@ -204,6 +204,23 @@ class UsageTotal(UsageCounts):
         table = "usage_total"
 
 
+class UsageTaskMonth(Model):
+    """Tokens and cost per month and task, kept by the aggregation job for the top tasks."""
+
+    id = fields.BigIntField(primary_key=True)
+    month = fields.DatetimeField()
+    task_number = fields.IntField()
+    tokens = fields.BigIntField(default=0)
+    # At the prices whose fingerprint server_state holds (orc.usage.task_months).
+    cost_usd = fields.FloatField(default=0)
+
+    class Meta:
+        table = "usage_task_month"
+        unique_together = (("month", "task_number"),)
+        # The top tasks of a month: the last entries of this index, read backwards.
+        indexes = (("month", "cost_usd", "task_number"),)
+
+
 class Event(Model):
     """The outbox: one row per change, written in the same transaction, tailed by every API."""
 

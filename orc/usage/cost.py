@@ -19,6 +19,7 @@ from orc.tasks.lifecycle import format_task_id
 from orc.tasks.vocabulary import ACTIVE_STATUS
 from orc.usage.pricing import TOKEN_TYPES, PriceList
 from orc.usage.rollups import read_watermark
+from orc.usage.task_months import TaskMonth, prices_fingerprint, stored_fingerprint, top_task_months
 
 _SUMS = (
     "SUM(input_tokens) AS input, SUM(output_tokens) AS output, "
@@ -152,6 +153,50 @@ async def _usage_by(
     return [(row["k"], row["model"], _spend(row)) for row in [*rows, *tail]]
 
 
+def _by_task(rows: list[tuple[Any, str, Spend]], prices: PriceList) -> dict[int, TaskMonth]:
+    """(task, model, tokens) rows added up per task, with their cost."""
+    tasks: dict[int, TaskMonth] = {}
+    for number, model, spend in rows:
+        n = int(number)
+        before = tasks.get(n, TaskMonth(n, 0, 0.0))
+        tasks[n] = TaskMonth(
+            n,
+            before.tokens + sum(spend.tokens.values()),
+            before.cost_usd + spend.cost(model, prices),
+        )
+    return tasks
+
+
+def _costliest(tasks: dict[int, TaskMonth]) -> list[TaskMonth]:
+    return sorted(tasks.values(), key=lambda t: (-t.cost_usd, t.task_number))[:TOP_TASKS]
+
+
+async def _top_tasks(
+    conn: BaseDBAsyncClient, prices: PriceList, month: datetime
+) -> list[TaskMonth]:
+    """The month's costliest tasks: from usage_task_month (read along its index) plus the
+    unfolded tail, when the table is kept at these prices; else from every rollup row."""
+    if await stored_fingerprint(conn) == prices_fingerprint(prices):
+        watermark = await read_watermark(conn)
+        tail_rows = await fetch(
+            conn,
+            f"SELECT task_number AS k, model, {_SUMS} FROM usage_event "  # noqa: S608
+            "WHERE id > ? AND occurred_at >= ? GROUP BY task_number, model",
+            [watermark, month],
+        )
+        tail = _by_task([(r["k"], r["model"], _spend(r)) for r in tail_rows], prices)
+        stored = await top_task_months(conn, month, TOP_TASKS + len(tail), sorted(tail))
+        if stored is not None:
+            tasks = {t.task_number: t for t in stored}
+            for n, extra in tail.items():
+                before = tasks.get(n, TaskMonth(n, 0, 0.0))
+                tasks[n] = TaskMonth(
+                    n, before.tokens + extra.tokens, before.cost_usd + extra.cost_usd
+                )
+            return _costliest(tasks)
+    return _costliest(_by_task(await _usage_by(conn, "task", month), prices))
+
+
 async def _running_tasks(conn: BaseDBAsyncClient) -> int:
     rows = await fetch(conn, "SELECT COUNT(*) AS n FROM task WHERE status = ?", [ACTIVE_STATUS])
     return int(rows[0]["n"])
@@ -183,7 +228,7 @@ async def cost_summary(prices: PriceList, now: datetime | None = None) -> CostSu
     since = min(starts.values())
     async with snapshot_transaction() as conn:
         hourly = await _usage_by(conn, "hour", since)
-        per_task = await _usage_by(conn, "task", starts["month"])
+        top = await _top_tasks(conn, prices, starts["month"])
     periods: dict[str, dict[str, Spend]] = {name: defaultdict(Spend) for name in starts}
     for hour, model, spend in hourly:
         at = _as_datetime(hour)
@@ -195,13 +240,9 @@ async def cost_summary(prices: PriceList, now: datetime | None = None) -> CostSu
         ModelCost(model, _cost_block({model: spend}, prices), prices.price_for(model) is not None)
         for model, spend in sorted(month.items())
     ]
-    task_costs: dict[int, float] = defaultdict(float)
-    task_tokens: dict[int, int] = defaultdict(int)
-    for number, model, spend in per_task:
-        task_costs[int(number)] += spend.cost(model, prices)
-        task_tokens[int(number)] += sum(spend.tokens.values())
-    top = sorted(task_costs.items(), key=lambda item: (-item[1], item[0]))[:TOP_TASKS]
-    titles = dict(await Task.filter(number__in=[n for n, _ in top]).values_list("number", "title"))
+    titles = dict(
+        await Task.filter(number__in=[t.task_number for t in top]).values_list("number", "title")
+    )
     return CostSummary(
         generated_at=now,
         today=_cost_block(periods["today"], prices),
@@ -210,9 +251,12 @@ async def cost_summary(prices: PriceList, now: datetime | None = None) -> CostSu
         by_model=by_model,
         top_tasks=[
             TaskCost(
-                format_task_id(number), titles.get(number), task_tokens[number], round(cost, 6)
+                format_task_id(t.task_number),
+                titles.get(t.task_number),
+                t.tokens,
+                round(t.cost_usd, 6),
             )
-            for number, cost in top
+            for t in top
         ],
         unpriced_models=sorted(m for m in month if prices.price_for(m) is None),
     )

@@ -1,4 +1,4 @@
-"""Fold new usage events into hourly rollups and all-time totals.
+"""Fold new usage events into hourly rollups, all-time totals and per-month task costs.
 
 Each fold reads the watermark (the last folded event id), folds the events above it up to the
 newest committed one and moves the watermark, all in one transaction: a crash leaves nothing
@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from orc.db.sql import fetch, hour_bucket, locked_transaction
+from orc.usage.pricing import PriceList
+from orc.usage.task_months import ensure_priced, fold_task_months
 
 WATERMARK_KEY = "usage_rollup_watermark"
 FOLD_LOCK_KEY = 0x6F7263_03
@@ -50,7 +52,7 @@ async def read_watermark(conn: BaseDBAsyncClient) -> int:
     return int(rows[0]["value"]) if rows else 0
 
 
-async def _fold_range(conn: BaseDBAsyncClient, low: int, high: int) -> None:
+async def _fold_range(conn: BaseDBAsyncClient, low: int, high: int, prices: PriceList) -> None:
     hour = hour_bucket(conn, "occurred_at")
     await fetch(
         conn,
@@ -67,11 +69,13 @@ async def _fold_range(conn: BaseDBAsyncClient, low: int, high: int) -> None:
         f"ON CONFLICT (model) DO UPDATE SET {_ADD.format(table='usage_total')}",
         [low, high],
     )
+    await fold_task_months(conn, low, high, prices)
 
 
-async def _fold_once(limit: int) -> tuple[int, int, bool]:
+async def _fold_once(limit: int, prices: PriceList) -> tuple[int, int, bool]:
     """Fold up to ``limit`` ids above the watermark; return (events, watermark, caught up)."""
     async with locked_transaction(FOLD_LOCK_KEY) as conn:
+        await ensure_priced(conn, prices)
         low = await read_watermark(conn)
         rows = await fetch(
             conn,
@@ -82,7 +86,7 @@ async def _fold_once(limit: int) -> tuple[int, int, bool]:
         high, count = rows[0]["high"], int(rows[0]["n"])
         if not count:
             return 0, low, True
-        await _fold_range(conn, low, high)
+        await _fold_range(conn, low, high, prices)
         await fetch(
             conn,
             "INSERT INTO server_state (key, value, updated_at) VALUES (?, ?, ?) "
@@ -93,11 +97,14 @@ async def _fold_once(limit: int) -> tuple[int, int, bool]:
     return count, int(high), count < limit
 
 
-async def fold_usage(chunk: int = CHUNK_EVENTS) -> FoldResult:
-    """Fold every new usage event, ``chunk`` events per transaction."""
+async def fold_usage(prices: PriceList, chunk: int = CHUNK_EVENTS) -> FoldResult:
+    """Fold every new usage event, ``chunk`` events per transaction.
+
+    ``prices``: what the per-month task costs are kept at (orc.usage.task_months).
+    """
     total = 0
     while True:
-        count, watermark, caught_up = await _fold_once(chunk)
+        count, watermark, caught_up = await _fold_once(chunk, prices)
         total += count
         if caught_up:
             return FoldResult(total, watermark)
