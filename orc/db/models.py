@@ -195,6 +195,18 @@ class UsageRollup(UsageCounts):
         unique_together = (("hour", "model", "task_number"),)
 
 
+class UsageDay(UsageCounts):
+    """Tokens per UTC day and model, kept by the aggregation job for the cost reports."""
+
+    id = fields.BigIntField(primary_key=True)
+    day = fields.DatetimeField()
+    model = fields.CharField(max_length=128)
+
+    class Meta:
+        table = "usage_day"
+        unique_together = (("day", "model"),)
+
+
 class UsageTotal(UsageCounts):
     """All-time tokens per model, kept by the aggregation job so a scrape reads a few rows."""
 

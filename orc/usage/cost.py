@@ -1,7 +1,9 @@
 """Cost reports: today / week / month, by model, top tasks, daily series, all-time totals.
 
-Everything reads the rollups plus the tail of usage events not folded yet, in one snapshot,
-so the numbers are exact whether or not the aggregation job has run.
+Everything reads what the aggregation job folded (daily totals per model, per-month task
+costs; the hourly rollups where those cannot answer) plus the tail of usage events not folded
+yet, in one snapshot, so the numbers are exact whether or not the job has run, and a report
+reads a few rows per day and model, however many tasks and events there are.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from typing import Any
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from orc.db.models import Task
-from orc.db.sql import fetch, hour_bucket, snapshot_transaction
+from orc.db.sql import fetch, snapshot_transaction, time_bucket
 from orc.tasks.lifecycle import format_task_id
 from orc.tasks.vocabulary import ACTIVE_STATUS
 from orc.usage.pricing import TOKEN_TYPES, PriceList
-from orc.usage.rollups import read_watermark
+from orc.usage.rollups import days_ready, read_watermark
 from orc.usage.task_months import TaskMonth, prices_fingerprint, stored_fingerprint, top_task_months
 
 _SUMS = (
@@ -131,17 +133,27 @@ def _as_datetime(value: Any) -> datetime:
 async def _usage_by(
     conn: BaseDBAsyncClient, key: str, since: datetime | None
 ) -> list[tuple[Any, str, Spend]]:
-    """(key value, model, tokens) rows from rollups and the unfolded tail; key: hour or task."""
+    """(key value, model, tokens) rows from the folded tables and the unfolded tail.
+
+    key "day": per UTC day, from usage_day (a few rows a day), or from the hourly rollups
+    until the first fold has filled it; "task": per task, from the rollups.
+    """
     watermark = await read_watermark(conn)
-    rollup_key = "hour" if key == "hour" else "task_number"
-    event_key = hour_bucket(conn, "occurred_at") if key == "hour" else "task_number"
+    if key == "task":
+        table, column, when, event_key = "usage_rollup", "task_number", "hour", "task_number"
+    elif await days_ready(conn):
+        table, column = "usage_day", "day"
+        when, event_key = "day", time_bucket(conn, "day", "occurred_at")
+    else:
+        table, column = "usage_rollup", "hour"
+        when, event_key = "hour", time_bucket(conn, "hour", "occurred_at")
     where_rollup, where_tail, args = "", "", []
     if since is not None:
-        where_rollup, where_tail, args = " WHERE hour >= ?", " AND occurred_at >= ?", [since]
+        where_rollup, where_tail, args = f" WHERE {when} >= ?", " AND occurred_at >= ?", [since]
     rows = await fetch(
         conn,
-        f"SELECT {rollup_key} AS k, model, {_SUMS} FROM usage_rollup{where_rollup} "  # noqa: S608
-        f"GROUP BY {rollup_key}, model",
+        f"SELECT {column} AS k, model, {_SUMS} FROM {table}{where_rollup} "  # noqa: S608
+        f"GROUP BY {column}, model",
         args,
     )
     tail = await fetch(
@@ -227,11 +239,11 @@ async def cost_summary(prices: PriceList, now: datetime | None = None) -> CostSu
     starts = period_starts(now)
     since = min(starts.values())
     async with snapshot_transaction() as conn:
-        hourly = await _usage_by(conn, "hour", since)
+        daily = await _usage_by(conn, "day", since)
         top = await _top_tasks(conn, prices, starts["month"])
     periods: dict[str, dict[str, Spend]] = {name: defaultdict(Spend) for name in starts}
-    for hour, model, spend in hourly:
-        at = _as_datetime(hour)
+    for day, model, spend in daily:
+        at = _as_datetime(day)
         for name, start in starts.items():
             if at >= start:
                 periods[name][model].add(spend)
@@ -269,10 +281,10 @@ async def cost_timeseries(
     now = now or datetime.now(UTC)
     first_day = period_starts(now)["today"] - timedelta(days=days - 1)
     async with snapshot_transaction() as conn:
-        hourly = await _usage_by(conn, "hour", first_day)
+        daily = await _usage_by(conn, "day", first_day)
     by_day: dict[date, dict[str, Spend]] = defaultdict(lambda: defaultdict(Spend))
-    for hour, model, spend in hourly:
-        by_day[_as_datetime(hour).date()][model].add(spend)
+    for day, model, spend in daily:
+        by_day[_as_datetime(day).date()][model].add(spend)
     return [
         DayCost(day, _cost_block(by_day.get(day, {}), prices))
         for day in (first_day.date() + timedelta(days=i) for i in range(days))
@@ -283,10 +295,10 @@ async def usage_today(now: datetime | None = None) -> tuple[dict[str, Spend], in
     """Today's spend per model and the number of running tasks."""
     today = period_starts(now or datetime.now(UTC))["today"]
     async with snapshot_transaction() as conn:
-        hourly = await _usage_by(conn, "hour", today)
+        daily = await _usage_by(conn, "day", today)
         running = await _running_tasks(conn)
     by_model: dict[str, Spend] = defaultdict(Spend)
-    for _, model, spend in hourly:
+    for _, model, spend in daily:
         by_model[model].add(spend)
     return dict(by_model), running
 

@@ -14,12 +14,12 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from orc.db.sql import fetch, is_postgres
+from orc.db.sql import fetch, read_state, time_bucket, write_state
 from orc.usage.pricing import TOKEN_TYPES, PriceList
 
 PRICES_KEY = "usage_task_month_prices"
@@ -41,13 +41,6 @@ def prices_fingerprint(prices: PriceList) -> str:
         model: [getattr(p, kind) for kind in TOKEN_TYPES] for model, p in prices.prices.items()
     }
     return hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest()[:32]
-
-
-def month_bucket(conn: BaseDBAsyncClient, column: str) -> str:
-    """SQL for the UTC month a timestamp column falls in, in the column's own format."""
-    if is_postgres(conn):
-        return f"(date_trunc('month', {column} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')"
-    return f"strftime('%Y-%m-01 00:00:00+00:00', {column})"
 
 
 def _cost_sql(models: Sequence[str], prices: PriceList) -> tuple[str, list[Any]]:
@@ -79,7 +72,7 @@ async def _upsert(
 ) -> None:
     models = [row["model"] for row in await fetch(conn, "SELECT model FROM usage_total")]
     cost, cost_args = _cost_sql(models, prices)
-    month = month_bucket(conn, time_column)
+    month = time_bucket(conn, "month", time_column)
     await fetch(
         conn,
         "INSERT INTO usage_task_month (month, task_number, tokens, cost_usd) "  # noqa: S608
@@ -106,17 +99,11 @@ async def ensure_priced(conn: BaseDBAsyncClient, prices: PriceList) -> None:
         return
     await fetch(conn, "DELETE FROM usage_task_month")
     await _upsert(conn, "usage_rollup", "hour", "", [], prices)
-    await fetch(
-        conn,
-        "INSERT INTO server_state (key, value, updated_at) VALUES (?, ?, ?) "
-        "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        [PRICES_KEY, fingerprint, datetime.now(UTC)],
-    )
+    await write_state(conn, PRICES_KEY, fingerprint)
 
 
 async def stored_fingerprint(conn: BaseDBAsyncClient) -> str | None:
-    rows = await fetch(conn, "SELECT value FROM server_state WHERE key = ?", [PRICES_KEY])
-    return str(rows[0]["value"]) if rows else None
+    return await read_state(conn, PRICES_KEY)
 
 
 async def top_task_months(
