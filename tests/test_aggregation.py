@@ -658,3 +658,24 @@ async def test_top_tasks_stay_exact_with_ties_the_tail_new_prices_and_later_usag
     uses += later
     await fold_usage(other)
     await assert_top(uses, other, "usage dated next month")
+
+
+async def test_the_first_fold_after_upgrading_fills_the_daily_and_monthly_tables(store):
+    """A database folded before migration 0007: rollups, but no usage_day nor usage_task_month."""
+    for title in TITLES.values():
+        await create_task(title)
+    await record(EARLY)
+    await fold_usage(PRICES)
+    conn = default_connection()
+    for statement in (
+        "DELETE FROM usage_day",
+        "DELETE FROM usage_task_month",
+        "DELETE FROM server_state WHERE key IN ('usage_day_filled', 'usage_task_month_prices')",
+    ):
+        await fetch(conn, statement)
+    await record(LATE)
+    await assert_reports(EARLY + LATE, running=0)  # from the rollups and the tail meanwhile
+    assert (await fold_usage(PRICES)).events == len(LATE)
+    days = await fetch(conn, "SELECT COUNT(*) AS n FROM usage_day")
+    assert int(days[0]["n"]) == len({(u.at.astimezone(UTC).date(), u.model) for u in EARLY + LATE})
+    await assert_reports(EARLY + LATE, running=0)  # from the filled tables
