@@ -21,7 +21,7 @@ from orc.tasks.lifecycle import format_task_id
 from orc.tasks.vocabulary import ACTIVE_STATUS
 from orc.usage.pricing import TOKEN_TYPES, PriceList
 from orc.usage.rollups import days_ready, read_watermark
-from orc.usage.task_months import TaskMonth, prices_fingerprint, stored_fingerprint, top_task_months
+from orc.usage.task_months import TaskMonth, candidate_tasks, prices_fingerprint, stored_fingerprint
 
 _SUMS = (
     "SUM(input_tokens) AS input, SUM(output_tokens) AS output, "
@@ -168,7 +168,8 @@ async def _usage_by(
 def _by_task(rows: list[tuple[Any, str, Spend]], prices: PriceList) -> dict[int, TaskMonth]:
     """(task, model, tokens) rows added up per task, with their cost."""
     tasks: dict[int, TaskMonth] = {}
-    for number, model, spend in rows:
+    # In model order: the same rows give the same float sum whichever query read them.
+    for number, model, spend in sorted(rows, key=lambda row: (int(row[0]), row[1])):
         n = int(number)
         before = tasks.get(n, TaskMonth(n, 0, 0.0))
         tasks[n] = TaskMonth(
@@ -186,27 +187,41 @@ def _costliest(tasks: dict[int, TaskMonth]) -> list[TaskMonth]:
 async def _top_tasks(
     conn: BaseDBAsyncClient, prices: PriceList, month: datetime
 ) -> list[TaskMonth]:
-    """The month's costliest tasks: from usage_task_month (read along its index) plus the
-    unfolded tail, when the table is kept at these prices; else from every rollup row."""
+    """The month's costliest tasks.
+
+    With usage_task_month kept at these prices: the candidates read along its index, plus
+    the tasks with unfolded usage, their figures summed from their own events (by the
+    task_number index); so the figures are exactly those of the rollups, folded or not.
+    Otherwise from every rollup row of the month.
+    """
     if await stored_fingerprint(conn) == prices_fingerprint(prices):
         watermark = await read_watermark(conn)
-        tail_rows = await fetch(
+        tail = await fetch(
             conn,
-            f"SELECT task_number AS k, model, {_SUMS} FROM usage_event "  # noqa: S608
-            "WHERE id > ? AND occurred_at >= ? GROUP BY task_number, model",
+            "SELECT DISTINCT task_number FROM usage_event WHERE id > ? AND occurred_at >= ?",
             [watermark, month],
         )
-        tail = _by_task([(r["k"], r["model"], _spend(r)) for r in tail_rows], prices)
-        stored = await top_task_months(conn, month, TOP_TASKS + len(tail), sorted(tail))
-        if stored is not None:
-            tasks = {t.task_number: t for t in stored}
-            for n, extra in tail.items():
-                before = tasks.get(n, TaskMonth(n, 0, 0.0))
-                tasks[n] = TaskMonth(
-                    n, before.tokens + extra.tokens, before.cost_usd + extra.cost_usd
-                )
-            return _costliest(tasks)
+        found = await candidate_tasks(conn, month, TOP_TASKS + len(tail))
+        if found is not None:
+            numbers = sorted({*found, *(int(r["task_number"]) for r in tail)})
+            return _costliest(_by_task(await _task_usage_since(conn, numbers, month), prices))
     return _costliest(_by_task(await _usage_by(conn, "task", month), prices))
+
+
+async def _task_usage_since(
+    conn: BaseDBAsyncClient, numbers: list[int], since: datetime
+) -> list[tuple[Any, str, Spend]]:
+    """(task, model, tokens) of these tasks' events since ``since``."""
+    if not numbers:
+        return []
+    marks = ", ".join("?" for _ in numbers)
+    rows = await fetch(
+        conn,
+        f"SELECT task_number AS k, model, {_SUMS} FROM usage_event "  # noqa: S608
+        f"WHERE task_number IN ({marks}) AND occurred_at >= ? GROUP BY task_number, model",
+        [*numbers, since],
+    )
+    return [(row["k"], row["model"], _spend(row)) for row in rows]
 
 
 async def _running_tasks(conn: BaseDBAsyncClient) -> int:

@@ -23,6 +23,9 @@ from orc.db.sql import fetch, read_state, time_bucket, write_state
 from orc.usage.pricing import TOKEN_TYPES, PriceList
 
 PRICES_KEY = "usage_task_month_prices"
+# Costs closer than this are settled by the report's own figures (a token at the cheapest
+# price costs about 1e-8 USD; float sums of a month's events err by far less).
+NEAR_TIE_USD = 1e-9
 _TOKENS = " + ".join(f"{kind}_tokens" for kind in TOKEN_TYPES)
 
 
@@ -106,11 +109,12 @@ async def stored_fingerprint(conn: BaseDBAsyncClient) -> str | None:
     return await read_state(conn, PRICES_KEY)
 
 
-async def top_task_months(
-    conn: BaseDBAsyncClient, month: datetime, limit: int, also: Sequence[int]
-) -> list[TaskMonth] | None:
-    """The ``limit`` costliest tasks of ``month`` (ties: lowest number first) and the tasks
-    ``also``, read along the (month, cost, task) index.
+async def candidate_tasks(conn: BaseDBAsyncClient, month: datetime, limit: int) -> list[int] | None:
+    """Tasks among which the ``limit`` costliest of ``month`` are, read along the (month,
+    cost, task) index: the ``limit`` costliest by the stored cost, and every task that costs
+    about as much as the last of them (the stored cost is a sum in another order than the
+    report's, so near-ties are settled by the report's exact figures; among equal costs the
+    lowest numbers count).
 
     None when the table cannot answer alone: usage dated after this month exists (the
     summary counts it in this month's figures).
@@ -120,22 +124,13 @@ async def top_task_months(
     )
     if later:
         return None
-    columns = "SELECT task_number, tokens, cost_usd FROM usage_task_month WHERE month = ?"
-    rows = await fetch(conn, f"{columns} ORDER BY cost_usd DESC LIMIT ?", [month, limit])
+    head = "SELECT task_number, cost_usd FROM usage_task_month WHERE month = ?"
+    rows = await fetch(conn, f"{head} ORDER BY cost_usd DESC LIMIT ?", [month, limit])
     if len(rows) == limit:
-        # Tasks that cost exactly as much as the last one: the lowest numbers among them.
+        last = float(rows[-1]["cost_usd"])
         rows += await fetch(
             conn,
-            f"{columns} AND cost_usd = ? ORDER BY task_number LIMIT ?",
-            [month, rows[-1]["cost_usd"], limit],
+            f"{head} AND cost_usd >= ? AND cost_usd <= ? ORDER BY task_number LIMIT ?",
+            [month, last - NEAR_TIE_USD, last + NEAR_TIE_USD, limit],
         )
-    if also:
-        marks = ", ".join("?" for _ in also)
-        rows += await fetch(conn, f"{columns} AND task_number IN ({marks})", [month, *also])
-    found = {
-        int(r["task_number"]): TaskMonth(
-            int(r["task_number"]), int(r["tokens"]), float(r["cost_usd"])
-        )
-        for r in rows
-    }
-    return list(found.values())
+    return sorted({int(r["task_number"]) for r in rows})
