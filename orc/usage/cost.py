@@ -196,14 +196,17 @@ async def _top_tasks(
     """
     if await stored_fingerprint(conn) == prices_fingerprint(prices):
         watermark = await read_watermark(conn)
-        tail = await fetch(
+        # Deduplicated here: with DISTINCT (or GROUP BY) SQLite walks the whole task_number
+        # index instead of the few ids above the watermark.
+        rows = await fetch(
             conn,
-            "SELECT DISTINCT task_number FROM usage_event WHERE id > ? AND occurred_at >= ?",
+            "SELECT task_number FROM usage_event WHERE id > ? AND occurred_at >= ?",
             [watermark, month],
         )
+        tail = {int(r["task_number"]) for r in rows}
         found = await candidate_tasks(conn, month, TOP_TASKS + len(tail))
         if found is not None:
-            numbers = sorted({*found, *(int(r["task_number"]) for r in tail)})
+            numbers = sorted({*found, *tail})
             return _costliest(_by_task(await _task_usage_since(conn, numbers, month), prices))
     return _costliest(_by_task(await _usage_by(conn, "task", month), prices))
 
