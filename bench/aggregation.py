@@ -62,11 +62,12 @@ async def bulk_load(
 async def timed_fold(store: orcbench.Store) -> tuple[float, int, int]:
     """(seconds, events folded, rollup rows) of one fold_usage() on the store."""
     from orc.db.sql import fetch
+    from orc.usage.pricing import DEFAULT_PRICES, PriceList
     from orc.usage.rollups import fold_usage
 
     async with orcbench.orc_database(store) as conn:
         began = time.perf_counter()
-        result = await fold_usage()
+        result = await fold_usage(PriceList(dict(DEFAULT_PRICES)))
         took = time.perf_counter() - began
         rows = await fetch(conn, "SELECT COUNT(*) AS n FROM usage_rollup")
     return took, result.events, int(rows[0]["n"])

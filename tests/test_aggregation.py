@@ -22,7 +22,7 @@ from orc.db.models import Task
 from orc.db.sql import fetch, is_postgres
 from orc.tasks.lifecycle import create_task
 from orc.usage.cost import cost_summary, cost_timeseries, usage_totals
-from orc.usage.pricing import DEFAULT_PRICES, TOKEN_TYPES, PriceList
+from orc.usage.pricing import DEFAULT_PRICES, TOKEN_TYPES, Price, PriceList
 from orc.usage.recording import UsageRecord, record_usage
 from orc.usage.rollups import CHUNK_EVENTS, fold_usage, read_watermark
 from tests.support import ORC, base_env, run_orc
@@ -181,7 +181,7 @@ async def test_fold_is_exact_idempotent_and_touches_only_new_events(store):
     await record(uses)
     assert len({u.hour for u in uses}) > 100  # many hours, over several days
 
-    first = await fold_usage()
+    first = await fold_usage(PRICES)
     assert (first.events, first.watermark) == (len(uses), await max_event_id())
     await assert_folded(uses)
     rollup = await rollups()
@@ -190,7 +190,7 @@ async def test_fold_is_exact_idempotent_and_touches_only_new_events(store):
     assert rollup[(at("2026-04-02T11:00:00"), HAIKU, 2)][1]["output"] == 8
 
     # Idempotent: nothing new, nothing folded, nothing changed.
-    again = await fold_usage()
+    again = await fold_usage(PRICES)
     assert (again.events, again.watermark) == (0, first.watermark)
     await assert_folded(uses)
 
@@ -199,7 +199,7 @@ async def test_fold_is_exact_idempotent_and_touches_only_new_events(store):
     more += _spread(25, at("2026-05-01T00:00:00"))
     await record(more)
     uses += more
-    second = await fold_usage()
+    second = await fold_usage(PRICES)
     assert (second.events, second.watermark) == (len(more), await max_event_id())
     await assert_folded(uses)
 
@@ -207,7 +207,7 @@ async def test_fold_is_exact_idempotent_and_touches_only_new_events(store):
     chunked = _spread(53, at("2026-03-01T00:00:00"), tasks=2)
     await record(chunked)
     uses += chunked
-    third = await fold_usage(chunk=10)
+    third = await fold_usage(PRICES, chunk=10)
     assert third.events == len(chunked)
     await assert_folded(uses)
 
@@ -215,10 +215,10 @@ async def test_fold_is_exact_idempotent_and_touches_only_new_events(store):
     racing = _spread(120, at("2026-02-01T00:00:00"))
     await record(racing)
     uses += racing
-    results = await asyncio.gather(*(fold_usage(chunk=17) for _ in range(3)))
+    results = await asyncio.gather(*(fold_usage(PRICES, chunk=17) for _ in range(3)))
     assert sum(r.events for r in results) == len(racing)
     await assert_folded(uses)
-    assert (await fold_usage()).events == 0
+    assert (await fold_usage(PRICES)).events == 0
 
 
 async def test_folding_while_usage_is_recorded_misses_nothing_and_counts_nothing_twice(store):
@@ -246,14 +246,14 @@ async def test_folding_while_usage_is_recorded_misses_nothing_and_counts_nothing
     async def folder() -> int:
         folded = 0
         while not writers_done.is_set():
-            folded += (await fold_usage(chunk=7)).events
+            folded += (await fold_usage(PRICES, chunk=7)).events
             await asyncio.sleep(0)
         return folded
 
     folding = asyncio.create_task(folder())
     await asyncio.gather(*(writer(w) for w in range(5)))
     writers_done.set()
-    folded = await folding + (await fold_usage()).events
+    folded = await folding + (await fold_usage(PRICES)).events
     assert folded == len(recorded) == 5 * sum(1 + n % 4 for n in range(30))
     await assert_folded(recorded)
 
@@ -401,12 +401,12 @@ async def test_cost_reports_are_exact_before_and_after_folding(store):
     assert summary["week"]["tokens"]["output"] == 10_000 + 2_000 + 40_000 + 7
 
     await assert_reports(EARLY, running=1)  # nothing folded yet: all from the tail
-    assert (await fold_usage()).events == len(EARLY)
+    assert (await fold_usage(PRICES)).events == len(EARLY)
     await assert_reports(EARLY, running=1)  # all from rollups
     await record(LATE)
     await start_running(1)
     await assert_reports(EARLY + LATE, running=2)  # rollups plus the tail
-    assert (await fold_usage()).events == len(LATE)
+    assert (await fold_usage(PRICES)).events == len(LATE)
     await assert_reports(EARLY + LATE, running=2)
 
 
@@ -578,4 +578,83 @@ async def test_a_model_without_a_price_costs_what_the_agent_reported_before_and_
         totals, _ = await usage_totals()
         assert totals[UNPRICED].cost(UNPRICED, PRICES) == pytest.approx(0.375)
         assert totals[SONNET].cost(SONNET, PRICES) == pytest.approx(sonnet)
-        await fold_usage()
+        await fold_usage(PRICES)
+
+
+# --- the month's top tasks, kept per month and task by the fold ----------------------------------
+
+
+def expected_top(uses: list[Use], prices: PriceList) -> list[tuple[str, int, float]]:
+    """(task id, tokens, cost) of the ten costliest tasks since STARTS["month"], worked out here."""
+    per_task: dict[int, dict[str, Tokens]] = defaultdict(dict)
+    for use in uses:
+        if use.at >= STARTS["month"]:
+            per_task[use.task][use.model] = plus(
+                per_task[use.task].get(use.model, zero()), use.tokens
+            )
+    costs = {n: sum(prices.cost(m, t) for m, t in by.items()) for n, by in per_task.items()}
+    top = sorted(costs, key=lambda n: (-costs[n], n))[:10]
+    return [
+        (f"TASK-{n:03d}", sum(sum(t.values()) for t in per_task[n].values()), costs[n]) for n in top
+    ]
+
+
+async def assert_top(uses: list[Use], prices: PriceList, where: str) -> None:
+    summary = (await cost_summary(prices, now=NOW)).to_json()
+    got = [(t["task_id"], t["total_tokens"], t["cost_usd"]) for t in summary["top_tasks"]]
+    assert_same([list(t) for t in got], [list(t) for t in expected_top(uses, prices)], where)
+
+
+async def test_top_tasks_stay_exact_with_ties_the_tail_new_prices_and_later_usage(store):
+    for n in range(1, 15):
+        await create_task(f"task {n}")
+    today = at("2026-04-02T09:00:00")
+    # Twelve tasks that cost exactly the same, one that costs more, one unpriced (free).
+    uses = [Use(n, SONNET, today, input=1000) for n in range(1, 13)]
+    uses += [Use(13, OPUS, today, output=2000), Use(14, UNPRICED, today, input=5)]
+    uses += [Use(13, HAIKU, at("2026-03-31T09:00:00"), output=10**7)]  # last month
+    await record(uses)
+    await assert_top(uses, PRICES, "before any fold (from the events)")
+    await fold_usage(PRICES)
+    await assert_top(uses, PRICES, "folded: ties go to the lowest numbers")
+
+    # Unfolded usage lifts one of the tied tasks above the others.
+    tail = [Use(12, SONNET, today, input=1)]
+    await record(tail)
+    uses += tail
+    await assert_top(uses, PRICES, "with the unfolded tail")
+
+    # Other prices: a reader with them is exact before the fold rebuilds the table, and after.
+    other = PriceList({**DEFAULT_PRICES, SONNET: Price(30.0, 15.0, 0.3, 3.75)})
+    await assert_top(uses, other, "other prices, table kept at the old ones")
+    await fold_usage(other)
+    await assert_top(uses, other, "other prices, table rebuilt")
+    await assert_top(uses, PRICES, "the old prices, table kept at the new ones")
+
+    # Usage dated after this month counts in this month's figures, as it always did.
+    later = [Use(5, OPUS, at("2026-05-03T00:00:00"), output=10**6)]
+    await record(later)
+    uses += later
+    await fold_usage(other)
+    await assert_top(uses, other, "usage dated next month")
+
+
+async def test_the_first_fold_after_upgrading_fills_the_daily_and_monthly_tables(store):
+    """A database folded before migration 0007: rollups, but no usage_day nor usage_task_month."""
+    for title in TITLES.values():
+        await create_task(title)
+    await record(EARLY)
+    await fold_usage(PRICES)
+    conn = default_connection()
+    for statement in (
+        "DELETE FROM usage_day",
+        "DELETE FROM usage_task_month",
+        "DELETE FROM server_state WHERE key IN ('usage_day_filled', 'usage_task_month_prices')",
+    ):
+        await fetch(conn, statement)
+    await record(LATE)
+    await assert_reports(EARLY + LATE, running=0)  # from the rollups and the tail meanwhile
+    assert (await fold_usage(PRICES)).events == len(LATE)
+    days = await fetch(conn, "SELECT COUNT(*) AS n FROM usage_day")
+    assert int(days[0]["n"]) == len({(u.at.astimezone(UTC).date(), u.model) for u in EARLY + LATE})
+    await assert_reports(EARLY + LATE, running=0)  # from the filled tables

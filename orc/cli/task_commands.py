@@ -219,9 +219,11 @@ def cost_command(settings: Settings) -> None:
 @pass_settings
 def fold_usage_command(settings: Settings) -> None:
     """Fold new usage events into rollups now (the worker also does it every minute)."""
+    from orc.usage.pricing import load_prices
     from orc.usage.rollups import fold_usage
 
-    result = run_on_database(settings, fold_usage)
+    prices = load_prices(settings.home)
+    result = run_on_database(settings, lambda: fold_usage(prices))
     click.echo(f"folded {result.events} event(s); watermark {result.watermark}")
 
 

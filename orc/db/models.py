@@ -195,6 +195,18 @@ class UsageRollup(UsageCounts):
         unique_together = (("hour", "model", "task_number"),)
 
 
+class UsageDay(UsageCounts):
+    """Tokens per UTC day and model, kept by the aggregation job for the cost reports."""
+
+    id = fields.BigIntField(primary_key=True)
+    day = fields.DatetimeField()
+    model = fields.CharField(max_length=128)
+
+    class Meta:
+        table = "usage_day"
+        unique_together = (("day", "model"),)
+
+
 class UsageTotal(UsageCounts):
     """All-time tokens per model, kept by the aggregation job so a scrape reads a few rows."""
 
@@ -202,6 +214,23 @@ class UsageTotal(UsageCounts):
 
     class Meta:
         table = "usage_total"
+
+
+class UsageTaskMonth(Model):
+    """Tokens and cost per month and task, kept by the aggregation job for the top tasks."""
+
+    id = fields.BigIntField(primary_key=True)
+    month = fields.DatetimeField()
+    task_number = fields.IntField()
+    tokens = fields.BigIntField(default=0)
+    # At the prices whose fingerprint server_state holds (orc.usage.task_months).
+    cost_usd = fields.FloatField(default=0)
+
+    class Meta:
+        table = "usage_task_month"
+        unique_together = (("month", "task_number"),)
+        # The top tasks of a month: the last entries of this index, read backwards.
+        indexes = (("month", "cost_usd", "task_number"),)
 
 
 class Event(Model):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -27,11 +28,35 @@ async def fetch(conn: BaseDBAsyncClient, sql: str, values: Sequence[Any] = ()) -
     return list(rows)
 
 
-def hour_bucket(conn: BaseDBAsyncClient, column: str) -> str:
-    """SQL for the UTC hour that a timestamp column falls in, in the column's own format."""
+async def read_state(conn: BaseDBAsyncClient, key: str) -> str | None:
+    """The value of a server_state key, or None."""
+    rows = await fetch(conn, "SELECT value FROM server_state WHERE key = ?", [key])
+    return str(rows[0]["value"]) if rows else None
+
+
+async def write_state(conn: BaseDBAsyncClient, key: str, value: str) -> None:
+    """Set a server_state key (in the caller's transaction)."""
+    await fetch(
+        conn,
+        "INSERT INTO server_state (key, value, updated_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+        "updated_at = excluded.updated_at",
+        [key, value, datetime.now(UTC)],
+    )
+
+
+_BUCKET_FORMATS = {
+    "hour": "%Y-%m-%d %H:00:00+00:00",
+    "day": "%Y-%m-%d 00:00:00+00:00",
+    "month": "%Y-%m-01 00:00:00+00:00",
+}
+
+
+def time_bucket(conn: BaseDBAsyncClient, unit: str, column: str) -> str:
+    """SQL for the UTC hour, day or month a timestamp column falls in, in the column's format."""
     if is_postgres(conn):
-        return f"(date_trunc('hour', {column} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')"
-    return f"strftime('%Y-%m-%d %H:00:00+00:00', {column})"
+        return f"(date_trunc('{unit}', {column} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')"
+    return f"strftime('{_BUCKET_FORMATS[unit]}', {column})"
 
 
 @asynccontextmanager

@@ -1,7 +1,9 @@
 """Cost reports: today / week / month, by model, top tasks, daily series, all-time totals.
 
-Everything reads the rollups plus the tail of usage events not folded yet, in one snapshot,
-so the numbers are exact whether or not the aggregation job has run.
+Everything reads what the aggregation job folded (daily totals per model, per-month task
+costs; the hourly rollups where those cannot answer) plus the tail of usage events not folded
+yet, in one snapshot, so the numbers are exact whether or not the job has run, and a report
+reads a few rows per day and model, however many tasks and events there are.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from typing import Any
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from orc.db.models import Task
-from orc.db.sql import fetch, hour_bucket, snapshot_transaction
+from orc.db.sql import fetch, snapshot_transaction, time_bucket
 from orc.tasks.lifecycle import format_task_id
 from orc.tasks.vocabulary import ACTIVE_STATUS
 from orc.usage.pricing import TOKEN_TYPES, PriceList
-from orc.usage.rollups import read_watermark
+from orc.usage.rollups import days_ready, read_watermark
+from orc.usage.task_months import TaskMonth, candidate_tasks, prices_fingerprint, stored_fingerprint
 
 _SUMS = (
     "SUM(input_tokens) AS input, SUM(output_tokens) AS output, "
@@ -130,17 +133,27 @@ def _as_datetime(value: Any) -> datetime:
 async def _usage_by(
     conn: BaseDBAsyncClient, key: str, since: datetime | None
 ) -> list[tuple[Any, str, Spend]]:
-    """(key value, model, tokens) rows from rollups and the unfolded tail; key: hour or task."""
+    """(key value, model, tokens) rows from the folded tables and the unfolded tail.
+
+    key "day": per UTC day, from usage_day (a few rows a day), or from the hourly rollups
+    until the first fold has filled it; "task": per task, from the rollups.
+    """
     watermark = await read_watermark(conn)
-    rollup_key = "hour" if key == "hour" else "task_number"
-    event_key = hour_bucket(conn, "occurred_at") if key == "hour" else "task_number"
+    if key == "task":
+        table, column, when, event_key = "usage_rollup", "task_number", "hour", "task_number"
+    elif await days_ready(conn):
+        table, column = "usage_day", "day"
+        when, event_key = "day", time_bucket(conn, "day", "occurred_at")
+    else:
+        table, column = "usage_rollup", "hour"
+        when, event_key = "hour", time_bucket(conn, "hour", "occurred_at")
     where_rollup, where_tail, args = "", "", []
     if since is not None:
-        where_rollup, where_tail, args = " WHERE hour >= ?", " AND occurred_at >= ?", [since]
+        where_rollup, where_tail, args = f" WHERE {when} >= ?", " AND occurred_at >= ?", [since]
     rows = await fetch(
         conn,
-        f"SELECT {rollup_key} AS k, model, {_SUMS} FROM usage_rollup{where_rollup} "  # noqa: S608
-        f"GROUP BY {rollup_key}, model",
+        f"SELECT {column} AS k, model, {_SUMS} FROM {table}{where_rollup} "  # noqa: S608
+        f"GROUP BY {column}, model",
         args,
     )
     tail = await fetch(
@@ -150,6 +163,68 @@ async def _usage_by(
         [watermark, *args],
     )
     return [(row["k"], row["model"], _spend(row)) for row in [*rows, *tail]]
+
+
+def _by_task(rows: list[tuple[Any, str, Spend]], prices: PriceList) -> dict[int, TaskMonth]:
+    """(task, model, tokens) rows added up per task, with their cost."""
+    tasks: dict[int, TaskMonth] = {}
+    # In model order: the same rows give the same float sum whichever query read them.
+    for number, model, spend in sorted(rows, key=lambda row: (int(row[0]), row[1])):
+        n = int(number)
+        before = tasks.get(n, TaskMonth(n, 0, 0.0))
+        tasks[n] = TaskMonth(
+            n,
+            before.tokens + sum(spend.tokens.values()),
+            before.cost_usd + spend.cost(model, prices),
+        )
+    return tasks
+
+
+def _costliest(tasks: dict[int, TaskMonth]) -> list[TaskMonth]:
+    return sorted(tasks.values(), key=lambda t: (-t.cost_usd, t.task_number))[:TOP_TASKS]
+
+
+async def _top_tasks(
+    conn: BaseDBAsyncClient, prices: PriceList, month: datetime
+) -> list[TaskMonth]:
+    """The month's costliest tasks.
+
+    With usage_task_month kept at these prices: the candidates read along its index, plus
+    the tasks with unfolded usage, their figures summed from their own events (by the
+    task_number index); so the figures are exactly those of the rollups, folded or not.
+    Otherwise from every rollup row of the month.
+    """
+    if await stored_fingerprint(conn) == prices_fingerprint(prices):
+        watermark = await read_watermark(conn)
+        # Deduplicated here: with DISTINCT (or GROUP BY) SQLite walks the whole task_number
+        # index instead of the few ids above the watermark.
+        rows = await fetch(
+            conn,
+            "SELECT task_number FROM usage_event WHERE id > ? AND occurred_at >= ?",
+            [watermark, month],
+        )
+        tail = {int(r["task_number"]) for r in rows}
+        found = await candidate_tasks(conn, month, TOP_TASKS + len(tail))
+        if found is not None:
+            numbers = sorted({*found, *tail})
+            return _costliest(_by_task(await _task_usage_since(conn, numbers, month), prices))
+    return _costliest(_by_task(await _usage_by(conn, "task", month), prices))
+
+
+async def _task_usage_since(
+    conn: BaseDBAsyncClient, numbers: list[int], since: datetime
+) -> list[tuple[Any, str, Spend]]:
+    """(task, model, tokens) of these tasks' events since ``since``."""
+    if not numbers:
+        return []
+    marks = ", ".join("?" for _ in numbers)
+    rows = await fetch(
+        conn,
+        f"SELECT task_number AS k, model, {_SUMS} FROM usage_event "  # noqa: S608
+        f"WHERE task_number IN ({marks}) AND occurred_at >= ? GROUP BY task_number, model",
+        [*numbers, since],
+    )
+    return [(row["k"], row["model"], _spend(row)) for row in rows]
 
 
 async def _running_tasks(conn: BaseDBAsyncClient) -> int:
@@ -182,11 +257,11 @@ async def cost_summary(prices: PriceList, now: datetime | None = None) -> CostSu
     starts = period_starts(now)
     since = min(starts.values())
     async with snapshot_transaction() as conn:
-        hourly = await _usage_by(conn, "hour", since)
-        per_task = await _usage_by(conn, "task", starts["month"])
+        daily = await _usage_by(conn, "day", since)
+        top = await _top_tasks(conn, prices, starts["month"])
     periods: dict[str, dict[str, Spend]] = {name: defaultdict(Spend) for name in starts}
-    for hour, model, spend in hourly:
-        at = _as_datetime(hour)
+    for day, model, spend in daily:
+        at = _as_datetime(day)
         for name, start in starts.items():
             if at >= start:
                 periods[name][model].add(spend)
@@ -195,13 +270,9 @@ async def cost_summary(prices: PriceList, now: datetime | None = None) -> CostSu
         ModelCost(model, _cost_block({model: spend}, prices), prices.price_for(model) is not None)
         for model, spend in sorted(month.items())
     ]
-    task_costs: dict[int, float] = defaultdict(float)
-    task_tokens: dict[int, int] = defaultdict(int)
-    for number, model, spend in per_task:
-        task_costs[int(number)] += spend.cost(model, prices)
-        task_tokens[int(number)] += sum(spend.tokens.values())
-    top = sorted(task_costs.items(), key=lambda item: (-item[1], item[0]))[:TOP_TASKS]
-    titles = dict(await Task.filter(number__in=[n for n, _ in top]).values_list("number", "title"))
+    titles = dict(
+        await Task.filter(number__in=[t.task_number for t in top]).values_list("number", "title")
+    )
     return CostSummary(
         generated_at=now,
         today=_cost_block(periods["today"], prices),
@@ -210,9 +281,12 @@ async def cost_summary(prices: PriceList, now: datetime | None = None) -> CostSu
         by_model=by_model,
         top_tasks=[
             TaskCost(
-                format_task_id(number), titles.get(number), task_tokens[number], round(cost, 6)
+                format_task_id(t.task_number),
+                titles.get(t.task_number),
+                t.tokens,
+                round(t.cost_usd, 6),
             )
-            for number, cost in top
+            for t in top
         ],
         unpriced_models=sorted(m for m in month if prices.price_for(m) is None),
     )
@@ -225,10 +299,10 @@ async def cost_timeseries(
     now = now or datetime.now(UTC)
     first_day = period_starts(now)["today"] - timedelta(days=days - 1)
     async with snapshot_transaction() as conn:
-        hourly = await _usage_by(conn, "hour", first_day)
+        daily = await _usage_by(conn, "day", first_day)
     by_day: dict[date, dict[str, Spend]] = defaultdict(lambda: defaultdict(Spend))
-    for hour, model, spend in hourly:
-        by_day[_as_datetime(hour).date()][model].add(spend)
+    for day, model, spend in daily:
+        by_day[_as_datetime(day).date()][model].add(spend)
     return [
         DayCost(day, _cost_block(by_day.get(day, {}), prices))
         for day in (first_day.date() + timedelta(days=i) for i in range(days))
@@ -239,10 +313,10 @@ async def usage_today(now: datetime | None = None) -> tuple[dict[str, Spend], in
     """Today's spend per model and the number of running tasks."""
     today = period_starts(now or datetime.now(UTC))["today"]
     async with snapshot_transaction() as conn:
-        hourly = await _usage_by(conn, "hour", today)
+        daily = await _usage_by(conn, "day", today)
         running = await _running_tasks(conn)
     by_model: dict[str, Spend] = defaultdict(Spend)
-    for _, model, spend in hourly:
+    for _, model, spend in daily:
         by_model[model].add(spend)
     return dict(by_model), running
 

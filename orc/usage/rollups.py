@@ -1,4 +1,4 @@
-"""Fold new usage events into hourly rollups and all-time totals.
+"""Fold new usage events into hourly rollups, daily and all-time totals, per-month task costs.
 
 Each fold reads the watermark (the last folded event id), folds the events above it up to the
 newest committed one and moves the watermark, all in one transaction: a crash leaves nothing
@@ -10,13 +10,15 @@ event can appear below the watermark later.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from orc.db.sql import fetch, hour_bucket, locked_transaction
+from orc.db.sql import fetch, locked_transaction, read_state, time_bucket, write_state
+from orc.usage.pricing import PriceList
+from orc.usage.task_months import ensure_priced, fold_task_months
 
 WATERMARK_KEY = "usage_rollup_watermark"
+DAYS_KEY = "usage_day_filled"
 FOLD_LOCK_KEY = 0x6F7263_03
 CHUNK_EVENTS = 200_000
 _SUMS = (
@@ -46,32 +48,62 @@ class FoldResult:
 
 
 async def read_watermark(conn: BaseDBAsyncClient) -> int:
-    rows = await fetch(conn, "SELECT value FROM server_state WHERE key = ?", [WATERMARK_KEY])
-    return int(rows[0]["value"]) if rows else 0
+    return int(await read_state(conn, WATERMARK_KEY) or 0)
 
 
-async def _fold_range(conn: BaseDBAsyncClient, low: int, high: int) -> None:
-    hour = hour_bucket(conn, "occurred_at")
+async def _fold_into(
+    conn: BaseDBAsyncClient, table: str, keys: dict[str, str], low: int, high: int
+) -> None:
+    """Add the events ``low < id <= high`` to ``table``, grouped by ``keys`` (column: SQL)."""
+    columns = ", ".join(keys)
+    selected = ", ".join(f"{sql} AS k_{column}" for column, sql in keys.items())
     await fetch(
         conn,
-        f"INSERT INTO usage_rollup (hour, model, task_number, {_COLUMNS}) "  # noqa: S608
-        f"SELECT {hour} AS bucket, model, task_number, {_SUMS} FROM usage_event "
-        "WHERE id > ? AND id <= ? GROUP BY bucket, model, task_number "
-        f"ON CONFLICT (hour, model, task_number) DO UPDATE SET {_ADD.format(table='usage_rollup')}",
-        [low, high],
-    )
-    await fetch(
-        conn,
-        f"INSERT INTO usage_total (model, {_COLUMNS}) "  # noqa: S608
-        f"SELECT model, {_SUMS} FROM usage_event WHERE id > ? AND id <= ? GROUP BY model "
-        f"ON CONFLICT (model) DO UPDATE SET {_ADD.format(table='usage_total')}",
+        f"INSERT INTO {table} ({columns}, {_COLUMNS}) "  # noqa: S608
+        f"SELECT {selected}, {_SUMS} FROM usage_event WHERE id > ? AND id <= ? "
+        f"GROUP BY {', '.join(f'k_{column}' for column in keys)} "
+        f"ON CONFLICT ({columns}) DO UPDATE SET {_ADD.format(table=table)}",
         [low, high],
     )
 
 
-async def _fold_once(limit: int) -> tuple[int, int, bool]:
+async def _fold_range(conn: BaseDBAsyncClient, low: int, high: int, prices: PriceList) -> None:
+    hour = time_bucket(conn, "hour", "occurred_at")
+    day = time_bucket(conn, "day", "occurred_at")
+    by_model = {"model": "model"}
+    await _fold_into(
+        conn, "usage_rollup", {"hour": hour, **by_model, "task_number": "task_number"}, low, high
+    )
+    await _fold_into(conn, "usage_total", by_model, low, high)
+    await _fold_into(conn, "usage_day", {"day": day, **by_model}, low, high)
+    await fold_task_months(conn, low, high, prices)
+
+
+async def days_ready(conn: BaseDBAsyncClient) -> bool:
+    """Whether usage_day holds every folded event (it does once a fold has run since it came)."""
+    return await read_state(conn, DAYS_KEY) is not None
+
+
+async def _ensure_days(conn: BaseDBAsyncClient) -> None:
+    """Fill usage_day from the rollups once, in the first fold after the table came."""
+    if await days_ready(conn):
+        return
+    day = time_bucket(conn, "day", "hour")
+    sums = ", ".join(f"SUM({c})" for c in _COLUMNS.split(", "))
+    await fetch(conn, "DELETE FROM usage_day")
+    await fetch(
+        conn,
+        f"INSERT INTO usage_day (day, model, {_COLUMNS}) "  # noqa: S608
+        f"SELECT {day} AS bucket, model, {sums} FROM usage_rollup GROUP BY bucket, model",
+    )
+    await write_state(conn, DAYS_KEY, "1")
+
+
+async def _fold_once(limit: int, prices: PriceList) -> tuple[int, int, bool]:
     """Fold up to ``limit`` ids above the watermark; return (events, watermark, caught up)."""
     async with locked_transaction(FOLD_LOCK_KEY) as conn:
+        await ensure_priced(conn, prices)
+        await _ensure_days(conn)
         low = await read_watermark(conn)
         rows = await fetch(
             conn,
@@ -82,22 +114,19 @@ async def _fold_once(limit: int) -> tuple[int, int, bool]:
         high, count = rows[0]["high"], int(rows[0]["n"])
         if not count:
             return 0, low, True
-        await _fold_range(conn, low, high)
-        await fetch(
-            conn,
-            "INSERT INTO server_state (key, value, updated_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
-            "updated_at = excluded.updated_at",
-            [WATERMARK_KEY, str(high), datetime.now(UTC)],
-        )
+        await _fold_range(conn, low, high, prices)
+        await write_state(conn, WATERMARK_KEY, str(high))
     return count, int(high), count < limit
 
 
-async def fold_usage(chunk: int = CHUNK_EVENTS) -> FoldResult:
-    """Fold every new usage event, ``chunk`` events per transaction."""
+async def fold_usage(prices: PriceList, chunk: int = CHUNK_EVENTS) -> FoldResult:
+    """Fold every new usage event, ``chunk`` events per transaction.
+
+    ``prices``: what the per-month task costs are kept at (orc.usage.task_months).
+    """
     total = 0
     while True:
-        count, watermark, caught_up = await _fold_once(chunk)
+        count, watermark, caught_up = await _fold_once(chunk, prices)
         total += count
         if caught_up:
             return FoldResult(total, watermark)

@@ -1,0 +1,160 @@
+"""Every read a user or the dashboard makes, alone, at 1,000 tasks against 100,000 tasks.
+
+Two stores on the same database kind, seeded by bench/seed_large.py (``--small`` and
+``--large`` tasks, ``--events-per-task`` usage events each: 100,000 and 10,000,000 by
+default) and folded by orc's own aggregation, each served by ``orc serve --workers 1
+--no-worker`` on a free loopback port. Then ``--rounds`` rounds, each timing ``--requests``
+GETs of every read on one server and then on the other (interleaved within a server, the
+servers alternating which goes first), so that the machine's load drifts equally over both.
+
+Reads: the task list (page 1, a middle and the last page, each status and weight filter),
+one task, a task's usage, the cost summary, the cost time series (30 days), the metrics,
+events since an id (the last 100), and /api/health for reference. Printed per read: p50 and p99
+at each size, the ratio large/small, and the issue's targets (p99 <= 50 ms and <= 1.5x).
+
+Run: .venv/bin/python bench/reads_at_scale.py [--db sqlite,postgres] [--small 1000]
+     [--large 100000] [--rounds 3] [--requests 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+from typing import Any
+
+import benchlib
+import orcbench
+import seed_large
+
+PAGE = 50
+TARGET_P99_MS = 50.0
+TARGET_RATIO = 1.5
+
+
+def paths_for(tasks: int, last_event: int) -> dict[str, str]:
+    middle = f"TASK-{max(1, tasks // 2):03d}"
+    pages = -(-tasks // PAGE)
+    paths = {
+        "list page 1": f"/api/tasks?page=1&limit={PAGE}",
+        "list middle page": f"/api/tasks?page={max(1, pages // 2)}&limit={PAGE}",
+        "list last page": f"/api/tasks?page={pages}&limit={PAGE}",
+        "list status=running": f"/api/tasks?status=running&limit={PAGE}",
+        "list status=completed": f"/api/tasks?status=completed&limit={PAGE}",
+        "list weight=large": f"/api/tasks?weight=large&limit={PAGE}",
+        "one task": f"/api/tasks/{middle}",
+        "task usage": f"/api/tasks/{middle}/usage",
+        "cost summary": "/api/cost/summary",
+        "cost timeseries": "/api/cost/timeseries?days=30",
+        "metrics": "/api/metrics",
+        "events since": f"/api/events?since={max(0, last_event - 100)}",
+        "health": "/api/health",
+    }
+    return paths
+
+
+async def last_event_id(store: orcbench.Store) -> int:
+    from orc.db.sql import fetch
+
+    async with orcbench.orc_database(store) as conn:
+        rows = await fetch(conn, "SELECT MAX(id) AS m FROM event")
+    return int(rows[0]["m"] or 0)
+
+
+def seed_store(store: orcbench.Store, tasks: int, args: argparse.Namespace) -> None:
+    async def go() -> None:
+        async with orcbench.orc_database(store) as conn:
+            await seed_large.seed(conn, store.kind, tasks, args.events_per_task, args.days)
+
+    print(f"\n{store.label}: seeding {tasks:,} tasks", flush=True)
+    asyncio.run(go())
+
+
+def run_pair(small: orcbench.Store, large: orcbench.Store, args: argparse.Namespace) -> list[str]:
+    sizes = {"small": (small, args.small), "large": (large, args.large)}
+    servers: dict[str, benchlib.Server] = {}
+    times: dict[str, dict[str, list[float]]] = {"small": {}, "large": {}}
+    try:
+        paths: dict[str, dict[str, str]] = {}
+        for name, (store, tasks) in sizes.items():
+            paths[name] = paths_for(tasks, asyncio.run(last_event_id(store)))
+            servers[name] = orcbench.start_orc(store, tag=f"-{name}")
+        clients = {name: orcbench.Http(server.port) for name, server in servers.items()}
+        for name, client in clients.items():
+            for read, path in paths[name].items():
+                status, body, _ = client.request("GET", path)
+                if status != 200:
+                    raise RuntimeError(f"{name} {read}: {status} {body[:200]!r}")
+        for round_ in range(args.rounds):
+            order = ["small", "large"] if round_ % 2 == 0 else ["large", "small"]
+            for name in order:
+                got = orcbench.timed_interleaved(
+                    clients[name], paths[name], args.requests, warmup=args.warmup
+                )
+                for read, values in got.items():
+                    times[name].setdefault(read, []).extend(values)
+        for client in clients.values():
+            client.close()
+    finally:
+        for server in servers.values():
+            server.stop()
+    return report(small.label, times, args)
+
+
+def report(label: str, times: dict[str, dict[str, Any]], args: argparse.Namespace) -> list[str]:
+    print(f"\n{label}: {args.small:,} vs {args.large:,} tasks ({benchlib.load_note()})")
+    print(
+        f"  {'read':<22} {'p50 small':>10} {'p50 large':>10} {'p99 small':>10} "
+        f"{'p99 large':>10} {'p99 ratio':>9}  verdict"
+    )
+    lines = []
+    failed = []
+    for read in times["small"]:
+        small, large = times["small"][read], times["large"][read]
+        p50s, p50l = (orcbench.percentile(v, 50) * 1000 for v in (small, large))
+        p99s, p99l = (orcbench.percentile(v, 99) * 1000 for v in (small, large))
+        ratio = p99l / p99s
+        ok = p99l <= TARGET_P99_MS and ratio <= TARGET_RATIO
+        if read != "health" and not ok:
+            failed.append(read)
+        print(
+            f"  {read:<22} {p50s:8.2f}ms {p50l:8.2f}ms {p99s:8.2f}ms {p99l:8.2f}ms "
+            f"{ratio:8.2f}x  {'ok' if ok else 'NOT MET'}"
+        )
+        lines.append(
+            f"{label} {read}: p50 {p50s:.2f} -> {p50l:.2f} ms, p99 {p99s:.2f} -> {p99l:.2f} ms "
+            f"({ratio:.2f}x)"
+        )
+    verdict = "all met" if not failed else "not met: " + ", ".join(failed)
+    lines.append(
+        f"{label}: targets (p99 <= {TARGET_P99_MS:.0f} ms and <= {TARGET_RATIO}x): {verdict}"
+    )
+    return lines
+
+
+def main() -> None:
+    parser = seed_large.seed_arguments(__doc__.splitlines()[0])
+    parser.add_argument("--small", type=int, default=1_000)
+    parser.add_argument("--large", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=30, help="per read, server and round")
+    parser.add_argument("--warmup", type=int, default=3)
+    args = parser.parse_args()
+    if orcbench.per_database(args.db):
+        return
+    print(benchlib.load_note())
+    tag = secrets.token_hex(3)
+    with (
+        benchlib.temp_dir("orc-bench-reads-") as root,
+        orcbench.make_store(args.db, root, args.pg_url, f"small-{tag}") as small,
+        orcbench.make_store(args.db, root, args.pg_url, f"large-{tag}") as large,
+    ):
+        seed_store(small, args.small, args)
+        seed_store(large, args.large, args)
+        lines = run_pair(small, large, args)
+    for line in lines:
+        print(orcbench.SUMMARY_PREFIX + line)
+
+
+if __name__ == "__main__":
+    main()
