@@ -37,6 +37,13 @@ SUPERVISORD_CONF = REPO / "supervisord.conf"
 TOKEN = "rehearsal-token-y8dV6JN-WwYxJEiokh-9wCbtSTPddkpc"
 REHEARSAL_USER = "nobody"
 # The files the Dockerfile's build stage copies to build orc's wheel.
+# What the repository's Caddyfile sets on every response (and it removes ``Server``).
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "strict-origin-when-cross-origin",
+    "strict-transport-security": "max-age=31536000",
+}
 BUILD_CONTEXT = ("pyproject.toml", "README.md", "orc", "workers")
 
 

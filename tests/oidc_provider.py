@@ -78,9 +78,9 @@ class PkceEnforcer:
 class Provider:
     """The running provider: its issuer URL and helpers to get or forge ID tokens."""
 
-    def __init__(self, port: int, enforcer: PkceEnforcer) -> None:
+    def __init__(self, port: int, enforcer: PkceEnforcer, host: str = "localhost") -> None:
         self.port = port
-        self.issuer = f"http://localhost:{port}"
+        self.issuer = f"http://{host}:{port}"
         self.enforcer = enforcer
 
     def private_key(self) -> tuple[Any, str]:
@@ -144,7 +144,10 @@ def oidc_env(
 
 
 @contextmanager
-def run_provider(token_max_age: timedelta = timedelta(hours=1)) -> Iterator[Provider]:
+def run_provider(
+    token_max_age: timedelta = timedelta(hours=1), host: str = "127.0.0.1"
+) -> Iterator[Provider]:
+    """The provider on ``host`` (another address than loopback: reachable from containers)."""
     app = oidc_provider_mock.app(access_token_max_age=token_max_age)
 
     @app.get("/test/private-jwk")
@@ -165,12 +168,13 @@ def run_provider(token_max_age: timedelta = timedelta(hours=1)) -> Iterator[Prov
 
     enforcer = PkceEnforcer(app.wsgi_app)
     app.wsgi_app = enforcer  # type: ignore[method-assign]
-    server = werkzeug.serving.make_server("127.0.0.1", 0, app, threaded=True)
+    server = werkzeug.serving.make_server(host, 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
     thread.daemon = True
     thread.start()
     try:
-        yield Provider(server.server_port, enforcer)
+        name = "localhost" if host == "127.0.0.1" else host
+        yield Provider(server.server_port, enforcer, name)
     finally:
         server.shutdown()
         thread.join(5)

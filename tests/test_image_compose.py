@@ -1,0 +1,301 @@
+"""The production (Caddy) and team (PostgreSQL, OIDC) compose files, up for real and down again.
+
+As docs/deployment.md tells users: ``cp .env.example .env``, fill in the values, ``docker compose
+-f docker-compose.prod.yml up -d`` (Debian's docker-compose v1 here; no v2 plugin on this
+machine). The orc image is the suite's build, tagged as the files' default ``ORC_IMAGE``; Caddy,
+PostgreSQL and the backup image are the stand-ins of tests/docker_standins.py under the tags the
+files name (no registry here). Both stacks start at once so their health waits overlap.
+
+Two changes to the files, made in a copy and nothing else:
+- Caddy's published ports become ephemeral ports on 127.0.0.1: a test must not take the host's 80
+  and 443, and docker-compose v1 merges an override's ``ports`` into the file's (v2's ``!reset``
+  is not here), so an override cannot take them away.
+- The team copy's container names get a suffix, so both stacks can run side by side.
+
+DOMAIN is ``localhost``: Caddy then issues the certificate from its own local CA (no ACME, no
+internet here), and the tests verify TLS against that CA's root, read from the ``caddy_data``
+volume. The identity provider is tests/oidc_provider.py, listening on the host's address on the
+Docker bridge so the orc container reaches it as it would reach a real issuer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import re
+import secrets
+import shutil
+import ssl
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import websockets
+import yaml
+
+from tests.deploy_support import SECURITY_HEADERS
+from tests.docker_standins import ensure_standins
+from tests.docker_support import AUTH, REPO, TOKEN, Container, Dockerd, Images
+from tests.oidc_provider import Provider, run_provider
+
+pytestmark = [pytest.mark.xdist_group("docker"), pytest.mark.timeout(900)]
+DOMAIN = "localhost"
+CADDY_ROOT = "/data/caddy/pki/authorities/local/root.crt"
+
+
+def default_orc_image() -> str:
+    """The ``ORC_IMAGE`` the compose files and .env.example default to."""
+    match = re.search(
+        r"\$\{ORC_IMAGE:-([^}]+)\}", (REPO / "deploy/docker-compose.prod.yml").read_text()
+    )
+    assert match is not None
+    return match.group(1)
+
+
+def _copy_with_loopback_ports(source: Path, target: Path, suffix: str = "") -> None:
+    """``source`` with Caddy's ports on ephemeral loopback ports (see the module's docstring)."""
+    config = yaml.safe_load(source.read_text())
+    caddy = config["services"]["caddy"]
+    assert caddy["ports"] == ["80:80", "443:443", "443:443/udp"], caddy["ports"]
+    caddy["ports"] = ["127.0.0.1::80", "127.0.0.1::443"]
+    for service in config["services"].values():
+        service["container_name"] += suffix
+    target.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def _env_file(example: Path, values: dict[str, str]) -> str:
+    """.env.example with ``values`` filled in, as a user edits it."""
+    text = example.read_text()
+    for key, value in values.items():
+        text, count = re.subn(rf"^{key}=.*$", f"{key}={value}", text, flags=re.M)
+        assert count == 1, key
+    return text
+
+
+@dataclass
+class Stack:
+    """One compose project of the copied deploy/ directory."""
+
+    dockerd: Dockerd
+    deploy: Path
+    file: str
+    project: str
+    suffix: str = ""
+    tls: ssl.SSLContext | None = None
+
+    def compose(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        argv = ["docker-compose", "-p", self.project, "-f", self.file, *args]
+        return subprocess.run(
+            argv,
+            cwd=self.deploy,
+            env=self.dockerd.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def up(self) -> subprocess.Popen[str]:
+        """``up -d``, in the background: it returns once Caddy started, after orc is healthy."""
+        return subprocess.Popen(
+            ["docker-compose", "-p", self.project, "-f", self.file, "up", "-d"],
+            cwd=self.deploy,
+            env=self.dockerd.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def container(self, name: str) -> Container:
+        return Container(self.dockerd, name + self.suffix)
+
+    def port(self, target: str) -> int:
+        address = self.dockerd.docker("port", "orc-proxy" + self.suffix, target).stdout.split()[0]
+        return int(address.rsplit(":", 1)[1])
+
+    @property
+    def url(self) -> str:
+        return f"https://{DOMAIN}:{self.port('443/tcp')}"
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        assert self.tls is not None
+        return httpx.Client(base_url=self.url, verify=self.tls, timeout=10, **kwargs)  # type: ignore[arg-type]
+
+    def wait_for_https(self) -> None:
+        """Caddy's local CA exists and a verified handshake to DOMAIN succeeds."""
+        proxy = self.container("orc-proxy")
+        proxy.wait_for(
+            lambda: proxy.exec("test", "-s", CADDY_ROOT, check=False).returncode == 0,
+            60,
+            "Caddy's local CA",
+        )
+        self.tls = ssl.create_default_context(cadata=proxy.exec("cat", CADDY_ROOT).stdout)
+        proxy.wait_for(
+            lambda: self.client().get("/api/health").status_code == 200, 60, "HTTPS via Caddy"
+        )
+
+
+@dataclass
+class Stacks:
+    prod: Stack
+    team: Stack
+    provider: Provider
+    workdir: Path
+
+
+def _finish_up(stack: Stack, process: subprocess.Popen[str]) -> None:
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, f"{stack.file} up exited {process.returncode}:\n{output}"
+    stack.wait_for_https()
+
+
+@pytest.fixture(scope="module")
+def stacks(dockerd: Dockerd, images: Images) -> Iterator[Stacks]:
+    for step, seconds in ensure_standins(dockerd).items():
+        dockerd.timings[step] = seconds
+    dockerd.docker("tag", images.orc, default_orc_image())
+    workdir = Path(tempfile.mkdtemp(prefix="orc-image-compose-"))
+    deploy = workdir / "deploy"
+    shutil.copytree(REPO / "deploy", deploy)
+    shutil.copy2(REPO / "Caddyfile", workdir / "Caddyfile")
+    _copy_with_loopback_ports(REPO / "deploy/docker-compose.prod.yml", deploy / "prod.yml")
+    _copy_with_loopback_ports(REPO / "deploy/docker-compose.team.yml", deploy / "team.yml", "-team")
+    gateway = dockerd.docker(
+        "network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"
+    ).stdout.strip()
+    prod = Stack(dockerd, deploy, "prod.yml", "orcprod")
+    team = Stack(dockerd, deploy, "team.yml", "orcteam", "-team")
+    with run_provider(host=gateway) as provider:
+        values = {
+            "DOMAIN": DOMAIN,
+            "ORC_AUTH_TOKEN": TOKEN,
+            "POSTGRES_PASSWORD": secrets.token_hex(24),
+            "OIDC_ISSUER": provider.issuer,
+            "OIDC_CLIENT_ID": "orc-compose",
+            "OIDC_CLIENT_SECRET": secrets.token_urlsafe(24),
+        }
+        (deploy / ".env").write_text(_env_file(deploy / ".env.example", values))
+        try:
+            started = time.monotonic()
+            ups = [(prod, prod.up()), (team, team.up())]
+            for stack, process in ups:
+                _finish_up(stack, process)
+            dockerd.timings["prod + team compose up to HTTPS"] = round(
+                time.monotonic() - started, 1
+            )
+            yield Stacks(prod, team, provider, workdir)
+        finally:
+            for stack in (prod, team):
+                down = stack.compose("down", "-v")
+                assert down.returncode == 0, down.stdout + down.stderr
+            dockerd.docker("rmi", default_orc_image(), check=False)
+            shutil.rmtree(workdir, ignore_errors=True)
+    left = dockerd.docker("ps", "-aq", "--filter", "label=com.docker.compose.project").stdout
+    assert left.strip() == "", "containers left after down -v"
+
+
+def test_prod_serves_orc_over_https_behind_caddy(stacks: Stacks):
+    prod = stacks.prod
+    with prod.client() as https:
+        health = https.get("/api/health")
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        for name, value in SECURITY_HEADERS.items():
+            assert health.headers.get(name) == value, name
+        assert "server" not in health.headers
+        ready = https.get("/api/health/ready")
+        assert ready.status_code == 200, ready.text
+        assert https.get("/api/tasks").status_code == 401
+        created = https.post("/api/tasks", json={"title": "behind caddy"}, headers=AUTH)
+        assert created.status_code == 201, created.text
+    # orc itself is not published; Caddy answers plain HTTP with a redirect to HTTPS.
+    assert prod.dockerd.docker("port", "orc").stdout.strip() == ""
+    plain = httpx.get(
+        f"http://127.0.0.1:{prod.port('80/tcp')}/api/health", headers={"Host": DOMAIN}
+    )
+    assert plain.status_code == 308 and plain.headers["location"] == f"https://{DOMAIN}/api/health"
+
+    async def websocket() -> dict[str, object]:
+        url = prod.url.replace("https", "wss") + "/api/ws"
+        async with websockets.connect(url, ssl=prod.tls, additional_headers=AUTH) as ws:
+            await ws.send(json.dumps({"type": "subscribe", "task_id": "*"}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "subscribed"
+            with prod.client() as https:
+                await asyncio.to_thread(
+                    https.post, "/api/tasks", json={"title": "via wss"}, headers=AUTH
+                )
+            while True:
+                message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                if message["type"] == "event" and message["event_type"] == "task_created":
+                    return message
+
+    assert asyncio.run(websocket())["task_id"] == "TASK-002"
+
+
+def _sign_in(team: Stack, email: str) -> httpx.Client:
+    """The browser's round trip: orc (through Caddy) -> the provider -> orc's callback."""
+    browser = team.client()
+    login = browser.get("/auth/login")
+    assert login.status_code == 302, login.text
+    consent = httpx.post(login.headers["location"], data={"sub": email}, timeout=10)
+    assert consent.status_code == 302, consent.text
+    callback = urlsplit(consent.headers["location"])
+    # The provider sends the browser to https://DOMAIN/auth/callback; here DOMAIN's 443 is
+    # Caddy's published loopback port.
+    assert (callback.scheme, callback.netloc, callback.path) == ("https", DOMAIN, "/auth/callback")
+    finish = browser.get(f"/auth/callback?{callback.query}")
+    assert finish.status_code == 302, finish.text
+    return browser
+
+
+def test_team_signs_in_with_oidc_runs_on_postgresql_backs_up_and_keeps_data(stacks: Stacks):
+    team = stacks.team
+    with team.client() as https:
+        ready = https.get("/api/health/ready")
+        assert ready.status_code == 200, ready.text
+        assert https.get("/api/tasks").status_code == 401
+    redirect_uri = parse_qs(urlsplit(team.client().get("/auth/login").headers["location"]).query)
+    assert redirect_uri["redirect_uri"] == [f"https://{DOMAIN}/auth/callback"]
+
+    browser = _sign_in(team, "owner@example.com")
+    me = browser.get("/auth/me").json()
+    assert (me["subject"], me["role"], me["via"]) == ("owner@example.com", "owner", "session")
+    created = browser.post(
+        "/api/tasks", json={"title": "kept in postgres"}, headers={"X-CSRF-Token": me["csrf_token"]}
+    )
+    assert created.status_code == 201, created.text
+
+    # orc's data is in the db container's PostgreSQL, which wants the password over TCP.
+    db = team.container("orc-db")
+    rows = db.exec("psql", "-U", "orc", "-d", "orc", "-Atc", "SELECT title FROM task").stdout
+    assert rows.split() == ["kept", "in", "postgres"], rows
+    wrong = team.container("orc").exec(
+        "psql", "postgres://orc:wrong@db:5432/orc", "-c", "SELECT 1", check=False
+    )
+    assert "password authentication failed" in wrong.stderr, wrong
+    table = team.dockerd.docker("top", db.name, "-eo", "uid,args").stdout
+    assert all(line.split()[0] != "0" for line in table.strip().splitlines()[1:]), table
+
+    # The backup service reaches the db and writes the dump under the real image's names.
+    backup = team.container("orc-backup")
+    assert backup.exec("curl", "-fsS", "http://localhost:8080/").returncode == 0
+    dumped = backup.exec("/backup.sh")
+    assert "SQL backup created successfully" in dumped.stdout, dumped
+    daily = sorted((team.deploy / "backups/daily").glob("orc-*.sql.gz"))
+    assert len(daily) == 1, daily
+    assert "kept in postgres" in gzip.decompress(daily[0].read_bytes()).decode()
+
+    # down (volumes kept) and up: the task and the signed-in session are still there.
+    down = team.compose("down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    _finish_up(team, team.up())
+    again = team.client(cookies=browser.cookies)  # Caddy's loopback port is a new one
+    tasks = again.get("/api/tasks")
+    assert tasks.status_code == 200, tasks.text
+    assert [task["title"] for task in tasks.json()["items"]] == ["kept in postgres"]
