@@ -125,7 +125,9 @@ GO_CRON = r'''#!/usr/bin/python3
 """go-cron -s SCHEDULE -p PORT -- COMMAND...: run COMMAND on the cron SCHEDULE; health on PORT."""
 import argparse
 import http.server
+import signal
 import subprocess
+import sys
 import threading
 import time
 from datetime import datetime
@@ -137,6 +139,8 @@ parser.add_argument("-s", dest="schedule", required=True)
 parser.add_argument("-p", dest="port", type=int, default=8080)
 parser.add_argument("command", nargs="+")
 args = parser.parse_args()
+for stop in (signal.SIGINT, signal.SIGTERM):  # the image's STOPSIGNAL is postgres's SIGINT
+    signal.signal(stop, lambda *_: sys.exit(0))
 
 
 class Health(http.server.BaseHTTPRequestHandler):

@@ -6,11 +6,13 @@ machine). The orc image is the suite's build, tagged as the files' default ``ORC
 PostgreSQL and the backup image are the stand-ins of tests/docker_standins.py under the tags the
 files name (no registry here). Both stacks start at once so their health waits overlap.
 
-Two changes to the files, made in a copy and nothing else:
+Three changes to the files, made in a copy and nothing else:
 - Caddy's published ports become ephemeral ports on 127.0.0.1: a test must not take the host's 80
   and 443, and docker-compose v1 merges an override's ``ports`` into the file's (v2's ``!reset``
   is not here), so an override cannot take them away.
 - The team copy's container names get a suffix, so both stacks can run side by side.
+- The health checks probe every second instead of every 30 s (orc) or 10 s (db), so ``up``
+  reaches healthy in seconds; the image's own 30 s interval is tests/test_image.py's subject.
 
 DOMAIN is ``localhost``: Caddy then issues the certificate from its own local CA (no ACME, no
 internet here), and the tests verify TLS against that CA's root, read from the ``caddy_data``
@@ -60,13 +62,15 @@ def default_orc_image() -> str:
 
 
 def _copy_with_loopback_ports(source: Path, target: Path, suffix: str = "") -> None:
-    """``source`` with Caddy's ports on ephemeral loopback ports (see the module's docstring)."""
+    """``source`` as the module's docstring says: loopback ports, names, health interval."""
     config = yaml.safe_load(source.read_text())
     caddy = config["services"]["caddy"]
     assert caddy["ports"] == ["80:80", "443:443", "443:443/udp"], caddy["ports"]
     caddy["ports"] = ["127.0.0.1::80", "127.0.0.1::443"]
     for service in config["services"].values():
         service["container_name"] += suffix
+        if "healthcheck" in service and service["healthcheck"]["interval"] != "1s":
+            service["healthcheck"]["interval"] = "1s"
     target.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
@@ -152,7 +156,9 @@ class Stacks:
 
 def _finish_up(stack: Stack, process: subprocess.Popen[str]) -> None:
     output, _ = process.communicate(timeout=300)
-    assert process.returncode == 0, f"{stack.file} up exited {process.returncode}:\n{output}"
+    if process.returncode != 0:
+        logs = stack.compose("logs", "--no-color", "--tail", "30").stdout
+        raise AssertionError(f"{stack.file} up exited {process.returncode}:\n{output}\n{logs}")
     stack.wait_for_https()
 
 
