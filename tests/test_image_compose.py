@@ -6,18 +6,21 @@ machine). The orc image is the suite's build, tagged as the files' default ``ORC
 PostgreSQL and the backup image are the stand-ins of tests/docker_standins.py under the tags the
 files name (no registry here). Both stacks start at once so their health waits overlap.
 
-Three changes to the files, made in a copy and nothing else:
+Four changes to the files, made in a copy and nothing else:
 - Caddy's published ports become ephemeral ports on 127.0.0.1: a test must not take the host's 80
   and 443, and docker-compose v1 merges an override's ``ports`` into the file's (v2's ``!reset``
   is not here), so an override cannot take them away.
 - The team copy's container names get a suffix, so both stacks can run side by side.
-- The health checks probe every second instead of every 30 s (orc) or 10 s (db), so ``up``
-  reaches healthy in seconds; the image's own 30 s interval is tests/test_image.py's subject.
+- orc's health check probes every second instead of every 30 s, so ``up`` reaches healthy in
+  seconds; the image's own 30 s interval is tests/test_image.py's subject.
+- The team's orc trusts the test issuer's self-signed certificate (a mounted file and
+  ``SSL_CERT_FILE``): orc accepts a plain-http issuer only on localhost, and the issuer here is
+  the host's address on the Docker bridge, as a real issuer is some https:// host.
 
 DOMAIN is ``localhost``: Caddy then issues the certificate from its own local CA (no ACME, no
 internet here), and the tests verify TLS against that CA's root, read from the ``caddy_data``
-volume. The identity provider is tests/oidc_provider.py, listening on the host's address on the
-Docker bridge so the orc container reaches it as it would reach a real issuer.
+volume. The identity provider is tests/oidc_provider.py over HTTPS, listening on the host's
+address on the Docker bridge so the orc container reaches it as it would reach a real issuer.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import pytest
 import websockets
 import yaml
 
-from tests.deploy_support import SECURITY_HEADERS
+from tests.deploy_support import SECURITY_HEADERS, make_certificate
 from tests.docker_standins import ensure_standins
 from tests.docker_support import AUTH, REPO, TOKEN, Container, Dockerd, Images
 from tests.oidc_provider import Provider, run_provider
@@ -61,16 +64,22 @@ def default_orc_image() -> str:
     return match.group(1)
 
 
-def _copy_with_loopback_ports(source: Path, target: Path, suffix: str = "") -> None:
-    """``source`` as the module's docstring says: loopback ports, names, health interval."""
+def _copy_with_loopback_ports(
+    source: Path, target: Path, suffix: str = "", issuer_ca: str = ""
+) -> None:
+    """``source`` as the module's docstring says: loopback ports, names, health interval, and
+    with ``issuer_ca`` (a file beside ``target``) the CA orc trusts for the issuer."""
     config = yaml.safe_load(source.read_text())
     caddy = config["services"]["caddy"]
     assert caddy["ports"] == ["80:80", "443:443", "443:443/udp"], caddy["ports"]
     caddy["ports"] = ["127.0.0.1::80", "127.0.0.1::443"]
     for service in config["services"].values():
         service["container_name"] += suffix
-        if "healthcheck" in service and service["healthcheck"]["interval"] != "1s":
-            service["healthcheck"]["interval"] = "1s"
+    orc = config["services"]["orc"]
+    orc["healthcheck"]["interval"] = "1s"
+    if issuer_ca:
+        orc["volumes"].append(f"./{issuer_ca}:/etc/ssl/orc-test-issuer.pem:ro")
+        orc["environment"]["SSL_CERT_FILE"] = "/etc/ssl/orc-test-issuer.pem"
     target.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
@@ -93,6 +102,7 @@ class Stack:
     project: str
     suffix: str = ""
     tls: ssl.SSLContext | None = None
+    up_error: str = ""
 
     def compose(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         argv = ["docker-compose", "-p", self.project, "-f", self.file, *args]
@@ -151,15 +161,25 @@ class Stacks:
     prod: Stack
     team: Stack
     provider: Provider
-    workdir: Path
+    issuer_tls: ssl.SSLContext
 
 
 def _finish_up(stack: Stack, process: subprocess.Popen[str]) -> None:
+    """Wait for ``up``; a failure is kept (with the logs) for the stack's tests to report."""
     output, _ = process.communicate(timeout=300)
-    if process.returncode != 0:
-        logs = stack.compose("logs", "--no-color", "--tail", "30").stdout
-        raise AssertionError(f"{stack.file} up exited {process.returncode}:\n{output}\n{logs}")
-    stack.wait_for_https()
+    try:
+        if process.returncode != 0:
+            raise AssertionError(f"{stack.file} up exited {process.returncode}:\n{output}")
+        stack.wait_for_https()
+        stack.up_error = ""
+    except AssertionError as exc:
+        logs = stack.compose("logs", "--no-color", "--tail", "40").stdout
+        stack.up_error = f"{exc}\n{logs}"
+
+
+def _is_up(stack: Stack) -> Stack:
+    assert not stack.up_error, stack.up_error
+    return stack
 
 
 @pytest.fixture(scope="module")
@@ -172,13 +192,19 @@ def stacks(dockerd: Dockerd, images: Images) -> Iterator[Stacks]:
     shutil.copytree(REPO / "deploy", deploy)
     shutil.copy2(REPO / "Caddyfile", workdir / "Caddyfile")
     _copy_with_loopback_ports(REPO / "deploy/docker-compose.prod.yml", deploy / "prod.yml")
-    _copy_with_loopback_ports(REPO / "deploy/docker-compose.team.yml", deploy / "team.yml", "-team")
+    _copy_with_loopback_ports(
+        REPO / "deploy/docker-compose.team.yml", deploy / "team.yml", "-team", "issuer.pem"
+    )
     gateway = dockerd.docker(
         "network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"
     ).stdout.strip()
+    cert, key = deploy / "issuer.pem", workdir / "issuer.key"
+    make_certificate(cert, key, gateway, san=f"IP:{gateway}")
+    cert.chmod(0o644)
     prod = Stack(dockerd, deploy, "prod.yml", "orcprod")
     team = Stack(dockerd, deploy, "team.yml", "orcteam", "-team")
-    with run_provider(host=gateway) as provider:
+    issuer_tls = ssl.create_default_context(cafile=str(cert))
+    with run_provider(host=gateway, tls=(cert, key)) as provider:
         values = {
             "DOMAIN": DOMAIN,
             "ORC_AUTH_TOKEN": TOKEN,
@@ -196,7 +222,7 @@ def stacks(dockerd: Dockerd, images: Images) -> Iterator[Stacks]:
             dockerd.timings["prod + team compose up to HTTPS"] = round(
                 time.monotonic() - started, 1
             )
-            yield Stacks(prod, team, provider, workdir)
+            yield Stacks(prod, team, provider, issuer_tls)
         finally:
             for stack in (prod, team):
                 down = stack.compose("down", "-v")
@@ -208,7 +234,7 @@ def stacks(dockerd: Dockerd, images: Images) -> Iterator[Stacks]:
 
 
 def test_prod_serves_orc_over_https_behind_caddy(stacks: Stacks):
-    prod = stacks.prod
+    prod = _is_up(stacks.prod)
     with prod.client() as https:
         health = https.get("/api/health")
         assert health.status_code == 200 and health.json()["status"] == "ok"
@@ -244,12 +270,16 @@ def test_prod_serves_orc_over_https_behind_caddy(stacks: Stacks):
     assert asyncio.run(websocket())["task_id"] == "TASK-002"
 
 
-def _sign_in(team: Stack, email: str) -> httpx.Client:
+def _sign_in(team: Stack, email: str, issuer_tls: ssl.SSLContext) -> httpx.Client:
     """The browser's round trip: orc (through Caddy) -> the provider -> orc's callback."""
     browser = team.client()
     login = browser.get("/auth/login")
     assert login.status_code == 302, login.text
-    consent = httpx.post(login.headers["location"], data={"sub": email}, timeout=10)
+    authorize = login.headers["location"]
+    assert parse_qs(urlsplit(authorize).query)["redirect_uri"] == [
+        f"https://{DOMAIN}/auth/callback"
+    ]
+    consent = httpx.post(authorize, data={"sub": email}, verify=issuer_tls, timeout=10)
     assert consent.status_code == 302, consent.text
     callback = urlsplit(consent.headers["location"])
     # The provider sends the browser to https://DOMAIN/auth/callback; here DOMAIN's 443 is
@@ -260,27 +290,19 @@ def _sign_in(team: Stack, email: str) -> httpx.Client:
     return browser
 
 
-def test_team_signs_in_with_oidc_runs_on_postgresql_backs_up_and_keeps_data(stacks: Stacks):
-    team = stacks.team
+def test_team_runs_on_postgresql_backs_up_and_keeps_data_across_down_and_up(stacks: Stacks):
+    team = _is_up(stacks.team)
     with team.client() as https:
         ready = https.get("/api/health/ready")
         assert ready.status_code == 200, ready.text
         assert https.get("/api/tasks").status_code == 401
-    redirect_uri = parse_qs(urlsplit(team.client().get("/auth/login").headers["location"]).query)
-    assert redirect_uri["redirect_uri"] == [f"https://{DOMAIN}/auth/callback"]
-
-    browser = _sign_in(team, "owner@example.com")
-    me = browser.get("/auth/me").json()
-    assert (me["subject"], me["role"], me["via"]) == ("owner@example.com", "owner", "session")
-    created = browser.post(
-        "/api/tasks", json={"title": "kept in postgres"}, headers={"X-CSRF-Token": me["csrf_token"]}
-    )
-    assert created.status_code == 201, created.text
+        created = https.post("/api/tasks", json={"title": "kept in postgres"}, headers=AUTH)
+        assert created.status_code == 201, created.text
 
     # orc's data is in the db container's PostgreSQL, which wants the password over TCP.
     db = team.container("orc-db")
     rows = db.exec("psql", "-U", "orc", "-d", "orc", "-Atc", "SELECT title FROM task").stdout
-    assert rows.split() == ["kept", "in", "postgres"], rows
+    assert rows.strip() == "kept in postgres", rows
     wrong = team.container("orc").exec(
         "psql", "postgres://orc:wrong@db:5432/orc", "-c", "SELECT 1", check=False
     )
@@ -297,11 +319,23 @@ def test_team_signs_in_with_oidc_runs_on_postgresql_backs_up_and_keeps_data(stac
     assert len(daily) == 1, daily
     assert "kept in postgres" in gzip.decompress(daily[0].read_bytes()).decode()
 
-    # down (volumes kept) and up: the task and the signed-in session are still there.
+    # down (volumes kept) and up again: the task is still there.
     down = team.compose("down")
     assert down.returncode == 0, down.stdout + down.stderr
     _finish_up(team, team.up())
-    again = team.client(cookies=browser.cookies)  # Caddy's loopback port is a new one
-    tasks = again.get("/api/tasks")
+    with _is_up(team).client() as https:  # Caddy's loopback port is a new one
+        tasks = https.get("/api/tasks", headers=AUTH)
     assert tasks.status_code == 200, tasks.text
     assert [task["title"] for task in tasks.json()["items"]] == ["kept in postgres"]
+
+
+def test_team_signs_in_with_oidc_through_caddy(stacks: Stacks):
+    team = _is_up(stacks.team)
+    browser = _sign_in(team, "owner@example.com", stacks.issuer_tls)
+    me = browser.get("/auth/me").json()
+    assert (me["subject"], me["via"]) == ("owner@example.com", "session"), me
+    created = browser.post(
+        "/api/tasks", json={"title": "signed in"}, headers={"X-CSRF-Token": me["csrf_token"]}
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["created_by"] == "owner@example.com"
