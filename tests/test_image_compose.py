@@ -17,10 +17,12 @@ Four changes to the files, made in a copy and nothing else:
   ``SSL_CERT_FILE``): orc accepts a plain-http issuer only on localhost, and the issuer here is
   the host's address on the Docker bridge, as a real issuer is some https:// host.
 
-DOMAIN is ``localhost``: Caddy then issues the certificate from its own local CA (no ACME, no
-internet here), and the tests verify TLS against that CA's root, read from the ``caddy_data``
-volume. The identity provider is tests/oidc_provider.py over HTTPS, listening on the host's
-address on the Docker bridge so the orc container reaches it as it would reach a real issuer.
+DOMAIN is ``localhost`` (prod) and ``orc.localhost`` (team, in its own env file: orc refuses a
+localhost ORC_BASE_URL with OIDC): Caddy then issues the certificate from its own local CA (no
+ACME, no internet here), and the tests verify TLS against that CA's root, read from the
+``caddy_data`` volume. The identity provider is tests/oidc_provider.py over HTTPS, listening on
+the host's address on the Docker bridge so the orc container reaches it as it would reach a real
+issuer.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -52,6 +55,10 @@ from tests.oidc_provider import Provider, run_provider
 
 pytestmark = [pytest.mark.xdist_group("docker"), pytest.mark.timeout(900)]
 DOMAIN = "localhost"
+# orc refuses ORC_BASE_URL=https://localhost with OIDC (the provider sends users back there), so
+# the team's name is another one Caddy certifies from its local CA; nothing resolves it here:
+# the tests connect to 127.0.0.1 with it as the TLS server name and the Host header.
+TEAM_DOMAIN = "orc.localhost"
 CADDY_ROOT = "/data/caddy/pki/authorities/local/root.crt"
 
 
@@ -92,6 +99,19 @@ def _env_file(example: Path, values: dict[str, str]) -> str:
     return text
 
 
+class _ServerName(httpx.HTTPTransport):
+    """A transport that names ``server_name`` in TLS (SNI, certificate check) whatever the URL's
+    host is."""
+
+    def __init__(self, server_name: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.server_name = server_name
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.extensions = {**request.extensions, "sni_hostname": self.server_name}
+        return super().handle_request(request)
+
+
 @dataclass
 class Stack:
     """One compose project of the copied deploy/ directory."""
@@ -101,13 +121,19 @@ class Stack:
     file: str
     project: str
     suffix: str = ""
+    domain: str = DOMAIN
     tls: ssl.SSLContext | None = None
     up_error: str = ""
 
+    @property
+    def argv(self) -> list[str]:
+        """docker-compose for this stack: its .env (the team's is ``team.env``) and file."""
+        env_file = self.deploy / ("team.env" if self.suffix else ".env")
+        return ["docker-compose", "--env-file", str(env_file), "-p", self.project, "-f", self.file]
+
     def compose(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        argv = ["docker-compose", "-p", self.project, "-f", self.file, *args]
         return subprocess.run(
-            argv,
+            [*self.argv, *args],
             cwd=self.deploy,
             env=self.dockerd.env,
             capture_output=True,
@@ -119,7 +145,7 @@ class Stack:
     def up(self) -> subprocess.Popen[str]:
         """``up -d``, in the background: it returns once Caddy started, after orc is healthy."""
         return subprocess.Popen(
-            ["docker-compose", "-p", self.project, "-f", self.file, "up", "-d"],
+            [*self.argv, "up", "-d"],
             cwd=self.deploy,
             env=self.dockerd.env,
             stdout=subprocess.PIPE,
@@ -136,11 +162,19 @@ class Stack:
 
     @property
     def url(self) -> str:
-        return f"https://{DOMAIN}:{self.port('443/tcp')}"
+        return f"https://{self.domain}:{self.port('443/tcp')}"
 
     def client(self, **kwargs: object) -> httpx.Client:
+        """HTTPS to Caddy's published port on 127.0.0.1, as ``domain`` (SNI and Host)."""
         assert self.tls is not None
-        return httpx.Client(base_url=self.url, verify=self.tls, timeout=10, **kwargs)  # type: ignore[arg-type]
+        port = self.port("443/tcp")
+        return httpx.Client(
+            base_url=f"https://127.0.0.1:{port}",
+            headers={"Host": f"{self.domain}:{port}"},
+            transport=_ServerName(self.domain, verify=self.tls),
+            timeout=10,
+            **kwargs,  # type: ignore[arg-type]
+        )
 
     def wait_for_https(self) -> None:
         """Caddy's local CA exists and a verified handshake to DOMAIN succeeds."""
@@ -202,7 +236,7 @@ def stacks(dockerd: Dockerd, images: Images) -> Iterator[Stacks]:
     make_certificate(cert, key, gateway, san=f"IP:{gateway}")
     cert.chmod(0o644)
     prod = Stack(dockerd, deploy, "prod.yml", "orcprod")
-    team = Stack(dockerd, deploy, "team.yml", "orcteam", "-team")
+    team = Stack(dockerd, deploy, "team.yml", "orcteam", "-team", TEAM_DOMAIN)
     issuer_tls = ssl.create_default_context(cafile=str(cert))
     with run_provider(host=gateway, tls=(cert, key)) as provider:
         values = {
@@ -214,6 +248,8 @@ def stacks(dockerd: Dockerd, images: Images) -> Iterator[Stacks]:
             "OIDC_CLIENT_SECRET": secrets.token_urlsafe(24),
         }
         (deploy / ".env").write_text(_env_file(deploy / ".env.example", values))
+        values["DOMAIN"] = TEAM_DOMAIN
+        (deploy / "team.env").write_text(_env_file(deploy / ".env.example", values))
         try:
             started = time.monotonic()
             ups = [(prod, prod.up()), (team, team.up())]
@@ -277,14 +313,14 @@ def _sign_in(team: Stack, email: str, issuer_tls: ssl.SSLContext) -> httpx.Clien
     assert login.status_code == 302, login.text
     authorize = login.headers["location"]
     assert parse_qs(urlsplit(authorize).query)["redirect_uri"] == [
-        f"https://{DOMAIN}/auth/callback"
+        f"https://{TEAM_DOMAIN}/auth/callback"
     ]
     consent = httpx.post(authorize, data={"sub": email}, verify=issuer_tls, timeout=10)
     assert consent.status_code == 302, consent.text
     callback = urlsplit(consent.headers["location"])
-    # The provider sends the browser to https://DOMAIN/auth/callback; here DOMAIN's 443 is
-    # Caddy's published loopback port.
-    assert (callback.scheme, callback.netloc, callback.path) == ("https", DOMAIN, "/auth/callback")
+    # The provider sends the browser to https://TEAM_DOMAIN/auth/callback; here that is Caddy's
+    # published loopback port.
+    assert (callback.scheme, callback.netloc) == ("https", TEAM_DOMAIN), callback
     finish = browser.get(f"/auth/callback?{callback.query}")
     assert finish.status_code == 302, finish.text
     return browser
