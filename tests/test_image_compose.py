@@ -343,8 +343,8 @@ def test_team_runs_on_postgresql_backs_up_and_keeps_data_across_down_and_up(stac
         "psql", "postgres://orc:wrong@db:5432/orc", "-c", "SELECT 1", check=False
     )
     assert "password authentication failed" in wrong.stderr, wrong
-    table = team.dockerd.docker("top", db.name, "-eo", "uid,args").stdout
-    assert all(line.split()[0] != "0" for line in table.strip().splitlines()[1:]), table
+    table = team.dockerd.docker("top", db.name, "-eo", "pid,uid,args").stdout
+    assert all(line.split()[1] != "0" for line in table.strip().splitlines()[1:]), table
 
     # The backup service reaches the db and writes the dump under the real image's names.
     backup = team.container("orc-backup")
