@@ -339,15 +339,13 @@ def test_team_runs_on_postgresql_backs_up_and_keeps_data_across_down_and_up(stac
     db = team.container("orc-db")
     rows = db.exec("psql", "-U", "orc", "-d", "orc", "-Atc", "SELECT title FROM task").stdout
     assert rows.strip() == "kept in postgres", rows
-    wrong = team.container("orc").exec(
-        "psql", "postgres://orc:wrong@db:5432/orc", "-c", "SELECT 1", check=False
-    )
+    backup = team.container("orc-backup")
+    wrong = backup.exec("psql", "postgres://orc:wrong@db:5432/orc", "-c", "SELECT 1", check=False)
     assert "password authentication failed" in wrong.stderr, wrong
     table = team.dockerd.docker("top", db.name, "-eo", "pid,uid,args").stdout
     assert all(line.split()[1] != "0" for line in table.strip().splitlines()[1:]), table
 
     # The backup service reaches the db and writes the dump under the real image's names.
-    backup = team.container("orc-backup")
     assert backup.exec("curl", "-fsS", "http://localhost:8080/").returncode == 0
     dumped = backup.exec("/backup.sh")
     assert "SQL backup created successfully" in dumped.stdout, dumped
