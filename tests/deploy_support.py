@@ -37,6 +37,13 @@ SUPERVISORD_CONF = REPO / "supervisord.conf"
 TOKEN = "rehearsal-token-y8dV6JN-WwYxJEiokh-9wCbtSTPddkpc"
 REHEARSAL_USER = "nobody"
 # The files the Dockerfile's build stage copies to build orc's wheel.
+# What the repository's Caddyfile sets on every response (and it removes ``Server``).
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "strict-origin-when-cross-origin",
+    "strict-transport-security": "max-age=31536000",
+}
 BUILD_CONTEXT = ("pyproject.toml", "README.md", "orc", "workers")
 
 
@@ -69,12 +76,13 @@ def dockerfile_env(stage: str = "runtime") -> dict[str, str]:
     return env
 
 
-def make_certificate(cert: Path, key: Path, name: str) -> None:
-    """A self-signed certificate for ``name`` (what an air-gapped site mounts at /certs)."""
+def make_certificate(cert: Path, key: Path, name: str, san: str = "") -> None:
+    """A self-signed certificate for ``name`` (what an air-gapped site mounts at /certs);
+    ``san`` overrides its subjectAltName (``IP:…`` for an address)."""
     subprocess.run(
         [
             *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
-            *("-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}"),
+            *("-subj", f"/CN={name}", "-addext", f"subjectAltName={san or 'DNS:' + name}"),
             *("-keyout", str(key), "-out", str(cert)),
         ],
         check=True,

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -78,9 +79,11 @@ class PkceEnforcer:
 class Provider:
     """The running provider: its issuer URL and helpers to get or forge ID tokens."""
 
-    def __init__(self, port: int, enforcer: PkceEnforcer) -> None:
+    def __init__(
+        self, port: int, enforcer: PkceEnforcer, host: str = "localhost", scheme: str = "http"
+    ) -> None:
         self.port = port
-        self.issuer = f"http://localhost:{port}"
+        self.issuer = f"{scheme}://{host}:{port}"
         self.enforcer = enforcer
 
     def private_key(self) -> tuple[Any, str]:
@@ -144,7 +147,13 @@ def oidc_env(
 
 
 @contextmanager
-def run_provider(token_max_age: timedelta = timedelta(hours=1)) -> Iterator[Provider]:
+def run_provider(
+    token_max_age: timedelta = timedelta(hours=1),
+    host: str = "127.0.0.1",
+    tls: tuple[Path, Path] | None = None,
+) -> Iterator[Provider]:
+    """The provider on ``host``; another address than loopback (reachable from containers) needs
+    ``tls`` (certificate, key), as orc accepts plain http only for a localhost issuer."""
     app = oidc_provider_mock.app(access_token_max_age=token_max_age)
 
     @app.get("/test/private-jwk")
@@ -165,12 +174,14 @@ def run_provider(token_max_age: timedelta = timedelta(hours=1)) -> Iterator[Prov
 
     enforcer = PkceEnforcer(app.wsgi_app)
     app.wsgi_app = enforcer  # type: ignore[method-assign]
-    server = werkzeug.serving.make_server("127.0.0.1", 0, app, threaded=True)
+    ssl_context = None if tls is None else (str(tls[0]), str(tls[1]))
+    server = werkzeug.serving.make_server(host, 0, app, threaded=True, ssl_context=ssl_context)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
     thread.daemon = True
     thread.start()
     try:
-        yield Provider(server.server_port, enforcer)
+        name = "localhost" if host == "127.0.0.1" else host
+        yield Provider(server.server_port, enforcer, name, "http" if tls is None else "https")
     finally:
         server.shutdown()
         thread.join(5)

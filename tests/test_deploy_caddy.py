@@ -22,18 +22,12 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.deploy_support import REPO, make_certificate
+from tests.deploy_support import REPO, SECURITY_HEADERS, make_certificate
 from tests.support import OrcServer, free_port
 
 CADDY = shutil.which("caddy")
 pytestmark = pytest.mark.skipif(CADDY is None, reason="caddy is not installed (scripts/test does)")
 CLIENT_ADDRESS = "127.0.0.2"
-SECURITY_HEADERS = {
-    "x-content-type-options": "nosniff",
-    "x-frame-options": "DENY",
-    "referrer-policy": "strict-origin-when-cross-origin",
-    "strict-transport-security": "max-age=31536000",
-}
 
 
 class Caddy:
