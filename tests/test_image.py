@@ -6,8 +6,9 @@ run`, `docker exec`, `docker stop`. The only fake is Anthropic's Messages API
 (tests/fake_anthropic.py), served on the host and reached from the container through Docker's
 bridge, as the agent would reach api.anthropic.com.
 
-All image tests share one xdist worker (the `docker` group; scripts/test uses --dist loadgroup), so
-the engine starts once and each image is built once.
+These tests are one xdist group (GROUP_IMAGE; scripts/test uses --dist loadgroup): their containers
+start together in one fixture. The other image tests run in groups of their own beside them, on the
+same engine and images (tests/docker_support.py, "Groups").
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pytest
 
 from tests.docker_support import (
     AUTH,
+    GROUP_IMAGE,
     TOKEN,
     Container,
     Dockerd,
@@ -32,7 +34,7 @@ from tests.docker_support import (
 )
 from tests.fake_anthropic import CWD, FakeAnthropic, text, tool_calls, write
 
-pytestmark = [pytest.mark.xdist_group("docker"), pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.xdist_group(GROUP_IMAGE), pytest.mark.timeout(900)]
 DONE = '{"status": "complete", "summary": "%s"}'
 
 
