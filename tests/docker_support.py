@@ -40,6 +40,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -642,14 +643,20 @@ def images(dockerd: Dockerd) -> Images:
         )
         _timed(dockerd, "base import", lambda: import_base(dockerd, tarball[0], base_image_tag()))
         build = ("build", "--progress=plain")
-        _timed(dockerd, "build orc", lambda: dockerd.docker(*build, "-t", built.orc, str(REPO)))
-        _timed(
-            dockerd,
-            "build litestream (after orc)",
-            lambda: dockerd.docker(
-                *build, "--target", "litestream", "-t", built.litestream, str(REPO)
-            ),
-        )
+        targets = {built.orc: (), built.litestream: ("--target", "litestream")}
+
+        def build_both() -> None:
+            # Side by side: BuildKit runs the stages they share once, and the downloads of the
+            # rest (pip, apt, Litestream) overlap.
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                runs = [
+                    pool.submit(dockerd.docker, *build, *target, "-t", tag, str(REPO))
+                    for tag, target in targets.items()
+                ]
+                for run in runs:
+                    run.result()
+
+        _timed(dockerd, "build both targets", build_both)
         _timed(
             dockerd, "build orc warm", lambda: dockerd.docker(*build, "-t", built.orc, str(REPO))
         )
