@@ -137,8 +137,10 @@ class DockerUnavailable(Exception):
 class Dockerd:
     """A dockerd of the suite's own: data root, exec root, pid file and socket in ``root``.
 
-    ``isolated``: an engine that leaves the host's network alone (no bridge, no iptables, no IP
-    forwarding), so it can run beside the suite's main one; its containers run without network.
+    ``isolated``: an engine that leaves the host's network alone (no iptables, no IP forwarding,
+    its own bridge instead of ``docker0``), so it can run beside the suite's main one; its
+    containers run without network. Not ``--bridge=none``: dockerd then deletes ``docker0``,
+    which the main engine's containers use.
     """
 
     root: Path
@@ -147,6 +149,11 @@ class Dockerd:
     process: subprocess.Popen[bytes] | None = None
     network: HostNetwork | None = None
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def bridge(self) -> str:
+        """The isolated engine's own bridge (interface names: at most 15 characters)."""
+        return "orc" + hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
 
     @property
     def env(self) -> dict[str, str]:
@@ -163,7 +170,10 @@ class Dockerd:
             raise DockerUnavailable("dockerd and debootstrap need root")
         if not self.isolated:
             self.network = HostNetwork.save()
-        isolation = ("--bridge=none", "--iptables=false", "--ip-forward=false")
+        isolation = (f"--bridge={self.bridge}", "--iptables=false", "--ip-forward=false")
+        if self.isolated:
+            _run(["ip", "link", "delete", self.bridge], check=False)  # a killed run's
+            _run(["ip", "link", "add", "name", self.bridge, "type", "bridge"])
         log = (self.root / "dockerd.log").open("wb")
         self.process = subprocess.Popen(
             [
@@ -193,12 +203,13 @@ class Dockerd:
         raise DockerUnavailable(f"dockerd did not answer in {timeout:.0f}s: {self.last_log_line()}")
 
     def clear_leftovers(self) -> None:
-        """Containers, volumes and networks an interrupted run left in the kept data root."""
+        """Containers, volumes, networks an interrupted run left in the kept data root, and the
+        untagged images earlier builds left there (the build cache stays)."""
         leftover = self.docker("ps", "-aq", check=False).stdout.split()
         if leftover:
             self.docker("rm", "-f", *leftover, check=False)
-        self.docker("volume", "prune", "-f", check=False)
-        self.docker("network", "prune", "-f", check=False)
+        for kind in ("volume", "network", "image"):
+            self.docker(kind, "prune", "-f", check=False)
 
     def last_log_line(self) -> str:
         lines = (self.root / "dockerd.log").read_text(errors="replace").strip().splitlines()
@@ -217,6 +228,8 @@ class Dockerd:
         if self.network is not None:
             self.network.restore()
             self.network = None
+        if self.isolated:
+            _run(["ip", "link", "delete", self.bridge], check=False)
 
     def docker(
         self, *args: str, check: bool = True, timeout: float = 600, input: str | None = None
@@ -668,7 +681,7 @@ def images(dockerd: Dockerd) -> Images:
 def isolated_engine(name: str) -> Iterator[Dockerd]:
     """A second engine, empty, beside the run's (a machine that never had the images).
 
-    It leaves the host's network alone (``Dockerd.isolated``): containers there have none."""
+    It leaves the host's network and ``docker0`` alone (``Dockerd.isolated``)."""
     root = cache_dir() / f"{name}-engine"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
