@@ -471,6 +471,7 @@ def base_rootfs() -> Path:
     with _flock(cache / "base.lock", fcntl.LOCK_EX, 1200, "another run is making the base"):
         if not tarball.exists():
             _make_base(tarball)
+        os.utime(tarball)  # in use: see the clean-up in _make_base
     return tarball
 
 
@@ -496,8 +497,10 @@ def _make_base(tarball: Path) -> None:
     finally:
         _unmount_under(root)
         shutil.rmtree(root, ignore_errors=True)
+    # Other recipes' tarballs go once unused for a week: checkouts of other branches on the same
+    # machine keep theirs (each costs minutes to make again).
     for stale in cache.glob(f"base-{SUITE}-*.tar"):
-        if stale != tarball:
+        if stale != tarball and time.time() - stale.stat().st_mtime > 7 * 86400:
             stale.unlink()
 
 
