@@ -6,8 +6,9 @@ run`, `docker exec`, `docker stop`. The only fake is Anthropic's Messages API
 (tests/fake_anthropic.py), served on the host and reached from the container through Docker's
 bridge, as the agent would reach api.anthropic.com.
 
-All image tests share one xdist worker (the `docker` group; scripts/test uses --dist loadgroup), so
-the engine starts once and each image is built once.
+These tests are one xdist group (GROUP_IMAGE; scripts/test uses --dist loadgroup): their containers
+start together in one fixture. The other image tests run in groups of their own beside them, on the
+same engine and images (tests/docker_support.py, "Groups").
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pytest
 
 from tests.docker_support import (
     AUTH,
+    GROUP_IMAGE,
     TOKEN,
     Container,
     Dockerd,
@@ -32,7 +34,7 @@ from tests.docker_support import (
 )
 from tests.fake_anthropic import CWD, FakeAnthropic, text, tool_calls, write
 
-pytestmark = [pytest.mark.xdist_group("docker"), pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.xdist_group(GROUP_IMAGE), pytest.mark.timeout(900)]
 DONE = '{"status": "complete", "summary": "%s"}'
 
 
@@ -61,7 +63,9 @@ def _repository() -> Path:
     return repo
 
 
-@pytest.fixture(scope="module")
+# autouse: the containers start before the module's first test, so the checks of the image
+# itself run while they come up.
+@pytest.fixture(scope="module", autouse=True)
 def started(dockerd: Dockerd, images: Images) -> Iterator[Started]:
     gateway = dockerd.docker(
         "network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"
@@ -199,33 +203,6 @@ def test_every_process_in_the_container_runs_as_uid_1000(started: Started):
         assert program in commands, table
 
 
-def _backups(main: Container) -> list[dict]:
-    listed = main.exec("orc", "backup", "list", "--json", check=False)
-    return json.loads(listed.stdout) if listed.returncode == 0 else []
-
-
-def _on_volume(main: Container) -> list[str]:
-    """The backups directory of the container's volume, seen from another container."""
-    return main.dockerd.docker(
-        *("run", "--rm", "-v", "orc-main-data:/data", "--entrypoint", "ls"),
-        *(main.inspect("{{.Config.Image}}"), "/data/backups"),
-    ).stdout.split()
-
-
-def test_backup_now_and_a_scheduled_backup_land_on_the_volume(started: Started):
-    main = started.main
-    now = main.exec("orc", "backup", "now", "--quiet")
-    assert now.returncode == 0, now.stderr
-    assert now.stdout.strip() in _on_volume(main)
-
-    def scheduled() -> list[str]:
-        return [b["name"] for b in _backups(main) if b["reason"] == "scheduled"]
-
-    main.wait_for(scheduled, 150, "a scheduled backup (ORC_BACKUP_SCHEDULE every minute)")
-    # (Retention may then prune the manual one: both are rotated newest per day.)
-    assert scheduled()[0] in _on_volume(main)
-
-
 def test_kill_9_of_the_api_is_restarted_and_the_container_stays_up(started: Started):
     main = started.main
     main.wait_for(main.health_ok, 120, "the API")
@@ -289,6 +266,35 @@ def test_a_task_runs_inside_the_container_against_the_messages_api(started: Star
         "git", "-C", "/home/orc/.orc/clones/shop", "show", f"orc/{task_id}:greeting.py"
     )
     assert shown.stdout == "print('hello')\n"
+
+
+def _backups(main: Container) -> list[dict]:
+    listed = main.exec("orc", "backup", "list", "--json", check=False)
+    return json.loads(listed.stdout) if listed.returncode == 0 else []
+
+
+def _on_volume(main: Container) -> list[str]:
+    """The backups directory of the container's volume, seen from another container."""
+    return main.dockerd.docker(
+        *("run", "--rm", "-v", "orc-main-data:/data", "--entrypoint", "ls"),
+        *(main.inspect("{{.Config.Image}}"), "/data/backups"),
+    ).stdout.split()
+
+
+# After the task's run: by then the every-minute schedule has usually fired already, so the wait
+# for the next minute overlaps the run instead of adding to it.
+def test_backup_now_and_a_scheduled_backup_land_on_the_volume(started: Started):
+    main = started.main
+    now = main.exec("orc", "backup", "now", "--quiet")
+    assert now.returncode == 0, now.stderr
+    assert now.stdout.strip() in _on_volume(main)
+
+    def scheduled() -> list[str]:
+        return [b["name"] for b in _backups(main) if b["reason"] == "scheduled"]
+
+    main.wait_for(scheduled, 150, "a scheduled backup (ORC_BACKUP_SCHEDULE every minute)")
+    # (Retention may then prune the manual one: both are rotated newest per day.)
+    assert scheduled()[0] in _on_volume(main)
 
 
 def test_docker_stop_exits_0_in_the_grace_period_and_keeps_an_acknowledged_write(
