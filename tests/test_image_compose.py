@@ -50,10 +50,12 @@ import yaml
 
 from tests.deploy_support import SECURITY_HEADERS, make_certificate
 from tests.docker_standins import ensure_standins
-from tests.docker_support import AUTH, REPO, TOKEN, Container, Dockerd, Images
+from tests.docker_support import AUTH, GROUP_COMPOSE, REPO, TOKEN, Container, Dockerd, Images
 from tests.oidc_provider import Provider, run_provider
 
-pytestmark = [pytest.mark.xdist_group("docker"), pytest.mark.timeout(900)]
+# GROUP_COMPOSE: the prod copy keeps the files' container names (orc, orc-proxy), as the compose
+# test of tests/test_image_deploy.py does, so the two never run at once.
+pytestmark = [pytest.mark.xdist_group(GROUP_COMPOSE), pytest.mark.timeout(900)]
 DOMAIN = "localhost"
 # orc refuses ORC_BASE_URL=https://localhost with OIDC (the provider sends users back there), so
 # the team's name is another one Caddy certifies from its local CA; nothing resolves it here:
