@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import logging
 
+from orc.db import describe_error
+from orc.db.unavailable import is_database_unavailable
 from orc.runs.claims import Claim, claim_next_run, release_dead_local_leases, requeue_run
 from orc.runs.engine import RunExecution, RunPolicy
 
@@ -40,8 +42,11 @@ class Dispatcher:
             self._run_ended.clear()
             try:
                 await self._claim_what_fits()
-            except Exception:
-                log.warning("could not claim runs", exc_info=True)
+            except Exception as exc:
+                if is_database_unavailable(exc):  # e.g. a full disk: one line, not a traceback
+                    log.warning("could not claim runs: %s", describe_error(exc))
+                else:
+                    log.warning("could not claim runs", exc_info=True)
             await self._pause()
         await self._interrupt_all()
 
@@ -61,11 +66,14 @@ class Dispatcher:
     async def _claim_what_fits(self) -> None:
         for done in [task for task in self.running if task.done()]:
             self.running.pop(done)
-        released = await release_dead_local_leases(self.hostname)
+        # Never one of ours still executing (its lease can run out while its end is being
+        # recorded, e.g. on a full disk).
+        mine = {claim.run_id for claim in self.running.values()}
+        released = await release_dead_local_leases(self.hostname, owner=self.owner, executing=mine)
         if released:
             log.info("took back %d run(s) of a worker of this host that died", released)
         while len(self.running) < self.max_running:
-            claim = await claim_next_run(self.owner, self.max_running)
+            claim = await claim_next_run(self.owner, self.max_running, exclude=mine)
             if claim is None:
                 return
             log.info(
