@@ -20,6 +20,7 @@ import pytest
 from orc.db.models import Event, Project, Run, Task, TaskPhase, TranscriptEntry, UsageEvent
 from orc.runs.agent import AgentConfig, bundled_cli, launcher_path
 from orc.runs.claims import claim_next_run
+from orc.runs.control import resume_run
 from orc.runs.engine import RunExecution, RunPolicy
 from orc.usage.pricing import load_prices
 from tests.fake_anthropic import (
@@ -147,6 +148,15 @@ async def test_a_blocked_agent_pauses_the_task_with_its_question(store, fake, pr
     assert await run_once(tmp_path, fake) == "blocked"
     await task.refresh_from_db()
     assert (task.status, task.reason) == ("blocked", "Which greeting?")
+
+    # `orc resume TASK-001 --note …`: the answer reaches the agent in the same session.
+    await resume_run(task.number, note="Say 'hi there'.")
+    fake.script([text(DONE % "said hi there")])
+    assert await run_once(tmp_path, fake) == "completed"
+    asked, answered = fake.message_requests[0], fake.message_requests[-1]
+    assert "Say 'hi there'." in str(answered.user_texts())
+    session = "x-claude-code-session-id"
+    assert answered.headers.get(session) == asked.headers.get(session)
 
 
 async def test_a_refused_api_key_fails_the_run_at_once_naming_the_setting(
