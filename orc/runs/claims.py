@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
+from tortoise.queryset import QuerySet
 
 from orc.db.models import Run, Task
 from orc.errors import EXIT_FAILED, OrcError
@@ -84,6 +85,17 @@ async def set_task_status(
     await emit(conn, "state", task_id, data)
 
 
+def _claimable(now: datetime, exclude: Collection[int]) -> QuerySet[Run]:
+    """Queued runs, and runs whose lease ran out (their worker died), but not ``exclude``."""
+    claimable = Run.filter(Q(status=QUEUED) | Q(status=RUNNING, lease_expires_at__lt=now))
+    return claimable.exclude(id__in=list(exclude)) if exclude else claimable
+
+
+async def has_claimable_run(now: datetime | None = None, exclude: Collection[int] = ()) -> bool:
+    """Whether a run waits to be claimed (a read: no change lock)."""
+    return await _claimable(_now(now), exclude).exists()
+
+
 async def claim_next_run(
     owner: str, max_running: int, now: datetime | None = None, exclude: Collection[int] = ()
 ) -> Claim | None:
@@ -94,10 +106,7 @@ async def claim_next_run(
         live = await Run.filter(status=RUNNING, lease_expires_at__gte=now).using_db(conn).count()
         if live >= max_running:
             return None
-        claimable = Run.filter(Q(status=QUEUED) | Q(status=RUNNING, lease_expires_at__lt=now))
-        if exclude:
-            claimable = claimable.exclude(id__in=list(exclude))
-        run = await claimable.using_db(conn).order_by("queued_at", "id").first()
+        run = await _claimable(now, exclude).using_db(conn).order_by("queued_at", "id").first()
         if run is None:
             return None
         resumed = run.started_at is not None
