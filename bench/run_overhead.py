@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import benchlib
+import run_timeline
 import runlib
 from runlib import FakeAnthropic
 
@@ -31,11 +32,13 @@ TARGET = 1.15
 
 
 async def orc_round(
-    orc: runlib.Orc, fake: FakeAnthropic, tasks: int, label: str
+    orc: runlib.Orc, fake: FakeAnthropic, tasks: int, label: str, made: list[str] | None = None
 ) -> tuple[float, float]:
     """Seconds from queuing ``tasks`` new tasks to the last one completed, and the CPU
-    seconds orc's processes and the agents used meanwhile."""
+    seconds orc's processes and the agents used meanwhile (the tasks' ids go to ``made``)."""
     ids = [orc.create_task(f"{label} task {i}") for i in range(tasks)]
+    if made is not None:
+        made.extend(ids)
     for task_id in ids:
         fake.script(runlib.trivial_conversation(task_id), workdir=str(orc.workdir(task_id)))
     async with runlib.watching(orc.server.port) as watch:
@@ -78,7 +81,7 @@ async def orc_round(
 
 async def direct_round(
     root: Path, repo: Path, fake: FakeAnthropic, tasks: int, concurrency: int, label: str
-) -> float:
+) -> tuple[float, float]:
     """Seconds to run the same ``tasks`` invocations directly, ``concurrency`` at a time, and
     the CPU seconds the runner (after its imports) and the agents used."""
     jobs = []
@@ -99,6 +102,7 @@ async def bench(args: argparse.Namespace, root: Path) -> None:
         if not args.no_warmup:
             await orc_round(orc, fake, 1, "warmup")
             await direct_round(root / "direct", orc.repo, fake, 1, 1, "warmup")
+        timelines: list[dict] = []
         times: dict[str, list[float]] = {"orc": [], "direct": []}
         cpus: dict[str, list[float]] = {"orc": [], "direct": []}
         for n in range(args.rounds):
@@ -106,7 +110,12 @@ async def bench(args: argparse.Namespace, root: Path) -> None:
             for side in order:
                 label = f"r{n}"
                 if side == "orc":
-                    took, cpu = await orc_round(orc, fake, args.tasks, label)
+                    timed: list[str] = []
+                    took, cpu = await orc_round(orc, fake, args.tasks, label, timed)
+                    numbers = [int(task_id.removeprefix("TASK-")) for task_id in timed]
+                    timelines += run_timeline.run_timelines(
+                        orc.home / "orc.db", numbers, args.concurrency
+                    )
                 else:
                     took, cpu = await direct_round(
                         root / "direct", orc.repo, fake, args.tasks, args.concurrency, label
@@ -129,6 +138,8 @@ async def bench(args: argparse.Namespace, root: Path) -> None:
     for side in ("orc", "direct"):
         print(f"{side:6s} wall {benchlib.summary(times[side], ' s', 2)}")
         print(f"{side:6s} CPU  {benchlib.summary(cpus[side], ' s', 2)}")
+    print(f"orc, where a run's time goes ({len(timelines)} runs, orc's own time stamps):")
+    print("\n".join(run_timeline.timeline_lines(timelines)))
     extra_cpu = (cpu_orc - cpu_direct) / args.tasks
     print(f"orc's CPU per run beyond the agent's: {extra_cpu:.3f} s")
     verdict = "met" if ratio <= TARGET else "NOT met"

@@ -240,6 +240,12 @@ class FakeAnthropic:
         with self._lock:
             self._conversations.setdefault(workdir, deque()).extend(replies)
 
+    def forget(self) -> None:
+        """Drop the replies not asked for (a run that ended before it used them all)."""
+        with self._lock:
+            self._conversations.clear()
+            self._conversations[None] = deque()
+
     def agent_env(self, home: str) -> dict[str, str]:
         """Environment that points the Claude Code CLI at this fake, with no other traffic."""
         return {

@@ -198,3 +198,23 @@ def moto_s3_server(log: Path, bucket: str = "orc-backups") -> Iterator[int]:
     finally:
         process.terminate()
         process.wait(10)
+
+
+@contextlib.contextmanager
+def small_tmpfs(mount: Path, mib: int) -> Iterator[Path]:
+    """A real ``mib`` MiB tmpfs at ``mount`` (a disk that fills), unmounted afterwards; the test
+    is skipped, saying why, where mounting is not allowed (it needs root)."""
+    import pytest
+
+    mount.mkdir(exist_ok=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={mib}m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}); full disk not tested")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount)], check=False)

@@ -7,12 +7,13 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.backup_support import backup_dir, backups, fill, orc_ok, query, titles
-from tests.support import run_orc
+from tests.support import run_orc, small_tmpfs
 
 
 def _temp_files(folder: Path) -> list[Path]:
@@ -124,21 +125,10 @@ def test_a_damaged_sqlite_backup_with_a_matching_checksum_fails_its_integrity_ch
 
 
 @pytest.fixture
-def tiny_disk(tmp_path: Path):
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs, or a skip that says why there is none."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}); full disk not tested")
-    try:
+    with small_tmpfs(tmp_path / "tiny", 2) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_full_disk_gives_a_clear_error_and_leaves_the_database_untouched(

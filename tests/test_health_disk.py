@@ -5,14 +5,13 @@ really fills."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.in_process import LiveApp
-from tests.support import base_env
+from tests.support import base_env, small_tmpfs
 
 MIB = 1024 * 1024
 
@@ -20,19 +19,8 @@ MIB = 1024 * 1024
 @pytest.fixture
 def small_volume(tmp_path: Path) -> Iterator[Path]:
     """A 32 MiB tmpfs, or a skip that says why there is none."""
-    mount = tmp_path / "volume"
-    mount.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}); disk full not tested")
-    try:
+    with small_tmpfs(tmp_path / "volume", 32) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def _fill_until_free(volume: Path, free_mib: float) -> None:

@@ -17,6 +17,7 @@ from orc.runs.claims import (
     LeaseLost,
     claim_next_run,
     end_run,
+    release_dead_local_leases,
     renew_lease,
 )
 
@@ -145,3 +146,25 @@ async def test_the_limit_on_concurrent_runs_holds_across_processes(store):
     taken = await race(store, workers=4, limit=3)
     assert sorted(taken) == run_ids[:3]
     assert await Run.filter(status="queued").count() == 7
+
+
+async def test_a_worker_with_a_dead_predecessors_pid_takes_its_run_back_at_once(store):
+    """A restarted container starts its programs with the same pids: the new worker has the
+    dead one's owner name. A run held in that name that it does not execute is taken back
+    without waiting for the lease; one it executes is never taken (not even by itself)."""
+    orphan, executing = await queue_runs(2)
+    owner = "container-1:27"
+    first = await claim_next_run(owner, max_running=2, now=T0)
+    second = await claim_next_run(owner, max_running=2, now=T0)
+    assert (first and first.run_id, second and second.run_id) == (orphan, executing)
+
+    now = T0 + timedelta(seconds=1)
+    assert await release_dead_local_leases("container-1", now, owner, {executing}) == 1
+    later = now + timedelta(seconds=1)
+    again = await claim_next_run(owner, max_running=2, now=later, exclude={executing})
+    assert again is not None and (again.run_id, again.resumed) == (orphan, True)
+
+    # Its lease run out while it is still being ended (e.g. on a full disk): not claimed.
+    late = T0 + timedelta(seconds=LEASE_SECONDS + 1)
+    assert await claim_next_run(owner, max_running=2, now=late, exclude={orphan, executing}) is None
+    assert await claim_next_run("container-2:9", max_running=2, now=late) is not None

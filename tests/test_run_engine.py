@@ -20,6 +20,7 @@ import pytest
 from orc.db.models import Event, Project, Run, Task, TaskPhase, TranscriptEntry, UsageEvent
 from orc.runs.agent import AgentConfig, bundled_cli, launcher_path
 from orc.runs.claims import claim_next_run
+from orc.runs.control import queue_run, resume_run
 from orc.runs.engine import RunExecution, RunPolicy
 from orc.usage.pricing import load_prices
 from tests.fake_anthropic import (
@@ -147,6 +148,15 @@ async def test_a_blocked_agent_pauses_the_task_with_its_question(store, fake, pr
     assert await run_once(tmp_path, fake) == "blocked"
     await task.refresh_from_db()
     assert (task.status, task.reason) == ("blocked", "Which greeting?")
+
+    # `orc resume TASK-001 --note …`: the answer reaches the agent in the same session.
+    await resume_run(task.number, note="Say 'hi there'.")
+    fake.script([text(DONE % "said hi there")])
+    assert await run_once(tmp_path, fake) == "completed"
+    asked, answered = fake.message_requests[0], fake.message_requests[-1]
+    assert "Say 'hi there'." in str(answered.user_texts())
+    session = "x-claude-code-session-id"
+    assert answered.headers.get(session) == asked.headers.get(session)
 
 
 async def test_a_refused_api_key_fails_the_run_at_once_naming_the_setting(
@@ -341,6 +351,33 @@ async def test_a_queued_run_starts_when_a_running_one_ends_not_at_the_next_poll(
         await asyncio.wait_for(loop, 15)
     await second.refresh_from_db()
     assert second.status == "completed"
+
+
+async def test_an_idle_worker_starts_a_run_queued_meanwhile_not_at_its_next_poll(
+    store, fake, project, tmp_path, monkeypatch
+):
+    from orc.db.url import DatabaseUrl
+    from orc.runs import dispatcher as dispatching
+
+    # Only the queuing can wake the worker here: its next poll is an hour away.
+    monkeypatch.setattr(dispatching, "POLL_SECONDS", 3600.0)
+    record = await Project.create(name=project.name, path=str(project))
+    task = await Task.create(title="Say hello", weight="trivial", status="created", project=record)
+    fake.script([text(DONE % "said hello")])
+    database = DatabaseUrl(store)
+    dispatcher = dispatching.Dispatcher(policy(tmp_path, fake), "test-host:1", 2, database)
+    loop = asyncio.create_task(dispatcher.run_forever())
+    try:
+        await asyncio.sleep(0.5)  # the worker is idle, waiting
+        await queue_run(task.number, "test")  # as `orc run` and the API do
+
+        async def completed() -> bool:
+            return await Run.filter(task_id=task.number, status="completed").exists()
+
+        await wait_until(completed, timeout=120)
+    finally:
+        dispatcher.stop()
+        await asyncio.wait_for(loop, 15)
 
 
 async def test_a_stopping_worker_hands_its_runs_back_to_the_queue(store, fake, project, tmp_path):

@@ -36,7 +36,7 @@ from tests.fake_anthropic import (
     tool_calls,
     write,
 )
-from tests.support import descendants, run_orc
+from tests.support import descendants, run_orc, small_tmpfs
 from tests.test_run_engine import (
     DONE,
     TOOLS,
@@ -257,19 +257,8 @@ async def test_a_phase_past_its_timeout_fails_and_its_agent_is_gone(store, fake,
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs (mounting needs root: skipped where it is not allowed)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "disk", 1) as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "--lazy", str(disk)], check=False)
 
 
 async def test_a_full_disk_fails_the_run_with_the_reason_and_keeps_committed_phases(

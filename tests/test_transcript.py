@@ -39,7 +39,9 @@ async def test_entries_are_redacted_bounded_emitted_and_paged(store):
     assert stored[0]["task_id"] == f"TASK-{task.number:03d}" and stored[0]["phase"] == "implement"
 
     events = await Event.filter(event_type="transcript").order_by("id")
-    assert [e.data["id"] for e in events] == [s["id"] for s in stored]
+    assert [e.data for e in events] == stored
+    entries = await transcript_page(task.number)
+    assert entries == stored
     assert "server-token" not in str([e.data for e in events])
 
     page = await transcript_page(task.number, after=stored[0]["id"], limit=1)

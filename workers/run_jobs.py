@@ -30,7 +30,9 @@ class RunLoop:
 
     def __init__(self, settings: Settings) -> None:
         owner = f"{socket.gethostname()}:{os.getpid()}"
-        self.dispatcher = Dispatcher(run_policy(settings), owner, settings.max_concurrent_runs)
+        self.dispatcher = Dispatcher(
+            run_policy(settings), owner, settings.max_concurrent_runs, settings.database
+        )
         self.future: concurrent.futures.Future[None] = spawn(self.dispatcher.run_forever())
         log.info("run loop started", extra={"max_concurrent_runs": settings.max_concurrent_runs})
 

@@ -10,11 +10,13 @@ concurrent runs holds across all of them. A worker that finds its lease gone sto
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
+from tortoise.queryset import QuerySet
 
 from orc.db.models import Run, Task
 from orc.errors import EXIT_FAILED, OrcError
@@ -83,19 +85,28 @@ async def set_task_status(
     await emit(conn, "state", task_id, data)
 
 
-async def claim_next_run(owner: str, max_running: int, now: datetime | None = None) -> Claim | None:
-    """Take the oldest claimable run if fewer than ``max_running`` runs are held anywhere."""
+def _claimable(now: datetime, exclude: Collection[int]) -> QuerySet[Run]:
+    """Queued runs, and runs whose lease ran out (their worker died), but not ``exclude``."""
+    claimable = Run.filter(Q(status=QUEUED) | Q(status=RUNNING, lease_expires_at__lt=now))
+    return claimable.exclude(id__in=list(exclude)) if exclude else claimable
+
+
+async def has_claimable_run(now: datetime | None = None, exclude: Collection[int] = ()) -> bool:
+    """Whether a run waits to be claimed (a read: no change lock)."""
+    return await _claimable(_now(now), exclude).exists()
+
+
+async def claim_next_run(
+    owner: str, max_running: int, now: datetime | None = None, exclude: Collection[int] = ()
+) -> Claim | None:
+    """Take the oldest claimable run (not one of ``exclude``) if fewer than ``max_running``
+    runs are held anywhere."""
     now = _now(now)
     async with change_transaction() as conn:
         live = await Run.filter(status=RUNNING, lease_expires_at__gte=now).using_db(conn).count()
         if live >= max_running:
             return None
-        run = (
-            await Run.filter(Q(status=QUEUED) | Q(status=RUNNING, lease_expires_at__lt=now))
-            .using_db(conn)
-            .order_by("queued_at", "id")
-            .first()
-        )
+        run = await _claimable(now, exclude).using_db(conn).order_by("queued_at", "id").first()
         if run is None:
             return None
         resumed = run.started_at is not None
@@ -166,23 +177,35 @@ def _alive(pid: int) -> bool:
     return True
 
 
-async def release_dead_local_leases(hostname: str, now: datetime | None = None) -> int:
+async def release_dead_local_leases(
+    hostname: str,
+    now: datetime | None = None,
+    owner: str | None = None,
+    executing: Collection[int] = (),
+) -> int:
     """Runs held by workers of this host that are gone (kill -9, a crash) become claimable at
-    once instead of after their lease; how many. Owners are ``hostname:pid``."""
+    once instead of after their lease; how many. Owners are ``hostname:pid``. A run held in the
+    name of ``owner`` (the caller) that it is not ``executing`` was held by an earlier process
+    with the caller's pid: a restarted container starts its programs with the same pids."""
     now = _now(now)
     held = await Run.filter(status=RUNNING, lease_owner__startswith=f"{hostname}:").values_list(
         "id", "lease_owner"
     )
     dead = [
-        (run_id, owner)
-        for run_id, owner in held
-        if (pid := str(owner).rpartition(":")[2]).isdigit() and not _alive(int(pid))
+        (run_id, holder)
+        for run_id, holder in held
+        if (holder == owner and run_id not in executing)
+        or (
+            holder != owner
+            and (pid := str(holder).rpartition(":")[2]).isdigit()
+            and not _alive(int(pid))
+        )
     ]
     released = 0
-    for run_id, owner in dead:
+    for run_id, holder in dead:
         async with change_transaction() as conn:
             released += await (
-                Run.filter(id=run_id, status=RUNNING, lease_owner=owner)
+                Run.filter(id=run_id, status=RUNNING, lease_owner=holder)
                 .using_db(conn)
                 .update(lease_expires_at=now)
             )

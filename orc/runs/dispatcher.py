@@ -12,8 +12,18 @@ import asyncio
 import contextlib
 import logging
 
-from orc.runs.claims import Claim, claim_next_run, release_dead_local_leases, requeue_run
+from orc.db import describe_error
+from orc.db.unavailable import is_database_unavailable
+from orc.db.url import DatabaseUrl
+from orc.runs.claims import (
+    Claim,
+    claim_next_run,
+    has_claimable_run,
+    release_dead_local_leases,
+    requeue_run,
+)
 from orc.runs.engine import RunExecution, RunPolicy
+from orc.runs.new_work import NewWorkSignal
 
 log = logging.getLogger("orc.runs")
 POLL_SECONDS = 1.0
@@ -22,35 +32,57 @@ POLL_SECONDS = 1.0
 class Dispatcher:
     """Claims and executes runs until ``stop()``."""
 
-    def __init__(self, policy: RunPolicy, owner: str, max_running: int) -> None:
-        """``owner`` is ``hostname:pid``: a worker of the same host recognises a dead one's."""
+    def __init__(
+        self,
+        policy: RunPolicy,
+        owner: str,
+        max_running: int,
+        database: DatabaseUrl | None = None,
+    ) -> None:
+        """``owner`` is ``hostname:pid``: a worker of the same host recognises a dead one's.
+        With ``database``, a change in it (a run queued) wakes the loop before its poll."""
         self.policy = policy
+        self.database = database
         self.owner = owner
         self.hostname = owner.rpartition(":")[0]
         self.max_running = max_running
         self.running: dict[asyncio.Task[str], Claim] = {}
         self._stopping = asyncio.Event()
-        # Set when one of our runs ends: its slot is free, claim the next run now.
-        self._run_ended = asyncio.Event()
+        # Set when one of our runs ends (its slot is free) or the database changed (a run may
+        # have been queued): claim now, not at the next poll.
+        self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def run_forever(self) -> None:
         self._loop = asyncio.get_running_loop()
-        while not self._stopping.is_set():
-            self._run_ended.clear()
-            try:
-                await self._claim_what_fits()
-            except Exception:
-                log.warning("could not claim runs", exc_info=True)
-            await self._pause()
+        new_work = NewWorkSignal(self.database, self._wake) if self.database else None
+        if new_work is not None:
+            await new_work.start()
+        try:
+            await self._loop_until_stopped()
+        finally:
+            if new_work is not None:
+                await new_work.close()
         await self._interrupt_all()
 
+    async def _loop_until_stopped(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                await self._claim_what_fits()
+            except Exception as exc:
+                if is_database_unavailable(exc):  # e.g. a full disk: one line, not a traceback
+                    log.warning("could not claim runs: %s", describe_error(exc))
+                else:
+                    log.warning("could not claim runs", exc_info=True)
+            await self._pause()
+
     async def _pause(self) -> None:
-        """Until the next poll, or sooner: when a run of ours ends (a queued run would wait
-        up to a poll interval for the free slot; bench/run_overhead.py) or the worker stops."""
+        """Until the next poll, or sooner: when a run of ours ends or one may have been queued
+        (either would wait up to a poll interval; bench/run_overhead.py) or the worker stops."""
         waiters = {
             asyncio.create_task(self._stopping.wait()),
-            asyncio.create_task(self._run_ended.wait()),
+            asyncio.create_task(self._wake.wait()),
         }
         try:
             await asyncio.wait(waiters, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
@@ -61,11 +93,17 @@ class Dispatcher:
     async def _claim_what_fits(self) -> None:
         for done in [task for task in self.running if task.done()]:
             self.running.pop(done)
-        released = await release_dead_local_leases(self.hostname)
+        # Never one of ours still executing (its lease can run out while its end is being
+        # recorded, e.g. on a full disk).
+        mine = {claim.run_id for claim in self.running.values()}
+        released = await release_dead_local_leases(self.hostname, owner=self.owner, executing=mine)
         if released:
             log.info("took back %d run(s) of a worker of this host that died", released)
+        # Woken by every write of the database: look before taking the change lock.
+        if len(self.running) < self.max_running and not await has_claimable_run(exclude=mine):
+            return
         while len(self.running) < self.max_running:
-            claim = await claim_next_run(self.owner, self.max_running)
+            claim = await claim_next_run(self.owner, self.max_running, exclude=mine)
             if claim is None:
                 return
             log.info(
@@ -75,7 +113,7 @@ class Dispatcher:
                 " (resuming)" if claim.resumed else "",
             )
             task = asyncio.create_task(RunExecution(claim, self.policy).execute())
-            task.add_done_callback(lambda _: self._run_ended.set())
+            task.add_done_callback(lambda _: self._wake.set())
             self.running[task] = claim
 
     async def _interrupt_all(self) -> None:

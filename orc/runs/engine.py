@@ -37,9 +37,9 @@ from orc.runs.claims import (
     PAUSED,
     Claim,
     LeaseLost,
-    end_run,
     renew_lease,
 )
+from orc.runs.ending import database_failure_reason, record_end, with_disk_hint
 from orc.runs.outcome import PhaseOutcome, parse_outcome
 from orc.runs.phases import (
     ARTIFACT_PHASES,
@@ -152,8 +152,13 @@ class RunExecution:
                 log.exception("run %s of %s failed", self.claim.run_id, self.task_id)
             status, reason = FAILED, with_disk_hint(f"{type(exc).__name__}: {exc}")
         except Exception as exc:
-            log.exception("run %s of %s failed", self.claim.run_id, self.task_id)
-            status, reason = FAILED, f"internal error: {type(exc).__name__}: {exc}"
+            database_reason = database_failure_reason(exc)
+            if database_reason is None:
+                log.exception("run %s of %s failed", self.claim.run_id, self.task_id)
+            else:
+                log.warning("run %s of %s: %s", self.claim.run_id, self.task_id, database_reason)
+            status = FAILED
+            reason = database_reason or f"internal error: {type(exc).__name__}: {exc}"
         finally:
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -161,8 +166,7 @@ class RunExecution:
         if self.watcher.lost:
             log.warning("run %s: another worker holds it now; stopped", self.claim.run_id)
             return "lost"
-        with contextlib.suppress(LeaseLost):
-            await end_run(self.claim, status, reason)
+        await record_end(self.claim, status, reason)
         return status
 
     async def _phases(self) -> tuple[str, str | None]:
@@ -372,6 +376,9 @@ class RunExecution:
                 "interrupted, trying again",
             )
             return TurnResult(session_id=session), True
+        if not turn.cancelled() and turn.exception() is not None:
+            # orc failed mid-turn (e.g. it could not store a message): the agent goes too
+            kill_agent(pidfile)
         return turn.result(), False
 
     async def _supervise(
@@ -472,10 +479,3 @@ class RunExecution:
                 f"budget reached: ${spent:.2f} of ${budget:.2f}; raise the task's budget and "
                 "resume it",
             )
-
-
-def with_disk_hint(reason: str) -> str:
-    """``reason``, saying what to do when it is a full disk."""
-    if "No space left on device" in reason or "ENOSPC" in reason:
-        return f"the disk is full: {reason}; free space there and run the task again"
-    return reason
