@@ -59,6 +59,7 @@ PIP_CONFIGS = (Path("/etc/pip.conf"), Path("/etc/xdg/pip"))
 GROUP_IMAGE = "docker"  # tests/test_image.py: the image and `docker run`
 GROUP_COMPOSE = "docker-compose"  # deploy/*.yml up, scripts/upgrade and scripts/rollback
 GROUP_IMAGES = "docker-images"  # the litestream target's replica, the air-gap scripts
+GROUP_RUN_CRASH = "docker-run-crash"  # a task run through docker kill / docker start
 
 
 def cache_dir() -> Path:

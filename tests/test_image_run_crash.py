@@ -17,12 +17,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.docker_support import AUTH, TOKEN, Container, Dockerd, Images
+from tests.docker_support import AUTH, GROUP_RUN_CRASH, TOKEN, Container, Dockerd, Images
 from tests.fake_anthropic import CWD, FakeAnthropic, bash, text, tool_calls, write
 from tests.test_image import _repository
 
 # The image tests' group (GROUP_IMAGE once tests/docker_support.py names the groups).
-pytestmark = [pytest.mark.xdist_group("docker"), pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.xdist_group(GROUP_RUN_CRASH), pytest.mark.timeout(900)]
 DONE = '{"status": "complete", "summary": "%s"}'
 NAME = "orc-run-crash"
 MARKER = "/tmp/orc-tool-started"  # in the container: the implement phase's tool is running
