@@ -3,9 +3,12 @@
 A model docstring becomes a table comment in the DDL that Tortoise runs; on SQLite a semicolon
 in it splits the statement, so these docstrings have none.
 
-Every model sets ``_no_comments``: otherwise Tortoise reads each model's source
-(``inspect.getsource``, a parse of this module per class) to find ``#:`` field comments, which
-orc does not write; that was about 65 ms of the start-up of every process that imports the models.
+Tortoise looks for ``#:`` field comments by parsing each model's module (``inspect.getsource``,
+``ast.parse`` once per class); orc writes none, so that is switched off below for every model,
+Tortoise's own migration record included: it cost about 65 ms of the start-up of every process
+that imports the models, and ``ast.parse`` is not thread-safe on CPython 3.11
+(python/cpython#106905, "AST constructor recursion depth mismatch": hit once in the suite by a
+migration running beside another thread).
 """
 
 from __future__ import annotations
@@ -13,13 +16,19 @@ from __future__ import annotations
 from typing import Any
 
 from tortoise import fields
+from tortoise import models as tortoise_models
 from tortoise.models import Model
+
+
+def _no_field_comments(model: type[Model]) -> dict[str, str]:
+    return {}
+
+
+tortoise_models._get_comments = _no_field_comments  # type: ignore[assignment]  # (a function)
 
 
 class WorkerHeartbeat(Model):
     """The last time a job worker proved it runs jobs (written by the heartbeat job)."""
-
-    _no_comments = True
 
     worker_id = fields.CharField(max_length=255, primary_key=True)
     hostname = fields.CharField(max_length=255)
@@ -34,8 +43,6 @@ class WorkerHeartbeat(Model):
 
 class ServerState(Model):
     """Facts every process must read alike: backup outcomes and the last replication check."""
-
-    _no_comments = True
 
     key = fields.CharField(max_length=128, primary_key=True)
     value = fields.TextField()
@@ -52,8 +59,6 @@ class ServerState(Model):
 class Project(Model):
     """A git repository on the server's disk that tasks work on."""
 
-    _no_comments = True
-
     id = fields.IntField(primary_key=True)
     name = fields.CharField(max_length=100, unique=True)
     path = fields.CharField(max_length=1024, unique=True)
@@ -65,8 +70,6 @@ class Project(Model):
 
 class Task(Model):
     """A unit of work orc runs. Its public id is ``TASK-001``, derived from ``number``."""
-
-    _no_comments = True
 
     number = fields.IntField(primary_key=True)  # AUTOINCREMENT on SQLite, a sequence on PostgreSQL
     title = fields.CharField(max_length=200)
@@ -94,8 +97,6 @@ class Task(Model):
 class TaskPhase(Model):
     """One phase of a task (plan, implement, review, …) and how often it ran."""
 
-    _no_comments = True
-
     id = fields.IntField(primary_key=True)
     task: fields.ForeignKeyRelation[Task] = fields.ForeignKeyField(
         "orc.Task", related_name="phases", on_delete=fields.CASCADE
@@ -117,8 +118,6 @@ class TaskPhase(Model):
 
 class Run(Model):
     """One execution of a task by the job worker, claimed with a lease that its worker renews."""
-
-    _no_comments = True
 
     id = fields.IntField(primary_key=True)
     task: fields.ForeignKeyRelation[Task] = fields.ForeignKeyField(
@@ -148,8 +147,6 @@ class Run(Model):
 class TranscriptEntry(Model):
     """One agent message of a run (text, a tool call, a tool result, the result), redacted."""
 
-    _no_comments = True
-
     id = fields.BigIntField(primary_key=True)
     task_number = fields.IntField()
     run: fields.ForeignKeyRelation[Run] = fields.ForeignKeyField(
@@ -168,8 +165,6 @@ class TranscriptEntry(Model):
 
 class UsageEvent(Model):
     """Tokens of one model call. Append-only, kept when its task is deleted: the spend happened."""
-
-    _no_comments = True
 
     id = fields.BigIntField(primary_key=True)
     task_number = fields.IntField(db_index=True)
@@ -191,8 +186,6 @@ class UsageEvent(Model):
 class UsageCounts(Model):
     """Event and token counters shared by the rollup and the all-time totals."""
 
-    _no_comments = True
-
     events = fields.BigIntField(default=0)
     input_tokens = fields.BigIntField(default=0)
     output_tokens = fields.BigIntField(default=0)
@@ -207,8 +200,6 @@ class UsageCounts(Model):
 class UsageRollup(UsageCounts):
     """Tokens per hour, model and task, folded from usage events by the aggregation job."""
 
-    _no_comments = True
-
     id = fields.BigIntField(primary_key=True)
     hour = fields.DatetimeField(db_index=True)
     model = fields.CharField(max_length=128)
@@ -222,8 +213,6 @@ class UsageRollup(UsageCounts):
 class UsageDay(UsageCounts):
     """Tokens per UTC day and model, kept by the aggregation job for the cost reports."""
 
-    _no_comments = True
-
     id = fields.BigIntField(primary_key=True)
     day = fields.DatetimeField()
     model = fields.CharField(max_length=128)
@@ -236,8 +225,6 @@ class UsageDay(UsageCounts):
 class UsageTotal(UsageCounts):
     """All-time tokens per model, kept by the aggregation job so a scrape reads a few rows."""
 
-    _no_comments = True
-
     model = fields.CharField(max_length=128, primary_key=True)
 
     class Meta:
@@ -246,8 +233,6 @@ class UsageTotal(UsageCounts):
 
 class UsageTaskMonth(Model):
     """Tokens and cost per month and task, kept by the aggregation job for the top tasks."""
-
-    _no_comments = True
 
     id = fields.BigIntField(primary_key=True)
     month = fields.DatetimeField()
@@ -266,8 +251,6 @@ class UsageTaskMonth(Model):
 class Event(Model):
     """The outbox: one row per change, written in the same transaction, tailed by every API."""
 
-    _no_comments = True
-
     id = fields.BigIntField(primary_key=True)
     event_type = fields.CharField(max_length=32)
     task_id = fields.CharField(max_length=32, null=True, db_index=True)
@@ -280,8 +263,6 @@ class Event(Model):
 
 class User(Model):
     """A person who signs in with OIDC, and the role that decides what they may do."""
-
-    _no_comments = True
 
     id = fields.IntField(primary_key=True)
     email = fields.CharField(max_length=320, unique=True)
@@ -297,8 +278,6 @@ class User(Model):
 
 class AuthSession(Model):
     """A browser session. The cookie carries its id, signed, and this row can revoke it."""
-
-    _no_comments = True
 
     id_hash = fields.CharField(max_length=64, primary_key=True)
     user: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
@@ -319,8 +298,6 @@ class AuthSession(Model):
 
 class AccessToken(Model):
     """A personal access token (orc_pat_...). Only its SHA-256 is stored."""
-
-    _no_comments = True
 
     id = fields.IntField(primary_key=True)
     name = fields.CharField(max_length=100)
@@ -343,8 +320,6 @@ class AccessToken(Model):
 
 class OidcLogin(Model):
     """A sign-in in progress: its state (hashed), nonce and PKCE verifier, used once."""
-
-    _no_comments = True
 
     state_hash = fields.CharField(max_length=64, primary_key=True)
     nonce = fields.CharField(max_length=128)
