@@ -75,7 +75,15 @@ def descendants(pid: int) -> list[psutil.Process]:
         children = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-    return [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    return [c for c in children if _alive(c)]
+
+
+def _alive(process: psutil.Process) -> bool:
+    """Running and not a zombie; a process that ends while we look is simply not alive."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def signal_and_wait(
