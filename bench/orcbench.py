@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -354,3 +355,21 @@ def per_database(databases: str) -> bool:
     for line in summary:
         print("  " + line)
     return True
+
+
+def make_events(batch: int, seed: int) -> list[dict[str, object]]:
+    """A batch of usage events for POST /api/tasks/{id}/usage (usage_ingest.py, soak.py)."""
+    at = (datetime.now(UTC) - timedelta(seconds=30)).isoformat()
+    models = TOKEN_MODELS
+    return [
+        {
+            "model": models[(seed + i) % len(models)],
+            "phase": "implement",
+            "input_tokens": 1000 + i,
+            "output_tokens": 200 + i % 50,
+            "cache_read_tokens": 5000 + i % 300,
+            "cache_write_tokens": i % 3 * 100,
+            "occurred_at": at,
+        }
+        for i in range(batch)
+    ]

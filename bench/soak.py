@@ -49,7 +49,6 @@ import time
 import tracemalloc
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -157,22 +156,7 @@ class Load:
         return self.stop.is_set()
 
     def usage_body(self, seed: int) -> dict[str, Any]:
-        models = orcbench.TOKEN_MODELS
-        now = datetime.now(UTC).isoformat()
-        return {
-            "events": [
-                {
-                    "model": models[(seed + i) % len(models)],
-                    "phase": "implement",
-                    "input_tokens": 1000 + i,
-                    "output_tokens": 200 + i % 50,
-                    "cache_read_tokens": 5000 + i % 300,
-                    "cache_write_tokens": i % 3 * 100,
-                    "occurred_at": now,
-                }
-                for i in range(self.batch)
-            ]
-        }
+        return {"events": orcbench.make_events(self.batch, seed)}
 
     def list_path(self, rng: random.Random) -> str:
         pages = max(1, len(self.task_ids) // PAGE_SIZE)

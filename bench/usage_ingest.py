@@ -26,7 +26,7 @@ import asyncio
 import json
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import benchlib
 import orcbench
@@ -35,25 +35,8 @@ import orcbench
 DEFAULT_REQUESTS = {1: 250, 100: 100, 1000: 25}
 
 
-def make_events(batch: int, seed: int) -> list[dict[str, object]]:
-    at = (datetime.now(UTC) - timedelta(seconds=30)).isoformat()
-    models = orcbench.TOKEN_MODELS
-    return [
-        {
-            "model": models[(seed + i) % len(models)],
-            "phase": "implement",
-            "input_tokens": 1000 + i,
-            "output_tokens": 200 + i % 50,
-            "cache_read_tokens": 5000 + i % 300,
-            "cache_write_tokens": i % 3 * 100,
-            "occurred_at": at,
-        }
-        for i in range(batch)
-    ]
-
-
 def body_for(batch: int, seed: int) -> bytes:
-    events = make_events(batch, seed)
+    events = orcbench.make_events(batch, seed)
     return json.dumps(events[0] if batch == 1 else {"events": events}).encode()
 
 
@@ -113,7 +96,7 @@ async def run_in_process(
     from orc.db.sql import placeholders
     from orc.usage.recording import UsageRecord, record_usage
 
-    events = make_events(batch, 0)
+    events = orcbench.make_events(batch, 0)
     records = [
         UsageRecord(
             model=str(e["model"]),
