@@ -163,6 +163,22 @@ class Dockerd:
         env.update(DOCKER_HOST=f"unix://{self.root}/sock", DOCKER_BUILDKIT="1")
         return env
 
+    def gateway(self) -> str:
+        """The default bridge's address on the host: where a container reaches a server the test
+        runs on the host. The network's IPAM config names it, except on a fresh data root's first
+        start (dockerd 20.10 left it empty there, failing three image tests on a new machine), so
+        the address of ``docker0`` itself is the fallback."""
+        ipam = self.docker(
+            "network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"
+        ).stdout.strip()
+        if ipam:
+            return ipam
+        shown = json.loads(_run(["ip", "-j", "-4", "addr", "show", "docker0"]).stdout or "[]")
+        addresses = [a["local"] for link in shown for a in link.get("addr_info", ())]
+        if not addresses:
+            raise AssertionError("the default bridge has no gateway and docker0 no IPv4 address")
+        return addresses[0]
+
     def start(self, timeout: float = 60) -> None:
         for tool in (DOCKERD, DOCKER, "/usr/sbin/debootstrap", "/usr/sbin/iptables"):
             if not os.access(tool, os.X_OK):

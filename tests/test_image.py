@@ -67,9 +67,7 @@ def _repository() -> Path:
 # itself run while they come up.
 @pytest.fixture(scope="module", autouse=True)
 def started(dockerd: Dockerd, images: Images) -> Iterator[Started]:
-    gateway = dockerd.docker(
-        "network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"
-    ).stdout.strip()
+    gateway = dockerd.gateway()
     with FakeAnthropic(host=gateway) as fake:
         repo = _repository()
         # A directory where the job queue's SQLite file belongs: only the worker uses it.

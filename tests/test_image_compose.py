@@ -231,9 +231,7 @@ def stacks(dockerd: Dockerd, images: Images) -> Iterator[Stacks]:
     _copy_with_loopback_ports(
         REPO / "deploy/docker-compose.team.yml", deploy / "team.yml", "-team", "issuer.pem"
     )
-    gateway = dockerd.docker(
-        "network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"
-    ).stdout.strip()
+    gateway = dockerd.gateway()
     cert, key = deploy / "issuer.pem", workdir / "issuer.key"
     make_certificate(cert, key, gateway, san=f"IP:{gateway}")
     cert.chmod(0o644)

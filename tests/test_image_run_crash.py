@@ -31,9 +31,7 @@ AGENT_PROGRAMS = ("claude", "orc-agent-exec")
 
 @pytest.fixture
 def crash_container(dockerd: Dockerd, images: Images) -> Iterator[tuple[Container, FakeAnthropic]]:
-    gateway = dockerd.docker(
-        "network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"
-    ).stdout.strip()
+    gateway = dockerd.gateway()
     with FakeAnthropic(host=gateway) as fake:
         repo = _repository()
         dockerd.docker(
