@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +21,7 @@ from orc.runs.claims import (
     end_run,
     release_dead_local_leases,
     renew_lease,
+    worker_owner,
 )
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -168,3 +171,23 @@ async def test_a_worker_with_a_dead_predecessors_pid_takes_its_run_back_at_once(
     late = T0 + timedelta(seconds=LEASE_SECONDS + 1)
     assert await claim_next_run(owner, max_running=2, now=late, exclude={orphan, executing}) is None
     assert await claim_next_run("container-2:9", max_running=2, now=late) is not None
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="process start times: Linux")
+async def test_a_run_held_under_a_pid_another_program_has_since_a_restart_is_taken_back(store):
+    """A restarted container starts its programs with the killed ones' pids, not always in the
+    same order (seen: the worker's old pid was the API's after `docker start`, and the run
+    waited for its lease). The holder's start time tells it from the process that has its pid
+    now; a holder that still runs keeps its run."""
+    orphan, held = await queue_runs(2)
+    live = worker_owner("container-1", os.getpid())  # this process: alive, its start recorded
+    start = int(live.rpartition(":")[2])
+    killed = f"container-1:{os.getpid()}:{start - 1}"  # an earlier process with the same pid
+    for owner in (killed, live):
+        assert await claim_next_run(owner, max_running=2, now=T0) is not None
+    now = T0 + timedelta(seconds=1)
+    restarted = "container-1:2:1"  # the worker of the restarted container
+    assert await release_dead_local_leases("container-1", now, restarted) == 1
+    again = await claim_next_run(restarted, max_running=3, now=now + timedelta(seconds=1))
+    assert again is not None and (again.run_id, again.resumed) == (orphan, True)
+    assert (await Run.get(id=held)).lease_owner == live

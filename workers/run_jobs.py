@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from huey import crontab
 
 from orc.config import Settings
+from orc.runs.claims import worker_owner
 from orc.runs.dispatcher import Dispatcher
 from orc.runs.policy import run_policy
 from orc.runs.transcript import prune_transcripts
@@ -29,7 +30,7 @@ class RunLoop:
     """The worker's dispatcher and the future it runs in."""
 
     def __init__(self, settings: Settings) -> None:
-        owner = f"{socket.gethostname()}:{os.getpid()}"
+        owner = worker_owner(socket.gethostname(), os.getpid())
         self.dispatcher = Dispatcher(
             run_policy(settings), owner, settings.max_concurrent_runs, settings.database
         )

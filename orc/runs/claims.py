@@ -13,6 +13,7 @@ import os
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
@@ -177,6 +178,37 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, /proc's ``starttime``); None where
+    the system does not tell (not Linux) or the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: count after its last ')'.
+    fields = stat.rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def worker_owner(hostname: str, pid: int) -> str:
+    """The lease owner name of worker process ``pid``: ``hostname:pid:start``.
+
+    The start time tells the holder from another process that got its pid later: a restarted
+    container starts its programs with pids of the killed ones, but in another order."""
+    start = process_start(pid)
+    return f"{hostname}:{pid}" if start is None else f"{hostname}:{pid}:{start}"
+
+
+def _holder_alive(holder: str) -> bool:
+    """Whether the worker named ``holder`` (of this host) still runs; an unknown name does."""
+    pid, _, start = holder.partition(":")[2].partition(":")
+    if not pid.isdigit():
+        return True
+    if not _alive(int(pid)):
+        return False
+    return not start or process_start(int(pid)) in (None, start)
+
+
 async def release_dead_local_leases(
     hostname: str,
     now: datetime | None = None,
@@ -184,9 +216,10 @@ async def release_dead_local_leases(
     executing: Collection[int] = (),
 ) -> int:
     """Runs held by workers of this host that are gone (kill -9, a crash) become claimable at
-    once instead of after their lease; how many. Owners are ``hostname:pid``. A run held in the
-    name of ``owner`` (the caller) that it is not ``executing`` was held by an earlier process
-    with the caller's pid: a restarted container starts its programs with the same pids."""
+    once instead of after their lease; how many. Owners are ``worker_owner()``'s
+    ``hostname:pid:start``: a process that has the holder's pid now, but started later, is not
+    the holder. A run held in the name of ``owner`` (the caller) that it is not ``executing``
+    was held by an earlier process of the same name (where start times are unknown)."""
     now = _now(now)
     held = await Run.filter(status=RUNNING, lease_owner__startswith=f"{hostname}:").values_list(
         "id", "lease_owner"
@@ -195,11 +228,7 @@ async def release_dead_local_leases(
         (run_id, holder)
         for run_id, holder in held
         if (holder == owner and run_id not in executing)
-        or (
-            holder != owner
-            and (pid := str(holder).rpartition(":")[2]).isdigit()
-            and not _alive(int(pid))
-        )
+        or (holder != owner and not _holder_alive(str(holder)))
     ]
     released = 0
     for run_id, holder in dead:

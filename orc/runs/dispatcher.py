@@ -39,12 +39,13 @@ class Dispatcher:
         max_running: int,
         database: DatabaseUrl | None = None,
     ) -> None:
-        """``owner`` is ``hostname:pid``: a worker of the same host recognises a dead one's.
-        With ``database``, a change in it (a run queued) wakes the loop before its poll."""
+        """``owner`` is ``worker_owner()``'s ``hostname:pid:start``: a worker of the same host
+        recognises a dead one's. With ``database``, a change in it (a run queued) wakes the
+        loop before its poll."""
         self.policy = policy
         self.database = database
         self.owner = owner
-        self.hostname = owner.rpartition(":")[0]
+        self.hostname = owner.partition(":")[0]
         self.max_running = max_running
         self.running: dict[asyncio.Task[str], Claim] = {}
         self._stopping = asyncio.Event()
