@@ -33,13 +33,14 @@ engine still has them does nothing at all.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.docker_support import Dockerd, base_image_tag, base_rootfs, cache_dir
+from tests.docker_support import Dockerd, _flock, base_image_tag, base_rootfs, cache_dir
 
 CADDY = "caddy:2-alpine"
 POSTGRES = "postgres:16-alpine"
@@ -243,12 +244,19 @@ def _build(dockerd: Dockerd, recipe: Recipe, key: str) -> None:
 def ensure_standins(dockerd: Dockerd) -> dict[str, float]:
     """The three stand-ins under their tags; what it took, in seconds, by step.
 
-    Needs the base stand-in imported under its tag (the ``images`` fixture does that).
+    Needs the base stand-in imported under its tag (the ``images`` fixture does that). One
+    worker at a time (the compose tests and the run crash test need them, in groups of their
+    own): a second waits and finds them in the engine.
     """
     key = recipes_key(base_rootfs())
+    cache = cache_dir()
+    with _flock(cache / "standins.lock", fcntl.LOCK_EX, 1800, "another worker makes the stand-ins"):
+        return _ensure(dockerd, key, cache)
+
+
+def _ensure(dockerd: Dockerd, key: str, cache: Path) -> dict[str, float]:
     if all(_label(dockerd, recipe.tag) == key for recipe in RECIPES):
         return {"stand-ins (already in the engine)": 0.0}
-    cache = cache_dir()
     tarball = cache / f"standins-{key}.tar"
     started = time.monotonic()
     if tarball.exists():

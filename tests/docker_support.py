@@ -587,6 +587,37 @@ ORC_IMAGE = "orc:test"
 LITESTREAM_IMAGE = "orc:test-litestream"
 TOKEN = "image-test-token-Xq3vR8LmZ2pW7nK4tY9bHs6d"  # orc refuses guessable tokens
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+AGENT_API_KEY = "sk-ant-fake"  # the fake Messages API takes any key
+
+
+def shop_repository() -> Path:
+    """A git repository for a container's /projects/shop (readable by uid 1000); the caller
+    removes it."""
+    repo = Path(tempfile.mkdtemp(prefix="orc-image-shop-"))
+    repo.chmod(0o755)
+    (repo / "README.md").write_text("# shop\n")
+    for argv in (
+        ["init", "-q", "-b", "main"],
+        ["add", "README.md"],
+        ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "first"],
+    ):
+        subprocess.run(["git", "-C", str(repo), *argv], check=True, capture_output=True)
+    subprocess.run(["chmod", "-R", "a+rX", str(repo)], check=True)
+    return repo
+
+
+def agent_container_args(name: str, repo: Path, anthropic_url: str) -> tuple[str, ...]:
+    """``docker run`` options of an orc container that runs tasks: named ``name``, 8080 published
+    on the host's loopback, ORC_HOME in the volume ``<name>-data``, ``repo`` mounted read-only as
+    /projects/shop, the test token, and the agent pointed at the fake Messages API."""
+    return (
+        *("--name", name, "-p", "127.0.0.1::8080"),
+        *("-v", f"{name}-data:/home/orc/.orc", "-v", f"{repo}:/projects/shop:ro"),
+        *("-e", f"ORC_AUTH_TOKEN={TOKEN}"),
+        *("-e", f"ANTHROPIC_BASE_URL={anthropic_url}", "-e", f"ANTHROPIC_API_KEY={AGENT_API_KEY}"),
+        *("-e", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1"),
+        *("-e", "ORC_GIT_AUTHOR=orc bot <bot@example.com>"),
+    )
 
 
 @dataclass

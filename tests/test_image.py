@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -31,6 +29,8 @@ from tests.docker_support import (
     Container,
     Dockerd,
     Images,
+    agent_container_args,
+    shop_repository,
 )
 from tests.fake_anthropic import CWD, FakeAnthropic, text, tool_calls, write
 
@@ -48,28 +48,13 @@ class Started:
     started_at: float
 
 
-def _repository() -> Path:
-    """A git repository for the container's /projects/shop (readable by uid 1000)."""
-    repo = Path(tempfile.mkdtemp(prefix="orc-image-shop-"))
-    repo.chmod(0o755)
-    (repo / "README.md").write_text("# shop\n")
-    for argv in (
-        ["init", "-q", "-b", "main"],
-        ["add", "README.md"],
-        ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "first"],
-    ):
-        subprocess.run(["git", "-C", str(repo), *argv], check=True, capture_output=True)
-    subprocess.run(["chmod", "-R", "a+rX", str(repo)], check=True)
-    return repo
-
-
 # autouse: the containers start before the module's first test, so the checks of the image
 # itself run while they come up.
 @pytest.fixture(scope="module", autouse=True)
 def started(dockerd: Dockerd, images: Images) -> Iterator[Started]:
     gateway = dockerd.gateway()
     with FakeAnthropic(host=gateway) as fake:
-        repo = _repository()
+        repo = shop_repository()
         # A directory where the job queue's SQLite file belongs: only the worker uses it.
         dockerd.docker(
             *("run", "--rm", "-v", "orc-broken-data:/home/orc/.orc", "--entrypoint", "mkdir"),
@@ -77,13 +62,8 @@ def started(dockerd: Dockerd, images: Images) -> Iterator[Started]:
         )
         started_at = time.monotonic()
         dockerd.docker(
-            *("run", "-d", "--name", "orc-main", "-p", "127.0.0.1::8080"),
-            *("-v", "orc-main-data:/home/orc/.orc", "-v", f"{repo}:/projects/shop:ro"),
-            *("-e", f"ORC_AUTH_TOKEN={TOKEN}", "-e", "ORC_BACKUP_SCHEDULE=* * * * *"),
-            *("-e", f"ANTHROPIC_BASE_URL={fake.base_url}", "-e", "ANTHROPIC_API_KEY=sk-ant-fake"),
-            *("-e", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1"),
-            *("-e", "ORC_GIT_AUTHOR=orc bot <bot@example.com>"),
-            images.orc,
+            *("run", "-d", *agent_container_args("orc-main", repo, fake.base_url)),
+            *("-e", "ORC_BACKUP_SCHEDULE=* * * * *", images.orc),
         )
         dockerd.docker(
             *("run", "-d", "--name", "orc-broken", "-v", "orc-broken-data:/home/orc/.orc"),
