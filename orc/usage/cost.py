@@ -17,6 +17,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from orc.db.models import Task
 from orc.db.sql import fetch, snapshot_transaction, time_bucket
+from orc.tasks.counts import count_tasks
 from orc.tasks.lifecycle import format_task_id
 from orc.tasks.vocabulary import ACTIVE_STATUS
 from orc.usage.pricing import TOKEN_TYPES, PriceList
@@ -228,8 +229,7 @@ async def _task_usage_since(
 
 
 async def _running_tasks(conn: BaseDBAsyncClient) -> int:
-    rows = await fetch(conn, "SELECT COUNT(*) AS n FROM task WHERE status = ?", [ACTIVE_STATUS])
-    return int(rows[0]["n"])
+    return await count_tasks(conn, ACTIVE_STATUS)
 
 
 def _cost_block(by_model: dict[str, Spend], prices: PriceList) -> CostBlock:
