@@ -13,12 +13,14 @@ one task, a task's usage, the cost summary, the cost time series (30 days), the 
 events since an id (the last 100), and /api/health for reference. Printed per read: p50 and p99
 at each size, the ratio large/small, and the issue's targets (p99 <= 50 ms and <= 1.5x).
 
-``--keep DIR`` keeps the seeded stores in DIR (PostgreSQL: databases named after DIR's
-stores) and reuses them on the next run with the same DIR, after ``orc migrate`` (so a store
-seeded by older code gets the newer migrations, as an upgrade would); ``--drop`` removes them.
+``--keep DIR`` keeps the seeded stores in DIR (PostgreSQL: a database per store, its URL in
+DIR) and reuses them on the next run with the same DIR, after ``orc migrate --no-backup`` (so
+a store seeded by older code gets the newer migrations, as an upgrade would); ``--seed-only``
+stops after seeding; ``--drop`` removes them. Runs of two versions of orc on the same stores
+(``PYTHONPATH`` pointing at an export of the other version) compare before and after.
 
 Run: .venv/bin/python bench/reads_at_scale.py [--db sqlite,postgres] [--small 1000]
-     [--large 100000] [--rounds 3] [--requests 30] [--keep DIR [--drop]]
+     [--large 100000] [--rounds 3] [--requests 30] [--keep DIR [--seed-only | --drop]]
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ def kept_store(
     if saved.exists():
         store = orcbench.Store(kind, data_dir, json.loads(saved.read_text())["database_url"])
         print(f"\n{store.label}: reusing the {name} store in {data_dir} (orc migrate)", flush=True)
-        orcbench.orc_cli(store, "migrate", timeout=1800)
+        orcbench.orc_cli(store, "migrate", "--no-backup", timeout=1800)
     else:
         data_dir.mkdir(parents=True, exist_ok=True)
         url = f"sqlite://{data_dir / 'home' / 'orc.db'}"
