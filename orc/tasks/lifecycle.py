@@ -228,12 +228,21 @@ async def list_tasks(
         query = query.filter(status=status)
     if weight is not None:
         query = query.filter(weight=weight)
-    if before is not None:
-        query = query.filter(number__lt=before)
-    else:
-        query = query.offset((page - 1) * limit)
     async with snapshot_transaction() as conn:
         total = await count_tasks(conn, status, weight)
+        if before is not None:
+            query = query.filter(number__lt=before)
+        elif page > 1:
+            # The numbers first (along the filter's index, no row read for the skipped tasks,
+            # no project joined to them), then their rows.
+            numbers = await (
+                query.using_db(conn)
+                .order_by("-number")
+                .offset((page - 1) * limit)
+                .limit(limit + 1)
+                .values_list("number", flat=True)
+            )
+            query = Task.filter(number__in=list(numbers))
         # One more than a page: whether a next page exists, without counting.
         tasks = (
             await query.using_db(conn)
