@@ -7,20 +7,32 @@ default) and folded by orc's own aggregation, each served by ``orc serve --worke
 GETs of every read on one server and then on the other (interleaved within a server, the
 servers alternating which goes first), so that the machine's load drifts equally over both.
 
-Reads: the task list (page 1, a middle and the last page, each status and weight filter),
+Reads: the task list (page 1, a middle and the last page by ``page`` and by ``before``, each
+status and weight filter),
 one task, a task's usage, the cost summary, the cost time series (30 days), the metrics,
 events since an id (the last 100), and /api/health for reference. Printed per read: p50 and p99
 at each size, the ratio large/small, and the issue's targets (p99 <= 50 ms and <= 1.5x).
 
+``--keep DIR`` keeps the seeded stores in DIR (PostgreSQL: a database per store, its URL in
+DIR) and reuses them on the next run with the same DIR, after ``orc migrate --no-backup`` (so
+a store seeded by older code gets the newer migrations, as an upgrade would); ``--seed-only``
+stops after seeding; ``--drop`` removes them. Runs of two versions of orc on the same stores
+(``PYTHONPATH`` pointing at an export of the other version) compare before and after.
+
 Run: .venv/bin/python bench/reads_at_scale.py [--db sqlite,postgres] [--small 1000]
-     [--large 100000] [--rounds 3] [--requests 30]
+     [--large 100000] [--rounds 3] [--requests 30] [--keep DIR [--seed-only | --drop]]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import benchlib
@@ -39,6 +51,9 @@ def paths_for(tasks: int, last_event: int) -> dict[str, str]:
         "list page 1": f"/api/tasks?page=1&limit={PAGE}",
         "list middle page": f"/api/tasks?page={max(1, pages // 2)}&limit={PAGE}",
         "list last page": f"/api/tasks?page={pages}&limit={PAGE}",
+        # Keyset pages (what the dashboard follows): a middle one and the oldest tasks.
+        "list middle before=": f"/api/tasks?before=TASK-{max(1, tasks // 2):03d}&limit={PAGE}",
+        "list last before=": f"/api/tasks?before=TASK-{PAGE + 1:03d}&limit={PAGE}",
         "list status=running": f"/api/tasks?status=running&limit={PAGE}",
         "list status=completed": f"/api/tasks?status=completed&limit={PAGE}",
         "list weight=large": f"/api/tasks?weight=large&limit={PAGE}",
@@ -68,6 +83,44 @@ def seed_store(store: orcbench.Store, tasks: int, args: argparse.Namespace) -> N
 
     print(f"\n{store.label}: seeding {tasks:,} tasks", flush=True)
     asyncio.run(go())
+
+
+@contextlib.contextmanager
+def kept_store(
+    kind: str, root: Path, pg_url: str, name: str, tasks: int, args: argparse.Namespace
+) -> Iterator[orcbench.Store]:
+    """A store under ``root`` that outlives this run: seeded once, migrated on every reuse."""
+    data_dir = root / f"{kind}-{name}"
+    saved = data_dir / "store.json"
+    if saved.exists():
+        store = orcbench.Store(kind, data_dir, json.loads(saved.read_text())["database_url"])
+        print(f"\n{store.label}: reusing the {name} store in {data_dir} (orc migrate)", flush=True)
+        orcbench.orc_cli(store, "migrate", "--no-backup", timeout=1800)
+    else:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite://{data_dir / 'home' / 'orc.db'}"
+        if kind == "postgres":
+            database = f"orc_bench_kept_{name}_{secrets.token_hex(3)}"
+            asyncio.run(orcbench._pg_admin(pg_url, f'CREATE DATABASE "{database}"'))
+            url = orcbench._pg_url_for(pg_url, database)
+        store = orcbench.Store(kind, data_dir, url)
+        orcbench.orc_cli(store, "migrate")
+        seed_store(store, tasks, args)
+        saved.write_text(json.dumps({"database_url": url, "tasks": tasks}))
+    yield store
+
+
+def drop_kept(root: Path, pg_url: str) -> None:
+    """Remove the stores ``--keep`` made under ``root`` (PostgreSQL databases included)."""
+    for saved in root.glob("*/store.json"):
+        url = json.loads(saved.read_text())["database_url"]
+        if url.startswith("postgres"):
+            database = url.split("/")[-1].split("?")[0]
+            asyncio.run(
+                orcbench._pg_admin(pg_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            )
+        print(f"dropped {saved.parent}")
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def run_pair(small: orcbench.Store, large: orcbench.Store, args: argparse.Namespace) -> list[str]:
@@ -139,10 +192,25 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=30, help="per read, server and round")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--keep", type=Path, help="keep the seeded stores here and reuse them")
+    parser.add_argument("--drop", action="store_true", help="with --keep: drop the kept stores")
+    parser.add_argument("--seed-only", action="store_true", help="with --keep: seed, no reads")
     args = parser.parse_args()
+    if args.drop and args.keep:
+        drop_kept(args.keep, args.pg_url)
+        return
     if orcbench.per_database(args.db):
         return
     print(benchlib.load_note())
+    if args.keep:
+        with (
+            kept_store(args.db, args.keep, args.pg_url, "small", args.small, args) as small,
+            kept_store(args.db, args.keep, args.pg_url, "large", args.large, args) as large,
+        ):
+            lines = [] if args.seed_only else run_pair(small, large, args)
+        for line in lines:
+            print(orcbench.SUMMARY_PREFIX + line)
+        return
     tag = secrets.token_hex(3)
     with (
         benchlib.temp_dir("orc-bench-reads-") as root,

@@ -29,8 +29,11 @@ changed) from ``--sample`` seconds after start-up, dumps a snapshot every ``--sa
 seconds, and prints the allocations that grew
 most between the end of the first window and the end of the run.
 
+``--store DIR`` soaks a store kept by ``reads_at_scale.py --keep`` (e.g. 100,000 tasks against
+1,000, for the issue's throughput at scale) instead of a new one, and leaves it there.
+
 Run: .venv/bin/python bench/soak.py [--db sqlite,postgres] [--duration 1800] [--window 300]
-     [--clients 12] [--subscribers 20] [--max-requests 2000000] [--tracemalloc 25]
+     [--clients 12] [--subscribers 20] [--max-requests 2000000] [--tracemalloc 25] [--store DIR]
 """
 
 from __future__ import annotations
@@ -484,6 +487,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=20, help="usage events per request")
     parser.add_argument("--max-requests", type=int, default=2_000_000)
     parser.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES")
+    parser.add_argument(
+        "--store",
+        type=Path,
+        help="a store kept by reads_at_scale.py --keep (its DIR/KIND-SIZE): soak it, keep it",
+    )
     args = parser.parse_args()
     # SIGTERM (timeout, kill) unwinds like Ctrl-C, so that the server is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -495,6 +503,14 @@ def main() -> None:
         f"{args.max_requests} requests, windows of {args.window:.0f}s"
     )
     print(benchlib.load_note())
+    if args.store:
+        url = json.loads((args.store / "store.json").read_text())["database_url"]
+        kind = "postgres" if url.startswith("postgres") else "sqlite"
+        summary = run_store(orcbench.Store(kind, args.store, url), args)
+        print()
+        for line in summary:
+            print(orcbench.SUMMARY_PREFIX + line)
+        return
     with (
         benchlib.temp_dir("orc-bench-soak-") as root,
         orcbench.make_store(args.db, root, args.pg_url, secrets.token_hex(3)) as store,

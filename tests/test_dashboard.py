@@ -272,3 +272,25 @@ def test_package_data_ships_the_dashboard_files():
     assert "web/app/*" in package_data
     app = root / "orc" / "web" / "app"
     assert {p.name for p in app.iterdir()} >= {"index.html", "app.js", "app.css"}
+
+
+def test_older_and_newer_pages_follow_the_keyset_cursor(chromium: Browser, orc: OrcServer):
+    for i in range(1, 26):
+        assert httpx.post(f"{orc.base_url}/api/tasks", json={"title": f"t{i}"}).status_code == 201
+    page = open_live(chromium, orc)
+    expect(page.locator("#page-info")).to_have_text("1\N{EN DASH}20 of 25")
+    expect(row(page, "TASK-025")).to_be_visible()
+    page.locator("#next-page").click()
+    expect(page.locator("#page-info")).to_have_text("21\N{EN DASH}25 of 25")
+    expect(page.locator("#tasks-body tr")).to_have_count(5)
+    expect(row(page, "TASK-001")).to_be_visible()
+    expect(page.locator("#next-page")).to_be_disabled()
+    # A task created meanwhile does not shift the older page: it starts below TASK-006.
+    assert httpx.post(f"{orc.base_url}/api/tasks", json={"title": "new"}).status_code == 201
+    expect(page.locator("#page-info")).to_have_text("21\N{EN DASH}25 of 26")
+    expect(row(page, "TASK-005")).to_be_visible()
+    page.locator("#prev-page").click()
+    expect(page.locator("#page-info")).to_have_text("1\N{EN DASH}20 of 26")
+    expect(row(page, "TASK-026")).to_be_visible()
+    expect(page.locator("#next-page")).to_be_enabled()
+    assert still_same_document(page)

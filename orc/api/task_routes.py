@@ -60,18 +60,38 @@ async def check_may_change(request: Request, number: int) -> None:
 
 @bp.get("/api/tasks")
 async def tasks_index(request: Request) -> HTTPResponse:
-    """Tasks, newest first, with tokens and cost; ``page``, ``limit``, ``status``, ``weight``."""
-    page = query_int(request, "page", 1, 1, 1_000_000)
+    """Tasks, newest first, with tokens and cost; ``limit``, ``status``, ``weight``, and either
+    ``before`` (a task id: the tasks older than it, as the previous answer's ``next_before``
+    gives) or ``page``. ``before`` costs the same on every page; ``page`` grows with its depth."""
     limit = query_int(request, "limit", 20, 1, MAX_PAGE_SIZE)
     status = query_choice(request, "status", STATUSES)
     weight = query_choice(request, "weight", WEIGHTS)
-    tasks, total = await list_tasks(page, limit, status, weight)
-    usage = await usage_by_task([task.number for task in tasks], request.app.ctx.prices)
+    before = query_task_id(request, "before")
+    if before is not None and "page" in request.args:
+        raise ApiError(400, "bad_query", "give before or page, not both")
+    page = query_int(request, "page", 1, 1, 1_000_000)
+    found = await list_tasks(limit, status, weight, page=page, before=before)
+    usage = await usage_by_task([task.number for task in found.items], request.app.ctx.prices)
     items = []
-    for task in tasks:
+    for task in found.items:
         tokens, cost = usage.get(task.number, (0, 0.0))
         items.append({**task.to_json(), "total_tokens": tokens, "cost_usd": round(cost, 6)})
-    return json({"items": items, "page": page, "limit": limit, "total": total})
+    next_before = None if found.next_before is None else format_task_id(found.next_before)
+    body = {"items": items, "limit": limit, "total": found.total, "next_before": next_before}
+    if before is None:
+        body["page"] = page
+    return json(body)
+
+
+def query_task_id(request: Request, name: str) -> int | None:
+    """The query parameter ``name`` as a task's number (``TASK-001``); None when absent."""
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    number = parse_task_id(raw)
+    if number is None:
+        raise ApiError(400, "bad_query", f"{name} must be a task id like TASK-001")
+    return number
 
 
 @bp.get("/api/vocabulary")

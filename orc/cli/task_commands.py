@@ -94,7 +94,8 @@ def list_tasks_command(settings: Settings, status: str | None, limit: int) -> No
 
     from orc.tasks.lifecycle import list_tasks
 
-    items, total = run_on_database(settings, lambda: list_tasks(1, limit, status, None))
+    page = run_on_database(settings, lambda: list_tasks(limit, status))
+    items, total = page.items, page.total
     table = Table("id", "title", "weight", "status", "phase", "updated", box=None)
     for task in items:
         table.add_row(

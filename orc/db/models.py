@@ -92,6 +92,22 @@ class Task(Model):
 
     class Meta:
         table = "task"
+        # The task list's filters, each read newest first along its own index (keyset pages).
+        indexes = (("status", "number"), ("weight", "number"), ("status", "weight", "number"))
+
+
+class TaskCount(Model):
+    """How many tasks have each status and weight, kept by triggers on task for the list totals."""
+
+    id = fields.IntField(primary_key=True)
+    status = fields.CharField(max_length=16)
+    weight = fields.CharField(max_length=16)
+    # Changed only by the triggers of migration 0008, in the transaction that changes the task.
+    tasks = fields.BigIntField(default=0)
+
+    class Meta:
+        table = "task_count"
+        unique_together = (("status", "weight"),)
 
 
 class TaskPhase(Model):

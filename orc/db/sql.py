@@ -23,6 +23,12 @@ def placeholders(conn: BaseDBAsyncClient, sql: str) -> str:
     return "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], 1)) + parts[-1]
 
 
+def as_datetime(value: Any) -> datetime:
+    """A timestamp column's value as an aware datetime (SQLite gives text, naive means UTC)."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 async def fetch(conn: BaseDBAsyncClient, sql: str, values: Sequence[Any] = ()) -> list[Any]:
     _, rows = await conn.execute_query(placeholders(conn, sql), list(values))
     return list(rows)

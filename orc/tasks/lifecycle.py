@@ -10,8 +10,10 @@ from typing import Any, Self
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from orc.db.models import Project, Task, TaskPhase
+from orc.db.sql import snapshot_transaction
 from orc.errors import EXIT_USAGE, OrcError
 from orc.outbox.events import change_transaction, emit
+from orc.tasks.counts import count_tasks
 from orc.tasks.vocabulary import ACTIONS, DEFAULT_WEIGHT, PATCHABLE_STATUSES
 
 _TASK_ID = re.compile(r"^TASK-(\d{1,9})$")
@@ -201,23 +203,56 @@ async def get_task(number: int) -> TaskDetail:
     return replace(detail, phases=tuple(PhaseInfo.of(p) for p in phases))
 
 
+@dataclass(frozen=True)
+class TaskPage:
+    """One page of the task list, the total that match its filters, and the next page's cursor."""
+
+    items: list[TaskInfo]
+    total: int
+    # The number below which the next page starts (None: this is the last page).
+    next_before: int | None
+
+
 async def list_tasks(
-    page: int, limit: int, status: str | None = None, weight: str | None = None
-) -> tuple[list[TaskInfo], int]:
-    """One page of tasks, newest first, and the total that match the filters."""
+    limit: int,
+    status: str | None = None,
+    weight: str | None = None,
+    *,
+    page: int = 1,
+    before: int | None = None,
+) -> TaskPage:
+    """Tasks newest first: those numbered below ``before`` (a keyset page, as cheap at the end
+    as at the start), else page ``page`` (an OFFSET: deeper pages read more)."""
     query = Task.all()
     if status is not None:
         query = query.filter(status=status)
     if weight is not None:
         query = query.filter(weight=weight)
-    total = await query.count()
-    tasks = (
-        await query.select_related("project")
-        .order_by("-number")
-        .offset((page - 1) * limit)
-        .limit(limit)
-    )
-    return [TaskInfo.of(t, _project_name(t)) for t in tasks], total
+    async with snapshot_transaction() as conn:
+        total = await count_tasks(conn, status, weight)
+        if before is not None:
+            query = query.filter(number__lt=before)
+        elif page > 1:
+            # The numbers first (along the filter's index, no row read for the skipped tasks,
+            # no project joined to them), then their rows.
+            numbers = await (
+                query.using_db(conn)
+                .order_by("-number")
+                .offset((page - 1) * limit)
+                .limit(limit + 1)
+                .values_list("number", flat=True)
+            )
+            query = Task.filter(number__in=list(numbers))
+        # One more than a page: whether a next page exists, without counting.
+        tasks = (
+            await query.using_db(conn)
+            .select_related("project")
+            .order_by("-number")
+            .limit(limit + 1)
+        )
+    items = [TaskInfo.of(t, _project_name(t)) for t in tasks[:limit]]
+    next_before = items[-1].number if len(tasks) > limit else None
+    return TaskPage(items, total, next_before)
 
 
 async def _project_of(conn: BaseDBAsyncClient, task: Task) -> str | None:

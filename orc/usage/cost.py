@@ -16,7 +16,8 @@ from typing import Any
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from orc.db.models import Task
-from orc.db.sql import fetch, snapshot_transaction, time_bucket
+from orc.db.sql import as_datetime, fetch, snapshot_transaction, time_bucket
+from orc.tasks.counts import count_tasks
 from orc.tasks.lifecycle import format_task_id
 from orc.tasks.vocabulary import ACTIVE_STATUS
 from orc.usage.pricing import TOKEN_TYPES, PriceList
@@ -124,12 +125,6 @@ def _spend(row: Any) -> Spend:
     return Spend(tokens, float(row["reported"] or 0))
 
 
-def _as_datetime(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromisoformat(str(value))
-
-
 async def _usage_by(
     conn: BaseDBAsyncClient, key: str, since: datetime | None
 ) -> list[tuple[Any, str, Spend]]:
@@ -228,8 +223,7 @@ async def _task_usage_since(
 
 
 async def _running_tasks(conn: BaseDBAsyncClient) -> int:
-    rows = await fetch(conn, "SELECT COUNT(*) AS n FROM task WHERE status = ?", [ACTIVE_STATUS])
-    return int(rows[0]["n"])
+    return await count_tasks(conn, ACTIVE_STATUS)
 
 
 def _cost_block(by_model: dict[str, Spend], prices: PriceList) -> CostBlock:
@@ -261,7 +255,7 @@ async def cost_summary(prices: PriceList, now: datetime | None = None) -> CostSu
         top = await _top_tasks(conn, prices, starts["month"])
     periods: dict[str, dict[str, Spend]] = {name: defaultdict(Spend) for name in starts}
     for day, model, spend in daily:
-        at = _as_datetime(day)
+        at = as_datetime(day)
         for name, start in starts.items():
             if at >= start:
                 periods[name][model].add(spend)
@@ -302,7 +296,7 @@ async def cost_timeseries(
         daily = await _usage_by(conn, "day", first_day)
     by_day: dict[date, dict[str, Spend]] = defaultdict(lambda: defaultdict(Spend))
     for day, model, spend in daily:
-        by_day[_as_datetime(day).date()][model].add(spend)
+        by_day[as_datetime(day).date()][model].add(spend)
     return [
         DayCost(day, _cost_block(by_day.get(day, {}), prices))
         for day in (first_day.date() + timedelta(days=i) for i in range(days))

@@ -19,7 +19,7 @@ from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from orc.db.sql import fetch, read_state, time_bucket, write_state
+from orc.db.sql import as_datetime, fetch, read_state, time_bucket, write_state
 from orc.usage.pricing import TOKEN_TYPES, PriceList
 
 PRICES_KEY = "usage_task_month_prices"
@@ -119,10 +119,11 @@ async def candidate_tasks(conn: BaseDBAsyncClient, month: datetime, limit: int) 
     None when the table cannot answer alone: usage dated after this month exists (the
     summary counts it in this month's figures).
     """
-    later = await fetch(
-        conn, "SELECT 1 AS x FROM usage_task_month WHERE month > ? LIMIT 1", [month]
-    )
-    if later:
+    # MAX, not "WHERE month > ? LIMIT 1": PostgreSQL's generic plan of that prepared statement
+    # (chosen after five runs: its LIMIT 1 looks cheap) scanned all of the table's rows when
+    # none is later (27 ms at 100,000 tasks); MAX reads the last entry of the month index.
+    latest = await fetch(conn, "SELECT MAX(month) AS m FROM usage_task_month")
+    if latest[0]["m"] is not None and as_datetime(latest[0]["m"]) > month:
         return None
     head = "SELECT task_number, cost_usd FROM usage_task_month WHERE month = ?"
     rows = await fetch(conn, f"{head} ORDER BY cost_usd DESC LIMIT ?", [month, limit])

@@ -15,6 +15,9 @@ const state = {
   taskId: null,
   transcriptAfter: 0, // id of the last transcript entry shown on the task page
   page: 1,
+  // befores[p - 1]: the `before` cursor of page p (null for page 1), from the page above it.
+  befores: [null],
+  nextBefore: null,
   status: "",
   items: [],
   total: 0,
@@ -271,6 +274,7 @@ async function loadVocabulary() {
 $("status-filter").addEventListener("change", () => {
   state.status = $("status-filter").value;
   state.page = 1;
+  state.befores = [null];
   refresh();
 });
 $("prev-page").addEventListener("click", () => { state.page = Math.max(1, state.page - 1); refresh(); });
@@ -289,11 +293,16 @@ $("new-task").addEventListener("submit", async (event) => {
 });
 
 async function loadTasks() {
-  const query = new URLSearchParams({ page: state.page, limit: PAGE_SIZE });
+  // Keyset pages (`before`): every page costs the same, however many tasks there are.
+  const query = new URLSearchParams({ limit: PAGE_SIZE });
+  const before = state.befores[state.page - 1];
+  if (before) query.set("before", before);
   if (state.status) query.set("status", state.status);
   const data = await api("GET", `/api/tasks?${query}`);
   state.items = data.items;
   state.total = data.total;
+  state.nextBefore = data.next_before;
+  state.befores[state.page] = data.next_before;
   $("tasks-error").textContent = "";
   renderTasks();
 }
@@ -314,7 +323,7 @@ function renderTasks(freshId) {
   const first = state.total ? (state.page - 1) * PAGE_SIZE + 1 : 0;
   $("page-info").textContent = `${first}–${(state.page - 1) * PAGE_SIZE + state.items.length} of ${state.total}`;
   $("prev-page").disabled = state.page <= 1;
-  $("next-page").disabled = state.page * PAGE_SIZE >= state.total;
+  $("next-page").disabled = !state.nextBefore;
 }
 
 /** Show an event at once; the reload that follows brings exact tokens and cost. */
