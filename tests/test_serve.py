@@ -135,3 +135,20 @@ def test_a_failed_start_up_leaves_no_api_process(sqlite_env):
     assert done.returncode == 2
     assert "ORC_AUTH_TOKEN" in done.stderr and "Traceback" not in done.stderr
     assert _api_processes_of(env["ORC_HOME"]) == []
+
+
+def test_the_processes_orc_serve_starts_fail_on_a_bad_setting_in_one_line(sqlite_env):
+    """`python -m orc worker` and `_api` (what the launcher runs) skip the command line but
+    still say what is wrong as the CLI does: one `orc: error:` line, exit code 2."""
+    for command in ("worker", "_api"):
+        done = subprocess.run(
+            [*ORC, command],
+            env=dict(sqlite_env, ORC_PORT="not-a-port"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("orc: error: "), done.stderr
+        assert "ORC_PORT" in done.stderr
+        assert "Traceback" not in done.stderr

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from sanic import Sanic
-from sanic_ext import Extend
-from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 
 from orc import __version__
+from orc.api.openapi_ext import Extend, OpenAPIExtension
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 

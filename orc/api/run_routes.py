@@ -6,8 +6,8 @@ from pathlib import Path
 
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
-from sanic_ext import openapi
 
+from orc.api.openapi_ext import openapi
 from orc.api.openapi_schema import json_body
 from orc.api.schemas import ProjectCreate, parse_body, query_int
 from orc.api.task_routes import task_number

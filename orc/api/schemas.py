@@ -7,9 +7,9 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sanic import Request
-from sanic_ext import openapi
 
 from orc.api.json_body import parse_json
+from orc.api.openapi_ext import openapi
 from orc.auth.access_tokens import DEFAULT_LIFETIME_DAYS, MAX_LIFETIME_DAYS
 from orc.errors import ApiError
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
-from sanic_ext import openapi
 
+from orc.api.openapi_ext import openapi
 from orc.api.openapi_schema import json_body
 from orc.api.route_roles import identity_of, require_owner_or_admin
 from orc.api.schemas import (

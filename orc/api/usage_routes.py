@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
-from sanic_ext import openapi
 
+from orc.api.openapi_ext import openapi
 from orc.api.openapi_schema import json_body
 from orc.api.schemas import UsageBatch, UsageIn, parse_usage, query_int
 from orc.api.task_routes import check_may_change, task_number

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
-from sanic_ext import openapi
 
+from orc.api.openapi_ext import openapi
 from orc.api.openapi_schema import json_body
 from orc.api.route_roles import forbidden, identity_of
 from orc.api.schemas import (

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from email_validator import EmailNotValidError, validate_email
 from tortoise.exceptions import IntegrityError
 
 from orc.auth.roles import ROLES, at_least
@@ -50,6 +49,10 @@ def parse_email(raw: str) -> tuple[str, str]:
     domain check cannot be fooled by ``x@evil@example.com`` or ``"x@evil"@example.com``.
     No DNS lookup: ``globally_deliverable=False`` keeps internal domains (corp.internal) valid.
     """
+    # Imported here: only sign-in and user commands parse addresses (it compiles its
+    # expressions at import).
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         parsed = validate_email(raw, check_deliverability=False, globally_deliverable=False)
     except EmailNotValidError as exc:

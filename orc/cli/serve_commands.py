@@ -157,36 +157,18 @@ def _prepare_auth(settings: Settings) -> None:
 @pass_settings
 def api_process(settings: Settings) -> None:
     """The API process that `orc serve` starts (internal)."""
-    from orc.runtime.api_gate import wait_at_gate
-    from orc.runtime.api_process import run_api
-    from orc.runtime.logs import setup_logging
-    from orc.runtime.redact import secret_values
+    from orc.runtime.children import run_api_process
 
-    if not wait_at_gate():
-        sys.exit(0)
-    setup_logging(settings.log_level, settings.log_format, secret_values(settings))
-    run_api(settings)
+    run_api_process(settings)
 
 
 @click.command()
 @pass_settings
 def worker(settings: Settings) -> None:
     """Run the job worker. SIGINT stops gracefully; SIGTERM stops at once."""
-    import signal
+    from orc.runtime.children import run_worker_process
 
-    # Held (pending) until the consumer can act on them: see workers.consumer.run_consumer.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    from orc.db.lean import import_orm_without_pydantic
-
-    import_orm_without_pydantic()
-    from orc.runs.agent_env import check_agent_policy
-    from orc.runtime.logs import setup_logging
-    from orc.runtime.redact import secret_values
-    from workers.consumer import run_consumer
-
-    check_agent_policy(settings)
-    setup_logging(settings.log_level, settings.log_format, secret_values(settings))
-    run_consumer(settings)
+    run_worker_process(settings)
 
 
 @click.command()

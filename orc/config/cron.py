@@ -6,8 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from huey import crontab
-
 # How far back the catch-up search looks for a missed firing (bounds the work per check).
 MAX_LOOKBACK = timedelta(days=62)
 
@@ -43,6 +41,9 @@ def parse_cron(text: str) -> CronSchedule:
     fields = text.split()
     if len(fields) != 5:
         raise ValueError(f"{text!r} has {len(fields)} fields, a cron expression has 5")
+    # Imported here: the API process needs Huey only when it reports on the schedule.
+    from huey import crontab
+
     try:
         test = crontab(*fields, strict=True)
     except ValueError as exc:

@@ -14,8 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from orc.config.parsers import format_value
 from orc.config.registry import SETTINGS, SETTINGS_BY_NAME, Setting
 from orc.config.settings import ConfigError, Settings
@@ -39,6 +37,8 @@ def _read_yaml(path: Path, operator_file: Path | None = None) -> dict[str, Any]:
             f"config file {path} cannot be read ({exc.strerror}); "
             "make it a readable file or remove it"
         ) from None
+    import yaml  # here: a process whose settings come from the environment never needs it
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

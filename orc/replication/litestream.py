@@ -20,8 +20,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from orc.backup import sqlite
 from orc.backup.files import fsync_dir, fsync_file, remove_quietly
 from orc.db.private_file import make_private
@@ -110,6 +108,8 @@ def _seconds(raw: Any) -> float:
 
 def load_litestream_db(config: Path, db_path: Path) -> LitestreamDb:
     """The entry of ``config`` for ``db_path``; LitestreamConfigError says what is missing."""
+    import yaml  # here: only with replication configured
+
     try:
         data = yaml.safe_load(os.path.expandvars(config.read_text(encoding="utf-8"))) or {}
     except OSError as exc:

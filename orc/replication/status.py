@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
-
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.metrics_core import Metric
+from typing import TYPE_CHECKING, Any
 
 from orc.db.models import ServerState
 from orc.outbox.events import change_transaction, emit
 from orc.replication.litestream import ReplicationStatus
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
 
 STATUS_KEY = "replication.status"
 
@@ -57,6 +57,9 @@ def current_lag(last: dict[str, Any], now: datetime) -> float:
 
 def replication_metric_families(last: dict[str, Any] | None, now: datetime) -> list[Metric]:
     """orc_litestream_up and orc_litestream_replica_lag_seconds (absent before a first check)."""
+    # Imported here: the job worker records checks but never renders metrics (about 2 MiB).
+    from prometheus_client.core import GaugeMetricFamily
+
     up = GaugeMetricFamily("orc_litestream_up", "1 when Litestream is running, else 0")
     lag = GaugeMetricFamily(
         "orc_litestream_replica_lag_seconds", "Seconds the Litestream replica is behind orc.db"

@@ -84,6 +84,13 @@ class RedactSecrets(logging.Filter):
             text = pattern.sub(replacement, text)
         return text
 
+    def is_clean(self, text: str) -> bool:
+        """Whether ``text`` holds nothing that ``redact`` would change (it may say False for
+        text that would come out the same: then the caller redacts the slow way)."""
+        if _maybe_secret(text):
+            return False
+        return all(literal not in text for literal in self._literals)
+
     def redact_parts(self, message: str, fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """A line's message and extra fields with every string redacted; one check of them all
         first, so that a line with nothing that could be a secret (most) is left at once."""

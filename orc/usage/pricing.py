@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from orc.config import ConfigError
 
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write")
@@ -105,6 +103,8 @@ def load_prices(home: Path) -> PriceList:
     path = home / PRICING_FILE
     if not path.exists():
         return PriceList(prices)
+    import yaml  # here: without a pricing.yaml no process needs it
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:
