@@ -35,13 +35,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
-def image_bin() -> Iterator[Path]:
-    bin_dir = build_image_bin()
-    yield bin_dir
-    if run_as_user() is not None:
-        import shutil
-
-        shutil.rmtree(bin_dir.parent, ignore_errors=True)
+def image_bin() -> Path:
+    return build_image_bin()  # cached between runs, rebuilt when what goes into it changes
 
 
 @pytest.fixture(scope="module")
