@@ -22,6 +22,7 @@ import pytest
 
 from tests.deploy_support import (
     ENTRYPOINT,
+    REPO,
     TOKEN,
     Container,
     build_image_bin,
@@ -60,6 +61,33 @@ def test_it_serves_the_api_on_all_interfaces_behind_the_token(running: Container
     # --host 0.0.0.0 is only allowed with auth: the token from the environment guards the API.
     assert httpx.get(running.base_url + "/api/tasks").status_code == 401
     assert httpx.get(running.base_url + "/api/tasks", headers=AUTH).status_code == 200
+
+
+def test_the_rehearsal_runs_the_orc_of_this_checkout(image_bin: Path):
+    """The venv is cached between runs: its orc and workers must be this checkout's, byte for
+    byte (a stale cache would rehearse old code)."""
+    if run_as_user() is None:
+        pytest.skip("not root: the rehearsal runs this checkout's own environment")
+    found = subprocess.run(
+        [str(image_bin / "python"), "-I", "-c", "import orc, workers; print(orc.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    installed = Path(found.stdout.strip()).parent.parent
+    assert installed != REPO, "the rehearsal must not import the checkout itself"
+    for package in ("orc", "workers"):
+        sources = {
+            path.relative_to(REPO): path.read_bytes()
+            for path in (REPO / package).rglob("*.py")
+            if "__pycache__" not in path.parts
+        }
+        copies = {
+            path.relative_to(installed): path.read_bytes()
+            for path in (installed / package).rglob("*.py")
+            if "__pycache__" not in path.parts
+        }
+        assert copies == sources, f"the rehearsal venv's {package} differs from the checkout's"
 
 
 def test_the_worker_runs_jobs_its_heartbeat_reaches_readiness(running: Container):
