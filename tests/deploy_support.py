@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 import psutil
 
-from tests.support import descendants, free_port, signal_and_wait
+from tests.support import LOOPBACK, descendants, free_port, signal_and_wait
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
@@ -306,7 +306,7 @@ class Container:
 
     def health_ok(self) -> bool:
         try:
-            return httpx.get(self.base_url + "/api/health", timeout=1).status_code == 200
+            return LOOPBACK.get(self.base_url + "/api/health", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 

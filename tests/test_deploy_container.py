@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import psutil
 import pytest
 
@@ -29,6 +28,7 @@ from tests.deploy_support import (
     container,
     run_as_user,
 )
+from tests.support import LOOPBACK
 
 # One xdist worker runs them all, so the image's venv is built once, not once per worker.
 pytestmark = [pytest.mark.timeout(240), pytest.mark.xdist_group("container_rehearsal")]
@@ -57,10 +57,10 @@ def _wait_for(predicate, timeout: float, what: str, box: Container) -> float:
 
 
 def test_it_serves_the_api_on_all_interfaces_behind_the_token(running: Container):
-    assert httpx.get(running.base_url + "/api/health").json()["status"] == "ok"
+    assert LOOPBACK.get(running.base_url + "/api/health").json()["status"] == "ok"
     # --host 0.0.0.0 is only allowed with auth: the token from the environment guards the API.
-    assert httpx.get(running.base_url + "/api/tasks").status_code == 401
-    assert httpx.get(running.base_url + "/api/tasks", headers=AUTH).status_code == 200
+    assert LOOPBACK.get(running.base_url + "/api/tasks").status_code == 401
+    assert LOOPBACK.get(running.base_url + "/api/tasks", headers=AUTH).status_code == 200
 
 
 def test_the_rehearsal_runs_the_orc_of_this_checkout(image_bin: Path):
@@ -92,7 +92,7 @@ def test_the_rehearsal_runs_the_orc_of_this_checkout(image_bin: Path):
 
 def test_the_worker_runs_jobs_its_heartbeat_reaches_readiness(running: Container):
     def heartbeat_ok() -> bool:
-        body = httpx.get(running.base_url + "/api/health/ready", timeout=5).json()
+        body = LOOPBACK.get(running.base_url + "/api/health/ready", timeout=5).json()
         return body["checks"].get("worker") == "ok"
 
     _wait_for(heartbeat_ok, 60, "the worker's heartbeat", running)
@@ -173,7 +173,7 @@ def test_a_worker_that_cannot_start_stops_supervisord_with_a_non_zero_exit(image
 
 def test_sigterm_stops_everything_in_time_and_keeps_an_acknowledged_write(image_bin: Path):
     with container(image_bin) as box:
-        created = httpx.post(
+        created = LOOPBACK.post(
             box.base_url + "/api/tasks", json={"title": "written before SIGTERM"}, headers=AUTH
         )
         assert created.status_code == 201
@@ -216,7 +216,7 @@ def test_litestream_program_replicates_writes_to_a_file_replica(image_bin: Path)
             box,
         )
         title = "replicated by litestream"
-        created = httpx.post(box.base_url + "/api/tasks", json={"title": title}, headers=AUTH)
+        created = LOOPBACK.post(box.base_url + "/api/tasks", json={"title": title}, headers=AUTH)
         assert created.status_code == 201
         restored = box.root / "restored.db"
 
