@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
 
@@ -101,9 +102,15 @@ def signal_and_wait(
 
 # httpx.get() makes a client per call, and with it an SSL context that loads the CA bundle:
 # ~50 ms of CPU per call here, most of a core for a loop that polls every 50 ms. One client for
-# the tests' plain-HTTP requests to servers on loopback (never through the environment's proxy),
-# without keep-alive, so each request is still a new connection, as with httpx.get().
-LOOPBACK = httpx.Client(trust_env=False, limits=httpx.Limits(max_keepalive_connections=0))
+# the tests' plain-HTTP requests to servers on loopback (never through the environment's proxy).
+# Like httpx.get(), it keeps nothing between requests: no connection (each request is a new
+# one) and no cookie (a jar that accepts none; cookies ignore the port, so one test's session
+# would otherwise reach every server on 127.0.0.1).
+LOOPBACK = httpx.Client(
+    trust_env=False,
+    limits=httpx.Limits(max_keepalive_connections=0),
+    cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+)
 
 
 class OrcServer:
