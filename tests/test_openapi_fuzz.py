@@ -21,11 +21,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from orc.auth.token import generate_token
-from tests.support import OrcServer, free_port
+from tests.support import LOOPBACK, OrcServer, free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -102,7 +101,7 @@ def _start(server_factory, orc_env: dict[str, str], repo) -> tuple[OrcServer, di
     }
     server = server_factory(env, "--no-worker", port=port).start()
     auth = {"Authorization": f"Bearer {token}"}
-    made = httpx.post(server.base_url + "/api/projects", json={"path": str(repo)}, headers=auth)
+    made = LOOPBACK.post(server.base_url + "/api/projects", json={"path": str(repo)}, headers=auth)
     assert made.status_code == 201, made.text
     return server, auth
 
@@ -114,7 +113,7 @@ def test_no_operation_in_the_openapi_document_answers_5xx(
     server_factory, orc_env, repo, tmp_path: Path
 ):
     server, auth = _start(server_factory, orc_env, repo)
-    spec = httpx.get(server.base_url + "/docs/openapi.json", headers=auth, timeout=10).json()
+    spec = LOOPBACK.get(server.base_url + "/docs/openapi.json", headers=auth, timeout=10).json()
     for path in SKIPPED_PATHS:
         del spec["paths"][path]
     document = tmp_path / "openapi.json"
