@@ -47,6 +47,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support import LOOPBACK
+
 REPO = Path(__file__).resolve().parent.parent
 DOCKER = "/usr/bin/docker"  # Debian's CLI: /usr/local/bin/docker (28.x) has no buildx here.
 DOCKERD = "/usr/sbin/dockerd"
@@ -658,7 +660,7 @@ class Container:
         return int(self.inspect("{{.State.ExitCode}}"))
 
     def health_ok(self) -> bool:
-        return httpx.get(self.url + "/api/health", timeout=2).status_code == 200
+        return LOOPBACK.get(self.url + "/api/health", timeout=2).status_code == 200
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.support import ORC, free_port
+from tests.support import LOOPBACK, ORC, free_port
 
 CLIENTS = 4
 REQUESTS_EACH = 300  # 1,200 lines of about 300 bytes: far more than a pipe holds (64 KiB)
@@ -33,7 +33,7 @@ def _start(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()[0].decode(errors="replace")
         try:
-            if httpx.get(base + "/api/tasks", timeout=1).status_code == 200:
+            if LOOPBACK.get(base + "/api/tasks", timeout=1).status_code == 200:
                 return process, base
         except httpx.HTTPError:
             pass

@@ -33,6 +33,7 @@ from tests.docker_support import (
     shop_repository,
 )
 from tests.fake_anthropic import CWD, FakeAnthropic, text, tool_calls, write
+from tests.support import LOOPBACK
 
 pytestmark = [pytest.mark.xdist_group(GROUP_IMAGE), pytest.mark.timeout(900)]
 DONE = '{"status": "complete", "summary": "%s"}'
@@ -159,7 +160,7 @@ def test_the_probes_answer_without_the_token_the_api_needs_it(started: Started):
     health = httpx.get(url + "/api/health")
     assert health.status_code == 200 and health.json()["status"] == "ok"
     started.main.wait_for(
-        lambda: httpx.get(url + "/api/health/ready").status_code == 200, 60, "readiness"
+        lambda: LOOPBACK.get(url + "/api/health/ready").status_code == 200, 60, "readiness"
     )
     assert httpx.get(url + "/api/tasks").status_code == 401
     assert httpx.get(url + "/api/tasks", headers={"Authorization": "Bearer nope"}).status_code == (
@@ -227,7 +228,7 @@ def test_a_task_runs_inside_the_container_against_the_messages_api(started: Star
     assert queued.status_code in (200, 201, 202), queued.text
 
     def status() -> str:
-        return httpx.get(f"{main.url}/api/tasks/{task_id}", headers=AUTH).json()["status"]
+        return LOOPBACK.get(f"{main.url}/api/tasks/{task_id}", headers=AUTH).json()["status"]
 
     main.wait_for(lambda: status() in ("completed", "failed", "paused"), 240, "the run")
     if status() != "completed":

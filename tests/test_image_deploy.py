@@ -41,7 +41,7 @@ from tests.docker_support import (
     Images,
     isolated_engine,
 )
-from tests.support import free_port
+from tests.support import LOOPBACK, free_port
 
 pytestmark = pytest.mark.timeout(900)
 NEXT_IMAGE = "orc:test-next"
@@ -180,7 +180,7 @@ def test_compose_up_a_task_upgrade_rollback_and_down(dockerd: Dockerd, images: I
         assert f"orc is healthy on {images.orc}" in out, out
         assert box.inspect("{{.Config.Image}}") == images.orc
         assert not _has_standin_table(box)
-        box.wait_for(lambda: httpx.get(url + "/api/health").is_success, 60, "the API")
+        box.wait_for(lambda: LOOPBACK.get(url + "/api/health").is_success, 60, "the API")
         assert _task_titles(url) == {"before upgrade"}
     finally:
         subprocess.run(

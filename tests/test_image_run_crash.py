@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-import httpx
 import pytest
 
 from tests.docker_standins import POSTGRES, ensure_standins
@@ -45,6 +44,7 @@ from tests.fake_anthropic import (
     tool_calls,
     write,
 )
+from tests.support import LOOPBACK
 
 pytestmark = [pytest.mark.xdist_group(GROUP_RUN_CRASH), pytest.mark.timeout(900)]
 DONE = '{"status": "complete", "summary": "%s"}'
@@ -139,7 +139,7 @@ def _programs(container: Container) -> list[str]:
 
 
 def _task(container: Container) -> dict:
-    return httpx.get(container.url + "/api/tasks/TASK-001", headers=AUTH, timeout=10).json()
+    return LOOPBACK.get(container.url + "/api/tasks/TASK-001", headers=AUTH, timeout=10).json()
 
 
 def _runs(crash: Crash) -> list[list[str]]:
