@@ -228,6 +228,16 @@ def load_note() -> str:
     return f"machine: {os.cpu_count()} CPUs, load average {one:.2f} (1 min), {five:.2f} (5 min)"
 
 
+def machine_cpu_seconds() -> tuple[float, float]:
+    """CPU seconds every process of the machine used since boot (user, nice, system, irq,
+    softirq), and the seconds the hypervisor gave the VM's CPUs to others (steal)."""
+    with open("/proc/stat") as fh:
+        fields = [int(v) for v in fh.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, steal / tick
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:

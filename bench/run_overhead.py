@@ -33,9 +33,10 @@ TARGET = 1.15
 
 async def orc_round(
     orc: runlib.Orc, fake: FakeAnthropic, tasks: int, label: str, made: list[str] | None = None
-) -> tuple[float, float]:
-    """Seconds from queuing ``tasks`` new tasks to the last one completed, and the CPU
-    seconds orc's processes and the agents used meanwhile (the tasks' ids go to ``made``)."""
+) -> tuple[float, float, float]:
+    """Seconds from queuing ``tasks`` new tasks to the last one completed, the CPU seconds
+    orc's processes and the agents used meanwhile, and the whole machine's (the tasks' ids go
+    to ``made``)."""
     ids = [orc.create_task(f"{label} task {i}") for i in range(tasks)]
     if made is not None:
         made.extend(ids)
@@ -48,6 +49,7 @@ async def orc_round(
             return all(states.get(t) in ("completed", "failed", "blocked") for t in ids)
 
         cpu = runlib.tree_cpu_seconds(orc.server)
+        machine = benchlib.machine_cpu_seconds()[0]
         by_process = runlib.cpu_by_process(orc.server)
         started = time.perf_counter()
         for task_id in ids:
@@ -57,6 +59,7 @@ async def orc_round(
         # The last agent may still be exiting: its CPU counts once its parent reaped it.
         await asyncio.sleep(1.0)
         cpu = runlib.tree_cpu_seconds(orc.server) - cpu
+        machine = benchlib.machine_cpu_seconds()[0] - machine
         after = runlib.cpu_by_process(orc.server)
     if tasks > 1:
         print(
@@ -76,14 +79,14 @@ async def orc_round(
     }
     if failed:
         raise RuntimeError(f"runs did not complete: {failed}")
-    return took, cpu
+    return took, cpu, machine
 
 
 async def direct_round(
     root: Path, repo: Path, fake: FakeAnthropic, tasks: int, concurrency: int, label: str
-) -> tuple[float, float]:
-    """Seconds to run the same ``tasks`` invocations directly, ``concurrency`` at a time, and
-    the CPU seconds the runner (after its imports) and the agents used."""
+) -> tuple[float, float, float]:
+    """Seconds to run the same ``tasks`` invocations directly, ``concurrency`` at a time, the
+    CPU seconds the runner (after its imports) and the agents used, and the whole machine's."""
     jobs = []
     for i in range(tasks):
         task_id = f"{label}-{i:03d}"
@@ -93,7 +96,7 @@ async def direct_round(
         prompt = runlib.implement_prompt(task_id, f"{label} task {i}", repo)
         jobs.append(runlib.DirectJob(str(cwd), str(home), prompt))
     result = await asyncio.to_thread(runlib.run_direct_jobs, fake, jobs, concurrency)
-    return result.took, result.cpu
+    return result.took, result.cpu, result.machine
 
 
 async def bench(args: argparse.Namespace, root: Path) -> None:
@@ -105,24 +108,33 @@ async def bench(args: argparse.Namespace, root: Path) -> None:
         timelines: list[dict] = []
         times: dict[str, list[float]] = {"orc": [], "direct": []}
         cpus: dict[str, list[float]] = {"orc": [], "direct": []}
+        # The rest of the machine (other sessions' work) in CPUs, while each side ran: an
+        # agent's CPU time for the same work grows with it (r = 0.85 in one run), as does its
+        # wall time, so a side that met more of it looks slower and costlier.
+        others: dict[str, list[float]] = {"orc": [], "direct": []}
         for n in range(args.rounds):
             order = ("orc", "direct") if n % 2 == 0 else ("direct", "orc")
             for side in order:
                 label = f"r{n}"
                 if side == "orc":
                     timed: list[str] = []
-                    took, cpu = await orc_round(orc, fake, args.tasks, label, timed)
+                    took, cpu, machine = await orc_round(orc, fake, args.tasks, label, timed)
                     numbers = [int(task_id.removeprefix("TASK-")) for task_id in timed]
                     timelines += run_timeline.run_timelines(
                         orc.home / "orc.db", numbers, args.concurrency
                     )
                 else:
-                    took, cpu = await direct_round(
+                    took, cpu, machine = await direct_round(
                         root / "direct", orc.repo, fake, args.tasks, args.concurrency, label
                     )
                 times[side].append(took)
                 cpus[side].append(cpu)
-                print(f"round {n + 1} {side:6s}: {took:7.2f} s wall, {cpu:7.2f} s CPU", flush=True)
+                others[side].append(max(0.0, machine - cpu) / took)
+                print(
+                    f"round {n + 1} {side:6s}: {took:7.2f} s wall, {cpu:7.2f} s CPU, "
+                    f"the rest of the machine {others[side][-1]:.2f} CPUs",
+                    flush=True,
+                )
             wall = times["orc"][-1] / times["direct"][-1]
             cpu = cpus["orc"][-1] / cpus["direct"][-1]
             print(f"round {n + 1} ratio orc/direct: wall {wall:.3f}, CPU {cpu:.3f}", flush=True)
@@ -138,6 +150,7 @@ async def bench(args: argparse.Namespace, root: Path) -> None:
     for side in ("orc", "direct"):
         print(f"{side:6s} wall {benchlib.summary(times[side], ' s', 2)}")
         print(f"{side:6s} CPU  {benchlib.summary(cpus[side], ' s', 2)}")
+        print(f"{side:6s} rest {benchlib.summary(others[side], ' CPUs', 2)} (other work)")
     print(f"orc, where a run's time goes ({len(timelines)} runs, orc's own time stamps):")
     print("\n".join(run_timeline.timeline_lines(timelines)))
     extra_cpu = (cpu_orc - cpu_direct) / args.tasks

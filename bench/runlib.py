@@ -497,10 +497,11 @@ def direct_child() -> None:
     import claude_agent_sdk  # noqa: F401  (imported before the clock starts, as in orc's worker)
 
     jobs = [DirectJob(**job) for job in spec["jobs"]]
-    cpu = own_cpu_seconds()
+    cpu, machine = own_cpu_seconds(), benchlib.machine_cpu_seconds()[0]
     arrivals: list[tuple[str, float]] = []
     took = asyncio.run(_direct_jobs(jobs, spec["concurrency"], arrivals))
-    print(json.dumps({"took": took, "cpu": own_cpu_seconds() - cpu, "arrivals": arrivals}))
+    cpu, machine = own_cpu_seconds() - cpu, benchlib.machine_cpu_seconds()[0] - machine
+    print(json.dumps({"took": took, "cpu": cpu, "machine": machine, "arrivals": arrivals}))
 
 
 @dataclass
@@ -510,6 +511,7 @@ class DirectResult:
     took: float
     cpu: float
     arrivals: list[tuple[str, float]]
+    machine: float = 0.0  # CPU seconds the whole machine used meanwhile
 
 
 def run_direct_jobs(fake: FakeAnthropic, jobs: list[DirectJob], concurrency: int) -> DirectResult:
@@ -534,7 +536,7 @@ def run_direct_jobs(fake: FakeAnthropic, jobs: list[DirectJob], concurrency: int
         raise RuntimeError(f"the direct runs failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     arrivals = [(text, at) for text, at in result["arrivals"]]
-    return DirectResult(result["took"], result["cpu"], arrivals)
+    return DirectResult(result["took"], result["cpu"], arrivals, result["machine"])
 
 
 if __name__ == "__main__":

@@ -81,6 +81,26 @@ def test_stopping_the_launcher_ends_the_cli_and_every_tool_it_started(tmp_path: 
     assert gone(cli) and gone(tool)
 
 
+def test_a_tool_the_cli_left_running_ends_with_the_turn(tmp_path: Path):
+    # A CLI that ends normally with a tool still running in a session of its own (a dev
+    # server, a hung test): the launcher, its subreaper, ends it before exiting.
+    env = launch_env(tmp_path)
+    cli = tmp_path / "claude"
+    cli.write_text('#!/bin/sh\nsetsid sleep 1000 &\necho $! > "$OUT/tool"\nexit 3\n')
+    result = subprocess.run([AGENT_EXEC], env=env, timeout=30)
+    assert result.returncode == 3
+    assert gone(int((tmp_path / "tool").read_text()), timeout=0.5)
+    assert not (tmp_path / "agent.pid").exists()
+
+
+def test_a_cli_that_leaves_nothing_running_exits_with_its_code(tmp_path: Path):
+    env = launch_env(tmp_path)
+    (tmp_path / "claude").write_text('#!/bin/sh\nexec env > "$OUT/env"\n')
+    result = subprocess.run([AGENT_EXEC], env=env, timeout=30)
+    assert result.returncode == 0 and (tmp_path / "env").exists()
+    assert not (tmp_path / "agent.pid").exists()
+
+
 def test_a_worker_killed_with_sigkill_leaves_no_agent_process_behind(tmp_path: Path):
     # The "worker": a process that starts the launcher and is then killed with SIGKILL.
     worker = subprocess.Popen(

@@ -125,6 +125,35 @@ async def test_a_trivial_task_runs_to_a_commit_on_its_branch(store, fake, projec
     assert {"state", "phase", "transcript", "tokens"} <= events
 
 
+async def test_the_agent_runs_as_under_the_sdk_alone_and_sees_none_of_orcs_variables(
+    store, fake, project, tmp_path, monkeypatch
+):
+    # orc's launcher used to drop what the SDK sets for its CLI (CLAUDE_CODE_ENTRYPOINT=sdk-py,
+    # its version, the session-state frames it reads, PWD): the CLI then ran as another entry
+    # point, and slower. The Bash tool prints the CLI's own environment (its process "claude").
+    monkeypatch.setenv("ORC_AUTH_TOKEN", "orc-secret-token")
+    task = await queued_task(project)
+    show_cli_env = (
+        'p=$$; while [ "$p" -gt 1 ] && [ "$(cat /proc/$p/comm)" != claude ]; do '
+        "p=$(awk '{print $4}' /proc/$p/stat); done; tr '\\0' '\\n' < /proc/$p/environ | sort"
+    )
+    fake.script(
+        [
+            tool_calls(bash(show_cli_env, "Show the CLI's environment")),
+            text("Looked.\n" + DONE % "looked"),
+        ]
+    )
+    assert await run_once(tmp_path, fake) == "completed"
+
+    results = await TranscriptEntry.filter(task_number=task.number, kind="tool_result")
+    seen = str(results[0].content["content"]).splitlines()
+    worktree = tmp_path / "home" / "worktrees" / project.name / f"TASK-{task.number:03d}"
+    assert f"PWD={worktree}" in seen, seen
+    assert "CLAUDE_CODE_ENTRYPOINT=sdk-py" in seen
+    assert any(line.startswith("CLAUDE_AGENT_SDK_VERSION=") for line in seen)
+    assert not [line for line in seen if "orc-secret-token" in line or "ORC_" in line]
+
+
 async def test_a_phase_without_its_json_goes_on_in_the_same_session(store, fake, project, tmp_path):
     task = await queued_task(project)
     fake.script(

@@ -24,6 +24,17 @@ from typing import Any, cast
 from orc.runs.agent_exec import CLI, ENV_KEYS, PIDFILE
 from orc.runs.transcript import TranscriptItem
 
+# What claude-agent-sdk itself sets for the CLI it starts (no secret: how the CLI was started,
+# the SDK's version, that the SDK reads its session-state frames, and PWD, the working
+# directory). The launcher passes them on, so the CLI runs exactly as under the SDK alone:
+# without PWD a trivial turn took ~0.75 s longer and ~80 ms more CPU (8 interleaved pairs).
+SDK_VARIABLES = (
+    "CLAUDE_CODE_ENTRYPOINT",
+    "CLAUDE_AGENT_SDK_VERSION",
+    "CLAUDE_CODE_SDK_READS_SESSION_STATE",
+    "PWD",
+)
+
 OnItem = Callable[[TranscriptItem], Awaitable[None]]
 OnSession = Callable[[str], Awaitable[None]]
 
@@ -262,7 +273,7 @@ async def run_turn(
     launch_env = {
         **env,
         CLI: config.cli,
-        ENV_KEYS: ",".join(sorted(env)),
+        ENV_KEYS: ",".join(sorted({*env, *SDK_VARIABLES})),
         PIDFILE: str(pidfile),
     }
     options = ClaudeAgentOptions(

@@ -10,6 +10,7 @@ found), and no agent or tool process outlives its run. It leaves the worker's pr
 so that killing the group of ``orc serve`` ends it through the death signal, not silently; and
 should it be SIGKILLed itself, the CLI gets SIGTERM and ends its own tools. Its own pid and
 the CLI's are written to ``ORC_AGENT_PIDFILE``: orc stops an agent by signalling the launcher.
+It starts for every agent turn: it imports only a few modules of the standard library.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 ENV_KEYS = "ORC_AGENT_ENV_KEYS"
 CLI = "ORC_AGENT_CLI"
@@ -47,16 +47,17 @@ def _cli_dies_with_us() -> None:
 def descendants(root: int) -> list[int]:
     """Every process below ``root`` (from /proc), children first found first."""
     children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            with open(f"/proc/{name}/stat", "rb") as stat_file:
+                stat = stat_file.read()
         except OSError:
             continue
         # The command name may hold spaces and parentheses: the fields follow the last ")".
-        ppid = int(stat.rpartition(")")[2].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
+        ppid = int(stat.rpartition(b")")[2].split()[1])
+        children.setdefault(ppid, []).append(int(name))
     found, queue = [], [root]
     while queue:
         for child in children.get(queue.pop(), []):
@@ -85,10 +86,14 @@ def kill_tree(root: int) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
-def _reap() -> None:
-    with contextlib.suppress(ChildProcessError):
+def _reap() -> bool:
+    """Reap the children that ended; whether any child (running) is left."""
+    try:
         while os.waitpid(-1, os.WNOHANG)[0]:
             pass
+    except ChildProcessError:
+        return False
+    return True
 
 
 def main() -> None:
@@ -123,15 +128,20 @@ def main() -> None:
         [cli, *sys.argv[1:]], env=env, start_new_session=True, preexec_fn=_cli_dies_with_us
     )
     if pidfile:  # whole or not at all: orc may read it at any moment to stop the agent
-        partial = Path(f"{pidfile}.tmp")
-        partial.write_text(f"{me} {child.pid}")
-        partial.replace(pidfile)
+        partial = f"{pidfile}.tmp"
+        with open(partial, "w") as out:
+            out.write(f"{me} {child.pid}")
+        os.replace(partial, pidfile)
     code = child.wait()
     # The CLI is gone; tools it left behind (a background server, a hung test) go with it.
-    kill_tree(me)
-    _reap()
+    # Each of them is now a child of ours (we are their subreaper) or below one: with no child
+    # left there is nothing to kill, and no need to read every process of the machine.
+    if _reap():
+        kill_tree(me)
+        _reap()
     if pidfile:
-        Path(pidfile).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(pidfile)
     sys.exit(code if code >= 0 else 128 - code)
 
 
