@@ -110,10 +110,18 @@ async def check_dump_tool(database_url: DatabaseUrl | str) -> tuple[str, list[st
 def _run(args: list[str], env: dict[str, str], what: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-        detail = lines[0] if lines else f"exit code {result.returncode}"
-        raise BackupError(f"{what} failed: {detail}")
+        raise BackupError(f"{what} failed: {failure_detail(result)}")
     return result
+
+
+def failure_detail(result: subprocess.CompletedProcess[str]) -> str:
+    """The line of a PostgreSQL tool's stderr that says why it failed: its first ERROR or FATAL
+    line, not the NOTICEs that come before it (a DROP ... CASCADE prints some), else the first
+    line that is not a NOTICE, else the exit code."""
+    lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if "ERROR:" in line or "FATAL:" in line]
+    others = [line for line in lines if "NOTICE:" not in line]
+    return (errors or others or [f"exit code {result.returncode}"])[0]
 
 
 def dump_postgres(
@@ -139,13 +147,21 @@ def check_dump(path: Path) -> None:
 
 # Tables of the schema that the dump does not have (made by a newer migration) would survive
 # a plain --clean and make the next migration fail with "already exists": drop every table
-# first, in the same transaction as the restore.
+# first, in the same transaction as the restore. Functions too (the task counts' trigger
+# function): a plain SQL dump, as the team setup's backup service writes, creates them
+# without OR REPLACE. Functions an extension owns stay.
 DROP_ALL_TABLES = """
 DO $$
 DECLARE t record;
 BEGIN
   FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = current_schema() LOOP
     EXECUTE format('DROP TABLE IF EXISTS %I CASCADE', t.tablename);
+  END LOOP;
+  FOR t IN SELECT p.oid::regprocedure AS signature FROM pg_proc p
+    WHERE p.pronamespace = current_schema()::regnamespace
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
+  LOOP
+    EXECUTE format('DROP FUNCTION IF EXISTS %s CASCADE', t.signature);
   END LOOP;
 END $$;
 """
@@ -177,8 +193,7 @@ def restore_postgres(database_url: DatabaseUrl | str, path: Path) -> None:
             check=False,
         )
         if produced.returncode != 0:
-            lines = [line for line in produced.stderr.strip().splitlines() if line.strip()]
-            detail = lines[0] if lines else f"exit code {produced.returncode}"
+            detail = failure_detail(produced)
             raise BackupError(f"pg_restore failed (nothing was changed): {detail}")
         run_restore_script(database_url, script)
     finally:
@@ -205,8 +220,7 @@ def run_restore_script(database_url: DatabaseUrl | str, script: Path) -> None:
         check=False,
     )
     if consumer.returncode != 0:
-        lines = [line for line in consumer.stderr.strip().splitlines() if line.strip()]
-        detail = lines[0] if lines else f"exit code {consumer.returncode}"
+        detail = failure_detail(consumer)
         raise BackupError(f"restoring with psql failed (nothing was changed): {detail}")
 
 
