@@ -3,9 +3,9 @@ command line: see orc.runtime.children)."""
 
 import sys
 
-if len(sys.argv) == 2 and sys.argv[1] in ("_api", "worker"):
-    from orc.runtime.children import run_child
+from orc.runtime.children import CHILD_COMMANDS, run_child
 
+if len(sys.argv) == 2 and sys.argv[1] in CHILD_COMMANDS:
     run_child(sys.argv[1])
 else:
     from orc.cli.main import main

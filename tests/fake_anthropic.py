@@ -30,6 +30,9 @@ CWD = "{cwd}"
 
 _WORKDIR = re.compile(r"Primary working directory: (\S+)")
 
+# The outcome a phase's last message ends with (orc's prompts ask for it): DONE % "summary".
+DONE = '{"status": "complete", "summary": "%s"}'
+
 
 @dataclass
 class Usage:

@@ -32,11 +32,10 @@ from tests.docker_support import (
     agent_container_args,
     shop_repository,
 )
-from tests.fake_anthropic import CWD, FakeAnthropic, text, tool_calls, write
+from tests.fake_anthropic import CWD, DONE, FakeAnthropic, text, tool_calls, write
 from tests.support import LOOPBACK
 
 pytestmark = [pytest.mark.xdist_group(GROUP_IMAGE), pytest.mark.timeout(900)]
-DONE = '{"status": "complete", "summary": "%s"}'
 
 
 @dataclass

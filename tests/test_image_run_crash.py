@@ -37,6 +37,7 @@ from tests.docker_support import (
 )
 from tests.fake_anthropic import (
     CWD,
+    DONE,
     FakeAnthropic,
     RecordedRequest,
     bash,
@@ -47,7 +48,6 @@ from tests.fake_anthropic import (
 from tests.support import LOOPBACK
 
 pytestmark = [pytest.mark.xdist_group(GROUP_RUN_CRASH), pytest.mark.timeout(900)]
-DONE = '{"status": "complete", "summary": "%s"}'
 NAME = "orc-run-crash"
 DB_NAME = "orc-run-crash-db"  # the PostgreSQL container, by this name on NETWORK
 NETWORK = "orc-run-crash-net"

@@ -44,20 +44,25 @@ def _cli_dies_with_us() -> None:
     _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def stat_fields(pid: int | str) -> list[bytes] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (so index 0 is the state,
+    1 the parent's pid, 19 the start time); None when the process is gone or there is no /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat_file:
+            stat = stat_file.read()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: the fields follow the last ")".
+    return stat.rpartition(b")")[2].split()
+
+
 def descendants(root: int) -> list[int]:
     """Every process below ``root`` (from /proc), children first found first."""
     children: dict[int, list[int]] = {}
     for name in os.listdir("/proc"):
-        if not name.isdigit():
+        if not name.isdigit() or (fields := stat_fields(name)) is None:
             continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as stat_file:
-                stat = stat_file.read()
-        except OSError:
-            continue
-        # The command name may hold spaces and parentheses: the fields follow the last ")".
-        ppid = int(stat.rpartition(b")")[2].split()[1])
-        children.setdefault(ppid, []).append(int(name))
+        children.setdefault(int(fields[1]), []).append(int(name))
     found, queue = [], [root]
     while queue:
         for child in children.get(queue.pop(), []):

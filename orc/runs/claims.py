@@ -13,7 +13,6 @@ import os
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
@@ -22,6 +21,7 @@ from tortoise.queryset import QuerySet
 from orc.db.models import Run, Task
 from orc.errors import EXIT_FAILED, OrcError
 from orc.outbox.events import change_transaction, emit
+from orc.runs.agent_exec import stat_fields
 from orc.runs.phase_records import stop_running_phase
 
 LEASE_SECONDS = 60.0
@@ -181,13 +181,8 @@ def _alive(pid: int) -> bool:
 def process_start(pid: int) -> str | None:
     """When process ``pid`` started (clock ticks since boot, /proc's ``starttime``); None where
     the system does not tell (not Linux) or the process is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: count after its last ')'.
-    fields = stat.rpartition(")")[2].split()
-    return fields[19] if len(fields) > 19 else None
+    fields = stat_fields(pid)
+    return fields[19].decode() if fields is not None and len(fields) > 19 else None
 
 
 def worker_owner(hostname: str, pid: int) -> str:
