@@ -99,8 +99,16 @@ async def assert_gone(processes: list[psutil.Process], within: float = 5.0) -> N
 
 
 def cli_of(tree: list[psutil.Process]) -> psutil.Process:
-    (cli,) = [p for p in tree if p.name() == "claude"]
+    """The Claude Code CLI of an agent's process tree (its other processes may end meanwhile)."""
+    (cli,) = [p for p in tree if _name(p) == "claude"]
     return cli
+
+
+def _name(process: psutil.Process) -> str | None:
+    try:
+        return process.name()
+    except psutil.NoSuchProcess:
+        return None
 
 
 async def tool_running(marker: Path) -> None:
