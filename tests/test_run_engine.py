@@ -104,6 +104,11 @@ async def test_a_trivial_task_runs_to_a_commit_on_its_branch(store, fake, projec
     subject = git(project, "log", "-1", "--format=%s|%ae", branch).strip()
     assert subject == f"TASK-{task.number:03d} implement: added hello.py|orc@example.com"
     assert git(project, "status", "--porcelain") == ""  # the user's checkout: untouched
+    # The work is on the branch: the worktree and the agent's HOME went with the run's end.
+    home = tmp_path / "home"
+    assert not (home / "worktrees" / project.name / f"TASK-{task.number:03d}").exists()
+    assert not (home / "agent-home" / f"TASK-{task.number:03d}").exists()
+    assert git(project, "worktree", "list").count("\n") == 1  # the user's checkout only
 
     phase = await TaskPhase.get(task_id=task.number, name="implement")
     assert (phase.status, phase.iterations, phase.summary) == ("completed", 1, "added hello.py")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from orc.db import describe_error
 from orc.db.unavailable import is_database_unavailable
@@ -24,9 +25,13 @@ from orc.runs.claims import (
 )
 from orc.runs.engine import RunExecution, RunPolicy
 from orc.runs.new_work import NewWorkSignal
+from orc.runs.workspace_cleanup import sweep_workspaces
 
 log = logging.getLogger("orc.runs")
 POLL_SECONDS = 1.0
+# How often the worker removes what completed and deleted tasks left on its disk (and once at
+# start): a run that completes removes its own at once, so this finds little.
+SWEEP_SECONDS = 3600.0
 
 
 class Dispatcher:
@@ -53,6 +58,7 @@ class Dispatcher:
         # have been queued): claim now, not at the next poll.
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._next_sweep = 0.0
 
     async def run_forever(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -76,7 +82,19 @@ class Dispatcher:
                     log.warning("could not claim runs: %s", describe_error(exc))
                 else:
                     log.warning("could not claim runs", exc_info=True)
+            if time.monotonic() >= self._next_sweep:
+                self._next_sweep = time.monotonic() + SWEEP_SECONDS
+                await self._sweep()
             await self._pause()
+
+    async def _sweep(self) -> None:
+        """Remove finished tasks' worktrees; inline, so no run is claimed meanwhile (a new run
+        of a task makes its worktree again after the sweep)."""
+        busy = {claim.task_number for claim in self.running.values()}
+        try:
+            await sweep_workspaces(self.policy.home, busy)
+        except Exception:
+            log.warning("could not remove finished tasks' worktrees", exc_info=True)
 
     async def _pause(self) -> None:
         """Until the next poll, or sooner: when a run of ours ends or one may have been queued

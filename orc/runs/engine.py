@@ -52,6 +52,7 @@ from orc.runs.phases import (
 from orc.runs.redaction import Redactor
 from orc.runs.transcript import TranscriptItem, append_transcript
 from orc.runs.workspace import Workspace, commit_changes, prepare_workspace
+from orc.runs.workspace_cleanup import remove_task_workspace
 from orc.usage.pricing import PriceList
 from orc.usage.recording import UsageRecord, record_usage
 
@@ -137,6 +138,7 @@ class RunExecution:
         self.task_id = f"TASK-{claim.task_number:03d}"
         self.redactor = Redactor(policy.secrets)
         self.watcher = Watcher(claim)
+        self.workspace: Workspace | None = None
 
     async def execute(self) -> str:
         """Run to the end (or to a pause); the run's final status."""
@@ -166,8 +168,26 @@ class RunExecution:
         if self.watcher.lost:
             log.warning("run %s: another worker holds it now; stopped", self.claim.run_id)
             return "lost"
+        if status == COMPLETED:
+            await self._release_workspace()
         await record_end(self.claim, status, reason)
         return status
+
+    async def _release_workspace(self) -> None:
+        """A completed task's work is on its branch: its worktree and agent home go (before the
+        end is recorded, so that a new run of the task never finds them half removed)."""
+        if self.workspace is None:
+            return
+        try:
+            await remove_task_workspace(
+                self.workspace.path, agent_home(self.policy.home, self.task_id)
+            )
+        except Exception:
+            log.warning(
+                "could not remove the worktree of %s; the worker's sweep tries again",
+                self.task_id,
+                exc_info=True,
+            )
 
     async def _phases(self) -> tuple[str, str | None]:
         task = await Task.get(number=self.claim.task_number).prefetch_related("project")
@@ -183,6 +203,7 @@ class RunExecution:
             base=task.base_ref,
             base_commit=task.base_commit,
         )
+        self.workspace = workspace
         if task.base_commit != workspace.base_commit:
             task.base_commit = workspace.base_commit
             await task.save(update_fields=["base_commit"])
