@@ -8,8 +8,8 @@ fake Anthropic API of tests/fake_anthropic.py (in this process) for the task's w
 
 Direct (the baseline): the same conversations, the same CLI (the one claude-agent-sdk
 bundles), the same prompt and options, through ``claude_agent_sdk.query`` from this process,
-two at a time, each in a git worktree of its own made before the clock starts (orc makes its
-worktrees on the clock: that is part of what it adds).
+two at a time, each in a git worktree of its own made before the clock starts and removed after
+it stops (orc makes and removes its worktrees on the clock: that is part of what it adds).
 
 Rounds alternate which side goes first; the ratio orc / direct is printed per round and for
 the medians (target <= 1.15).
@@ -96,6 +96,8 @@ async def direct_round(
         prompt = runlib.implement_prompt(task_id, f"{label} task {i}", repo)
         jobs.append(runlib.DirectJob(str(cwd), str(home), prompt))
     result = await asyncio.to_thread(runlib.run_direct_jobs, fake, jobs, concurrency)
+    for job in jobs:  # off the clock
+        runlib.remove_worktree(repo, Path(job.cwd))
     return result.took, result.cpu, result.machine
 
 

@@ -136,6 +136,13 @@ def add_worktree(repo: Path, path: Path, branch: str) -> Path:
     return path
 
 
+def remove_worktree(repo: Path, path: Path) -> None:
+    """Remove a worktree the baseline made (orc removes a completed task's, on its clock):
+    the repository's list of worktrees stays as short on both sides, and each git command of
+    an agent reads all of it."""
+    git("worktree", "remove", "--force", str(path), cwd=repo)
+
+
 # ----------------------------------------------------------------------------- orc serve
 
 

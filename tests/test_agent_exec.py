@@ -12,7 +12,12 @@ from pathlib import Path
 
 import psutil
 
-AGENT_EXEC = str(Path(sys.executable).parent / "orc-agent-exec")
+from orc.runs.agent import launcher_path
+
+# What the worker starts: the package's wrapper (python -I -S agent_exec.py), which must have
+# kept its executable mode; not the console script, which is only the fallback.
+AGENT_EXEC = launcher_path()
+assert AGENT_EXEC.endswith("agent-exec.sh"), AGENT_EXEC
 # A stand-in for the Claude Code CLI: prints its environment, starts a tool that would run
 # for ever (as a test runner or dev server started by the agent might), then waits.
 FAKE_CLI = """#!/bin/sh
@@ -37,6 +42,7 @@ def launch_env(tmp_path: Path) -> dict[str, str]:
         "ORC_AGENT_CLI": str(cli),
         "ORC_AGENT_ENV_KEYS": "ANTHROPIC_API_KEY,OUT,PATH",
         "ORC_AGENT_PIDFILE": str(tmp_path / "agent.pid"),
+        "ORC_AGENT_PYTHON": sys.executable,
     }
 
 
