@@ -129,6 +129,15 @@ def test_the_image_holds_the_agent_and_git_and_no_build_leftovers(images: Images
     )
     assert agent.returncode == 0, agent.stdout + agent.stderr
     assert "git version" in agent.stdout and "Claude Code" in agent.stdout
+    # The wheel kept the launcher wrapper's executable mode (else the slower console script).
+    launcher = _run_in_image(
+        images,
+        images.orc,
+        "python",
+        "-c",
+        "from orc.runs.agent import launcher_path; print(launcher_path())",
+    )
+    assert launcher.stdout.strip().endswith("/orc/runs/agent-exec.sh"), launcher
 
 
 def test_running_the_service_as_root_is_refused(images: Images):

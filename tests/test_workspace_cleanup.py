@@ -4,18 +4,24 @@ that may still resume keeps them, and a worktree with work that exists nowhere e
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
 from orc.db.models import Project, Task
+from orc.runs.agent import AgentConfig
 from orc.runs.agent_env import agent_home
+from orc.runs.dispatcher import Dispatcher
+from orc.runs.engine import RunPolicy
 from orc.runs.workspace import commit_changes, prepare_workspace
 from orc.runs.workspace_cleanup import _remove_tree, sweep_workspaces
+from orc.usage.pricing import load_prices
 
 
 def git(repo: Path, *args: str) -> str:
@@ -128,3 +134,25 @@ def test_read_only_directories_an_agent_left_are_removed_too():
         assert not (scratch / "worktree").exists()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+async def test_a_starting_worker_removes_what_finished_tasks_left(store, repo, tmp_path):
+    """Worktrees an older orc kept (or a worker that died before removing them) go when the
+    job worker's run loop starts, without waiting for a run."""
+    home = tmp_path / "home"
+    done, done_path = await task_with_workspace(repo, home, "completed", "left-over")
+    _, failed_path = await task_with_workspace(repo, home, "failed", "to-resume")
+    agent = AgentConfig("/bin/false", "/bin/false", None, "acceptEdits", ())
+    policy = RunPolicy(home, agent, {}, {}, load_prices(tmp_path))
+    dispatcher = Dispatcher(policy, "test-host:1:1", max_running=1)
+    loop = asyncio.create_task(dispatcher.run_forever())
+    try:
+        deadline = time.monotonic() + 30
+        while done_path.exists():
+            assert time.monotonic() < deadline, "the worker never removed it"
+            await asyncio.sleep(0.05)
+    finally:
+        dispatcher.stop()
+        await asyncio.wait_for(loop, 15)
+    assert not agent_home(home, f"TASK-{done.number:03d}").exists()
+    assert (failed_path / "to-resume.txt").exists()
