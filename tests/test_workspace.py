@@ -190,3 +190,20 @@ async def test_a_read_only_repository_is_cloned_and_the_branch_can_be_fetched(
     git(project, "commit", "-qm", "later")
     next_ws = await prepare_workspace(read_only_project, "project", home, "TASK-007")
     assert (next_ws.path / "later.py").exists()
+
+
+async def test_a_worktree_deleted_by_hand_is_made_again_from_the_branch(
+    project: Path, tmp_path: Path
+):
+    # git still lists the deleted directory as a worktree with the branch checked out there.
+    home = tmp_path / "home"
+    ws = await prepare_workspace(project, "project", home, "TASK-001")
+    (ws.path / "work.py").write_text("done = True\n")
+    await commit_changes(ws, "TASK-001 implement: work", *AUTHOR)
+    shutil.rmtree(ws.path)
+    again = await prepare_workspace(
+        project, "project", home, "TASK-001", base_commit=ws.base_commit
+    )
+    assert (again.path / "work.py").read_text() == "done = True\n"
+    listed = [line for line in git(project, "worktree", "list").splitlines() if "TASK-001" in line]
+    assert len(listed) == 1, listed

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orc.errors import EXIT_USAGE, OrcError
-from orc.projects.git import run_git
+from orc.projects.git import GitError, run_git
 
 WORKTREES_DIR = "worktrees"
 CLONES_DIR = "clones"
@@ -150,24 +150,23 @@ async def prepare_workspace(
         await run_git(
             repository, "worktree", "remove", "--force", str(path), check=False, trust=trust
         )
-    await run_git(repository, "worktree", "prune", trust=trust)
     path.parent.mkdir(parents=True, exist_ok=True)
     if has_branch and base_commit:
-        await run_git(repository, "worktree", "add", "--quiet", str(path), branch, trust=trust)
+        await _add_worktree(repository, trust, str(path), branch)
         return Workspace(path, branch, base_commit, repository, cloned)
     base_commit = await resolve_commit(project, base or "HEAD")
-    await run_git(
-        repository,
-        "worktree",
-        "add",
-        "--quiet",
-        "-b",
-        branch,
-        str(path),
-        base_commit,
-        trust=trust,
-    )
+    await _add_worktree(repository, trust, "-b", branch, str(path), base_commit)
     return Workspace(path, branch, base_commit, repository, cloned)
+
+
+async def _add_worktree(repository: Path, trust: tuple[Path, ...], *args: str) -> None:
+    """``git worktree add``; once more after a prune when git still lists a worktree that is
+    gone (its directory deleted by hand, or the branch "checked out" there)."""
+    try:
+        await run_git(repository, "worktree", "add", "--quiet", *args, trust=trust)
+    except GitError:
+        await run_git(repository, "worktree", "prune", trust=trust)
+        await run_git(repository, "worktree", "add", "--quiet", *args, trust=trust)
 
 
 def _author_env(author_name: str, author_email: str) -> dict[str, str]:

@@ -69,6 +69,8 @@ async def remove_worktree_dir(worktree: Path) -> None:
         await run_git(
             common, "worktree", "remove", "--force", str(worktree), check=False, trust=trust
         )
+    if not worktree.exists():  # git removed it and its record
+        return
     await asyncio.to_thread(_remove_tree, worktree)
     if common is not None:
         await run_git(common, "worktree", "prune", check=False, trust=trust)
