@@ -640,23 +640,23 @@ async def test_top_tasks_stay_exact_with_ties_the_tail_new_prices_and_later_usag
 
 
 async def test_top_tasks_add_unfolded_usage_to_each_tasks_folded_usage_model_by_model(store):
-    for n in range(1, 16):
+    for n in range(1, 26):
         await create_task(f"task {n}")
     today = at("2026-04-02T09:00:00")
-    folded = [
-        Use(n, SONNET if n % 2 else HAIKU, today, input=1000 * n, cache_read=7 * n)
-        for n in range(1, 16)
-    ]
-    folded += [Use(3, OPUS, at("2026-04-01T00:00:00"), output=500)]
+    # Folded: task n costs more the higher n is (the ten costliest: 16-25), in two models.
+    folded = [Use(n, SONNET, today, input=1000 * n) for n in range(1, 26)]
+    folded += [Use(n, HAIKU, at("2026-04-01T00:00:00"), output=n) for n in range(1, 26)]
     await record(folded)
     await fold_usage(PRICES)
     await assert_top(folded, PRICES, "folded")
 
-    # Not folded yet: usage of tasks in and out of the top ten, in models they already used
-    # and in new ones; the cheapest task climbs to the top, and last month's usage counts not.
-    tail = [Use(1, SONNET, today, input=10**6), Use(1, OPUS, today, output=3)]
-    tail += [Use(15, HAIKU, today, input=1), Use(2, OPUS, at("2026-03-31T23:59:59"), output=10**7)]
-    tail += [Use(n, SONNET, today, output=n, cache_write=n) for n in range(2, 14)]
+    # Not folded yet, for more than ten tasks: three climb to the top, task 4 (in a model it
+    # had not used) to the middle of the ten, the others hardly move; last month's usage counts
+    # not.
+    tail = [Use(n, SONNET, today, input=n * 10**6) for n in (1, 2, 3)]
+    tail += [Use(4, OPUS, today, input=12_000, cache_write=1)]
+    tail += [Use(n, HAIKU, today, output=1) for n in (*range(5, 13), 25)]
+    tail += [Use(6, OPUS, at("2026-03-31T23:59:59"), output=10**7)]
     await record(tail)
     await assert_top(folded + tail, PRICES, "folded usage plus the tail")
     await fold_usage(PRICES)

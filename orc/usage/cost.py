@@ -22,7 +22,14 @@ from orc.tasks.lifecycle import format_task_id
 from orc.tasks.vocabulary import ACTIVE_STATUS
 from orc.usage.pricing import TOKEN_TYPES, PriceList
 from orc.usage.rollups import days_ready, read_watermark, task_models_ready
-from orc.usage.task_months import TaskMonth, candidate_tasks, prices_fingerprint, stored_fingerprint
+from orc.usage.task_months import (
+    NEAR_TIE_USD,
+    TaskMonth,
+    candidate_tasks,
+    prices_fingerprint,
+    stored_costs,
+    stored_fingerprint,
+)
 
 _SUMS = (
     "SUM(input_tokens) AS input, SUM(output_tokens) AS output, "
@@ -194,8 +201,8 @@ async def _top_tasks(
 ) -> list[TaskMonth]:
     """The month's costliest tasks.
 
-    With usage_task_month kept at these prices: the candidates read along its index, plus the
-    tasks with unfolded usage (usage only adds, so no other task can rank among the ten); their
+    With usage_task_month kept at these prices: the ten (and near-ties) read along its index,
+    plus the tasks with unfolded usage (usage only adds: no other task can pass those ten); their
     figures are their folded tokens per model (usage_task_month_model, a few rows a task) plus
     the unfolded tail's, so the work follows the tail and the candidates, never the data, and
     the figures are exactly those of the events. Before the first fold has filled that table,
@@ -204,14 +211,15 @@ async def _top_tasks(
     if await stored_fingerprint(conn) == prices_fingerprint(prices):
         watermark = await read_watermark(conn)
         tail = await _tail_by_task(conn, watermark, month)
-        tail_tasks = {int(number) for number, _, _ in tail}
-        found = await candidate_tasks(conn, month, TOP_TASKS + len(tail_tasks))
+        found = await candidate_tasks(conn, month, TOP_TASKS)
         if found is not None:
-            numbers = sorted({*found, *tail_tasks})
             if await task_models_ready(conn):
-                folded = await _usage_of_tasks(conn, numbers, month, folded=True)
-                return _costliest(_by_task([*folded, *tail], prices))
-            every = await _usage_of_tasks(conn, numbers, month, folded=False)
+                numbers = {*found, *await _tail_contenders(conn, tail, month, prices)}
+                folded = await _usage_of_tasks(conn, sorted(numbers), month, folded=True)
+                theirs = [row for row in tail if int(row[0]) in numbers]
+                return _costliest(_by_task([*folded, *theirs], prices))
+            numbers = {*found, *(int(number) for number, _, _ in tail)}
+            every = await _usage_of_tasks(conn, sorted(numbers), month, folded=False)
             return _costliest(_by_task(every, prices))
     return _costliest(_by_task(await _usage_by(conn, "task", month), prices))
 
@@ -234,6 +242,23 @@ async def _tail_by_task(
             [watermark, since],
         )
     )
+
+
+async def _tail_contenders(
+    conn: BaseDBAsyncClient, tail: list[tuple[Any, str, Spend]], month: datetime, prices: PriceList
+) -> set[int]:
+    """The tasks with unfolded usage that may rank among the ten: by their stored cost of the
+    month plus their tail's, the ten costliest and all within NEAR_TIE_USD of the tenth (each
+    other one has ten tasks of the tail that cost more), so only those are summed exactly."""
+    added: dict[int, float] = defaultdict(float)
+    for number, model, spend in tail:
+        added[int(number)] += spend.cost(model, prices)
+    if len(added) <= TOP_TASKS:
+        return set(added)
+    stored = await stored_costs(conn, month, sorted(added))
+    costs = {number: stored.get(number, 0.0) + cost for number, cost in added.items()}
+    floor = sorted(costs.values(), reverse=True)[TOP_TASKS - 1] - NEAR_TIE_USD
+    return {number for number, cost in costs.items() if cost >= floor}
 
 
 async def _usage_of_tasks(
