@@ -16,11 +16,15 @@ at each size, the ratio large/small, and the issue's targets (p99 <= 50 ms and <
 ``--keep DIR`` keeps the seeded stores in DIR (PostgreSQL: a database per store, its URL in
 DIR) and reuses them on the next run with the same DIR, after ``orc migrate --no-backup`` (so
 a store seeded by older code gets the newer migrations, as an upgrade would); ``--seed-only``
-stops after seeding; ``--drop`` removes them. Runs of two versions of orc on the same stores
-(``PYTHONPATH`` pointing at an export of the other version) compare before and after.
+stops after seeding; ``--drop`` removes them. ``--baseline DIR`` serves each store a second
+time with an export of another version of orc first on ``PYTHONPATH`` (``git archive main``),
+in the same rounds, so before and after see the same machine. ``--tail N`` adds N usage events
+of the ``--tail-tasks`` newest tasks above the fold's watermark before the reads (what a busy
+server has until the job worker's next fold; these servers run no worker) and removes them after.
 
 Run: .venv/bin/python bench/reads_at_scale.py [--db sqlite,postgres] [--small 1000]
      [--large 100000] [--rounds 3] [--requests 30] [--keep DIR [--seed-only | --drop]]
+     [--tail 2000] [--baseline /tmp/snap-main]
 """
 
 from __future__ import annotations
