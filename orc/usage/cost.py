@@ -202,11 +202,11 @@ async def _top_tasks(
     """The month's costliest tasks.
 
     With usage_task_month kept at these prices: the ten (and near-ties) read along its index,
-    plus the tasks with unfolded usage (usage only adds: no other task can pass those ten); their
-    figures are their folded tokens per model (usage_task_month_model, a few rows a task) plus
-    the unfolded tail's, so the work follows the tail and the candidates, never the data, and
-    the figures are exactly those of the events. Before the first fold has filled that table,
-    the candidates' own events. Otherwise from every rollup row of the month.
+    plus those tasks with unfolded usage that can still rank (usage only adds: no other task can
+    pass those ten); their figures are their folded tokens per model (usage_task_month_model, a
+    few rows a task) plus the unfolded tail's, so the work follows the tail, never the data,
+    and the figures are exactly those of the events. Before the first fold has filled that
+    table, the candidates' own events. Otherwise from every rollup row of the month.
     """
     if await stored_fingerprint(conn) == prices_fingerprint(prices):
         watermark = await read_watermark(conn)
