@@ -150,11 +150,14 @@ def make_store(
         asyncio.run(_pg_admin(pg_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
 
 
-def start_orc(store: Store, port: int | None = None, tag: str = "") -> benchlib.Server:
-    """``orc serve --workers 1 --no-worker`` on the store, started and healthy."""
+def start_orc(
+    store: Store, port: int | None = None, tag: str = "", pythonpath: Path | None = None
+) -> benchlib.Server:
+    """``orc serve --workers 1 --no-worker`` on the store, started and healthy; with
+    ``pythonpath``, the orc found there (an export of another version) instead of this one."""
     port = port or benchlib.free_port()
     server = benchlib.orc_server(store.data_dir, port, SERVE_ARGS, tag=tag or f"-{store.kind}")
-    server.env = store.env
+    server.env = store.env if pythonpath is None else {**store.env, "PYTHONPATH": str(pythonpath)}
     server.start()
     try:
         server.wait_healthy()

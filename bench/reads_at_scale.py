@@ -16,11 +16,15 @@ at each size, the ratio large/small, and the issue's targets (p99 <= 50 ms and <
 ``--keep DIR`` keeps the seeded stores in DIR (PostgreSQL: a database per store, its URL in
 DIR) and reuses them on the next run with the same DIR, after ``orc migrate --no-backup`` (so
 a store seeded by older code gets the newer migrations, as an upgrade would); ``--seed-only``
-stops after seeding; ``--drop`` removes them. Runs of two versions of orc on the same stores
-(``PYTHONPATH`` pointing at an export of the other version) compare before and after.
+stops after seeding; ``--drop`` removes them. ``--baseline DIR`` serves each store a second
+time with an export of another version of orc first on ``PYTHONPATH`` (``git archive main``),
+in the same rounds, so before and after see the same machine. ``--tail N`` adds N usage events
+of the ``--tail-tasks`` newest tasks above the fold's watermark before the reads (what a busy
+server has until the job worker's next fold; these servers run no worker) and removes them after.
 
 Run: .venv/bin/python bench/reads_at_scale.py [--db sqlite,postgres] [--small 1000]
      [--large 100000] [--rounds 3] [--requests 30] [--keep DIR [--seed-only | --drop]]
+     [--tail 2000] [--baseline /tmp/snap-main]
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import contextlib
 import json
 import secrets
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -96,6 +101,8 @@ def kept_store(
         store = orcbench.Store(kind, data_dir, json.loads(saved.read_text())["database_url"])
         print(f"\n{store.label}: reusing the {name} store in {data_dir} (orc migrate)", flush=True)
         orcbench.orc_cli(store, "migrate", "--no-backup", timeout=1800)
+        # What the job worker does after an upgrade: fills the tables a migration added.
+        orcbench.orc_cli(store, "fold-usage", timeout=1800)
     else:
         data_dir.mkdir(parents=True, exist_ok=True)
         url = f"sqlite://{data_dir / 'home' / 'orc.db'}"
@@ -123,24 +130,74 @@ def drop_kept(root: Path, pg_url: str) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
+async def insert_tail(store: orcbench.Store, tasks: int, args: argparse.Namespace) -> int:
+    """``--tail`` usage events of the newest ``--tail-tasks`` tasks, dated within the last
+    minute and not folded (as a busy server has until the job worker's next fold); returns the
+    watermark, above which they are."""
+    from tortoise.transactions import in_transaction
+
+    from orc.db.sql import fetch
+    from orc.usage.rollups import read_watermark
+
+    per_task = max(1, args.tail // args.tail_tasks)
+    first = (tasks - args.tail_tasks) * per_task + 1
+    last = tasks * per_task
+    apart = 60.0 / (last - first + 1)
+    async with orcbench.orc_database(store) as conn:
+        watermark = await read_watermark(conn)
+        await fetch(conn, "DELETE FROM usage_event WHERE id > ?", [watermark])
+        async with in_transaction() as tx:
+            await orcbench.insert_usage(
+                tx,
+                store.kind,
+                first,
+                last,
+                time.time() - 61 - first * apart,
+                apart,
+                orcbench.TOKEN_MODELS,
+                per_task,
+            )
+    print(f"  {store.label}: {last - first + 1:,} unfolded usage events of {args.tail_tasks} tasks")
+    return watermark
+
+
+async def delete_tail(store: orcbench.Store, watermark: int) -> None:
+    """The kept store as it was seeded again: no usage above the watermark."""
+    from orc.db.sql import fetch
+
+    async with orcbench.orc_database(store) as conn:
+        await fetch(conn, "DELETE FROM usage_event WHERE id > ?", [watermark])
+
+
 def run_pair(small: orcbench.Store, large: orcbench.Store, args: argparse.Namespace) -> list[str]:
     sizes = {"small": (small, args.small), "large": (large, args.large)}
+    # Each store served by this checkout's orc and, with --baseline, by that export of orc too,
+    # all in the same rounds.
+    versions = {"": None, " baseline": args.baseline} if args.baseline else {"": None}
     servers: dict[str, benchlib.Server] = {}
-    times: dict[str, dict[str, list[float]]] = {"small": {}, "large": {}}
+    times: dict[str, dict[str, list[float]]] = {}
+    marks: dict[str, int] = {}
     try:
         paths: dict[str, dict[str, str]] = {}
         for name, (store, tasks) in sizes.items():
-            paths[name] = paths_for(tasks, asyncio.run(last_event_id(store)))
-            servers[name] = orcbench.start_orc(store, tag=f"-{name}")
+            if args.tail:
+                marks[name] = asyncio.run(insert_tail(store, tasks, args))
+            for version, pythonpath in versions.items():
+                key = name + version
+                paths[key] = paths_for(tasks, asyncio.run(last_event_id(store)))
+                servers[key] = orcbench.start_orc(
+                    store, tag=f"-{name}{version.strip()}", pythonpath=pythonpath
+                )
+                times[key] = {}
         clients = {name: orcbench.Http(server.port) for name, server in servers.items()}
         for name, client in clients.items():
             for read, path in paths[name].items():
                 status, body, _ = client.request("GET", path)
                 if status != 200:
                     raise RuntimeError(f"{name} {read}: {status} {body[:200]!r}")
+        keys = list(servers)
         for round_ in range(args.rounds):
-            order = ["small", "large"] if round_ % 2 == 0 else ["large", "small"]
-            for name in order:
+            for name in keys if round_ % 2 == 0 else keys[::-1]:
                 got = orcbench.timed_interleaved(
                     clients[name], paths[name], args.requests, warmup=args.warmup
                 )
@@ -151,7 +208,15 @@ def run_pair(small: orcbench.Store, large: orcbench.Store, args: argparse.Namesp
     finally:
         for server in servers.values():
             server.stop()
-    return report(small.label, times, args)
+        for name, watermark in marks.items():
+            asyncio.run(delete_tail(sizes[name][0], watermark))
+    tail = f", {args.tail:,} unfolded events" if args.tail else ""
+    lines = []
+    for version, pythonpath in versions.items():
+        label = f"{small.label}{version}{tail}" + (f" ({pythonpath})" if pythonpath else "")
+        pair = {"small": times["small" + version], "large": times["large" + version]}
+        lines += report(label, pair, args)
+    return lines
 
 
 def report(label: str, times: dict[str, dict[str, Any]], args: argparse.Namespace) -> list[str]:
@@ -195,6 +260,11 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the seeded stores here and reuse them")
     parser.add_argument("--drop", action="store_true", help="with --keep: drop the kept stores")
     parser.add_argument("--seed-only", action="store_true", help="with --keep: seed, no reads")
+    parser.add_argument("--tail", type=int, default=0, help="unfolded usage events to add")
+    parser.add_argument("--tail-tasks", type=int, default=100, help="of this many newest tasks")
+    parser.add_argument(
+        "--baseline", type=Path, help="an export of another orc, served beside this one"
+    )
     args = parser.parse_args()
     if args.drop and args.keep:
         drop_kept(args.keep, args.pg_url)

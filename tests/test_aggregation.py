@@ -639,8 +639,32 @@ async def test_top_tasks_stay_exact_with_ties_the_tail_new_prices_and_later_usag
     await assert_top(uses, other, "usage dated next month")
 
 
+async def test_top_tasks_add_unfolded_usage_to_each_tasks_folded_usage_model_by_model(store):
+    for n in range(1, 26):
+        await create_task(f"task {n}")
+    today = at("2026-04-02T09:00:00")
+    # Folded: task n costs more the higher n is (the ten costliest: 16-25), in two models.
+    folded = [Use(n, SONNET, today, input=1000 * n) for n in range(1, 26)]
+    folded += [Use(n, HAIKU, at("2026-04-01T00:00:00"), output=n) for n in range(1, 26)]
+    await record(folded)
+    await fold_usage(PRICES)
+    await assert_top(folded, PRICES, "folded")
+
+    # Not folded yet, for more than ten tasks: three climb to the top, task 4 (in a model it
+    # had not used) to the middle of the ten, the others hardly move; last month's usage counts
+    # not.
+    tail = [Use(n, SONNET, today, input=n * 10**6) for n in (1, 2, 3)]
+    tail += [Use(4, OPUS, today, input=12_000, cache_write=1)]
+    tail += [Use(n, HAIKU, today, output=1) for n in (*range(5, 13), 25)]
+    tail += [Use(6, OPUS, at("2026-03-31T23:59:59"), output=10**7)]
+    await record(tail)
+    await assert_top(folded + tail, PRICES, "folded usage plus the tail")
+    await fold_usage(PRICES)
+    await assert_top(folded + tail, PRICES, "all folded")
+
+
 async def test_the_first_fold_after_upgrading_fills_the_daily_and_monthly_tables(store):
-    """A database folded before migration 0007: rollups, but no usage_day nor usage_task_month."""
+    """A database folded before migrations 0007 and 0009: rollups, but not the tables they add."""
     for title in TITLES.values():
         await create_task(title)
     await record(EARLY)
@@ -649,12 +673,21 @@ async def test_the_first_fold_after_upgrading_fills_the_daily_and_monthly_tables
     for statement in (
         "DELETE FROM usage_day",
         "DELETE FROM usage_task_month",
-        "DELETE FROM server_state WHERE key IN ('usage_day_filled', 'usage_task_month_prices')",
+        "DELETE FROM usage_task_month_model",
+        "DELETE FROM server_state WHERE key IN "
+        "('usage_day_filled', 'usage_task_month_prices', 'usage_task_month_model_filled')",
     ):
         await fetch(conn, statement)
     await record(LATE)
     await assert_reports(EARLY + LATE, running=0)  # from the rollups and the tail meanwhile
+    await assert_top(EARLY + LATE, PRICES, "before the first fold")
     assert (await fold_usage(PRICES)).events == len(LATE)
     days = await fetch(conn, "SELECT COUNT(*) AS n FROM usage_day")
     assert int(days[0]["n"]) == len({(u.at.astimezone(UTC).date(), u.model) for u in EARLY + LATE})
     await assert_reports(EARLY + LATE, running=0)  # from the filled tables
+    await assert_top(EARLY + LATE, PRICES, "from the filled tables")
+    # A task's tokens per model, as the rollups of its month: what the top tasks read.
+    months = await fetch(conn, "SELECT COUNT(*) AS n FROM usage_task_month_model")
+    assert int(months[0]["n"]) == len(
+        {(u.at.astimezone(UTC).strftime("%Y-%m"), u.task, u.model) for u in EARLY + LATE}
+    )

@@ -87,6 +87,25 @@ def test_pages_list_every_task_once_newest_first_and_bad_queries_are_400(api: Ap
         assert_error(api.http.get("/api/tasks", params=params), 400, "bad_query")
 
 
+def test_every_page_from_either_end_lists_its_tasks_and_says_where_the_next_begins(api: Api):
+    """The pages past the middle are read from the oldest task (total says where they lie)."""
+    _, _, _, responses = _create_27_tasks(api)
+    small = sorted(
+        (int(r.json()["id"][5:]) for r in responses if r.json()["weight"] == "small"), reverse=True
+    )
+    for params, numbers in (({}, list(range(27, 0, -1))), ({"weight": "small"}, small)):
+        for limit in (1, 4, 5, 10, len(numbers) - 1, len(numbers)):
+            pages = -(-len(numbers) // limit)
+            for page in range(1, pages + 2):
+                query = {**params, "page": page, "limit": limit}
+                listing = api.ok(api.http.get("/api/tasks", params=query))
+                expected = numbers[(page - 1) * limit : page * limit]
+                assert [t["id"] for t in listing["items"]] == [f"TASK-{n:03d}" for n in expected]
+                last = page >= pages
+                assert listing["next_before"] == (None if last else f"TASK-{expected[-1]:03d}")
+                assert listing["total"] == len(numbers)
+
+
 def test_the_list_filters_by_status_and_by_weight_and_both(api: Api):
     _, _, _, responses = _create_27_tasks(api)
     for task_id in ("TASK-004", "TASK-005"):

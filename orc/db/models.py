@@ -264,6 +264,22 @@ class UsageTaskMonth(Model):
         indexes = (("month", "cost_usd", "task_number"),)
 
 
+class UsageTaskMonthModel(UsageCounts):
+    """Tokens per month, task and model, kept by the aggregation job for the top tasks' figures."""
+
+    # The cost summary reads the candidates' rows by the unique key (month, task, model), and
+    # prices them as it prices events: exact, without reading the candidates' events.
+
+    id = fields.BigIntField(primary_key=True)
+    month = fields.DatetimeField()
+    task_number = fields.IntField()
+    model = fields.CharField(max_length=128)
+
+    class Meta:
+        table = "usage_task_month_model"
+        unique_together = (("month", "task_number", "model"),)
+
+
 class Event(Model):
     """The outbox: one row per change, written in the same transaction, tailed by every API."""
 

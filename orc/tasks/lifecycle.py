@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, Self
 
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.queryset import QuerySet
 
 from orc.db.models import Project, Task, TaskPhase
 from orc.db.sql import snapshot_transaction
@@ -235,14 +236,8 @@ async def list_tasks(
         elif page > 1:
             # The numbers first (along the filter's index, no row read for the skipped tasks,
             # no project joined to them), then their rows.
-            numbers = await (
-                query.using_db(conn)
-                .order_by("-number")
-                .offset((page - 1) * limit)
-                .limit(limit + 1)
-                .values_list("number", flat=True)
-            )
-            query = Task.filter(number__in=list(numbers))
+            numbers = await _page_numbers(query.using_db(conn), (page - 1) * limit, limit, total)
+            query = Task.filter(number__in=numbers)
         # One more than a page: whether a next page exists, without counting.
         tasks = (
             await query.using_db(conn)
@@ -253,6 +248,23 @@ async def list_tasks(
     items = [TaskInfo.of(t, _project_name(t)) for t in tasks[:limit]]
     next_before = items[-1].number if len(tasks) > limit else None
     return TaskPage(items, total, next_before)
+
+
+async def _page_numbers(query: QuerySet[Task], skip: int, limit: int, total: int) -> list[int]:
+    """The numbers of the page after the ``skip`` newest tasks, and of the task after it.
+
+    From whichever end is nearer: ``total`` (task_count, in the same snapshot) says where the
+    page lies from the oldest task, so the last pages skip few entries, not all the others.
+    """
+    if skip >= total:
+        return []
+    if skip <= total // 2:
+        found = query.order_by("-number").offset(skip).limit(limit + 1)
+    else:
+        after_page = max(0, total - skip - limit - 1)
+        found = query.order_by("number").offset(after_page).limit(total - skip - after_page)
+    numbers: list[Any] = await found.values_list("number", flat=True)
+    return [int(number) for number in numbers]
 
 
 async def _project_of(conn: BaseDBAsyncClient, task: Task) -> str | None:

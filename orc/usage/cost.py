@@ -21,13 +21,24 @@ from orc.tasks.counts import count_tasks
 from orc.tasks.lifecycle import format_task_id
 from orc.tasks.vocabulary import ACTIVE_STATUS
 from orc.usage.pricing import TOKEN_TYPES, PriceList
-from orc.usage.rollups import days_ready, read_watermark
-from orc.usage.task_months import TaskMonth, candidate_tasks, prices_fingerprint, stored_fingerprint
+from orc.usage.rollups import days_ready, read_watermark, task_models_ready
+from orc.usage.task_months import (
+    NEAR_TIE_USD,
+    TaskMonth,
+    candidate_tasks,
+    prices_fingerprint,
+    stored_costs,
+    stored_fingerprint,
+)
 
 _SUMS = (
     "SUM(input_tokens) AS input, SUM(output_tokens) AS output, "
     "SUM(cache_read_tokens) AS cache_read, SUM(cache_write_tokens) AS cache_write, "
     "SUM(reported_cost_usd) AS reported"
+)
+_FOLDED = (
+    "input_tokens AS input, output_tokens AS output, cache_read_tokens AS cache_read, "
+    "cache_write_tokens AS cache_write, reported_cost_usd AS reported"
 )
 TOP_TASKS = 10
 
@@ -161,11 +172,17 @@ async def _usage_by(
 
 
 def _by_task(rows: list[tuple[Any, str, Spend]], prices: PriceList) -> dict[int, TaskMonth]:
-    """(task, model, tokens) rows added up per task, with their cost."""
+    """(task, model, tokens) rows added up per task, with their cost.
+
+    Tokens are added per (task, model) before they are priced, so the same usage gives the same
+    figure however it is split between folded rows and the tail.
+    """
+    spends: dict[tuple[int, str], Spend] = defaultdict(Spend)
+    for number, model, spend in rows:
+        spends[(int(number), model)].add(spend)
     tasks: dict[int, TaskMonth] = {}
-    # In model order: the same rows give the same float sum whichever query read them.
-    for number, model, spend in sorted(rows, key=lambda row: (int(row[0]), row[1])):
-        n = int(number)
+    # In model order: the same spends give the same float sum whichever query read them.
+    for (n, model), spend in sorted(spends.items()):
         before = tasks.get(n, TaskMonth(n, 0, 0.0))
         tasks[n] = TaskMonth(
             n,
@@ -184,42 +201,85 @@ async def _top_tasks(
 ) -> list[TaskMonth]:
     """The month's costliest tasks.
 
-    With usage_task_month kept at these prices: the candidates read along its index, plus
-    the tasks with unfolded usage, their figures summed from their own events (by the
-    task_number index); so the figures are exactly those of the rollups, folded or not.
-    Otherwise from every rollup row of the month.
+    With usage_task_month kept at these prices: the ten (and near-ties) read along its index,
+    plus those tasks with unfolded usage that can still rank (usage only adds: no other task can
+    pass those ten); their figures are their folded tokens per model (usage_task_month_model, a
+    few rows a task) plus the unfolded tail's, so the work follows the tail, never the data,
+    and the figures are exactly those of the events. Before the first fold has filled that
+    table, the candidates' own events. Otherwise from every rollup row of the month.
     """
     if await stored_fingerprint(conn) == prices_fingerprint(prices):
         watermark = await read_watermark(conn)
-        # Deduplicated here: with DISTINCT (or GROUP BY) SQLite walks the whole task_number
-        # index instead of the few ids above the watermark.
-        rows = await fetch(
-            conn,
-            "SELECT task_number FROM usage_event WHERE id > ? AND occurred_at >= ?",
-            [watermark, month],
-        )
-        tail = {int(r["task_number"]) for r in rows}
-        found = await candidate_tasks(conn, month, TOP_TASKS + len(tail))
+        tail = await _tail_by_task(conn, watermark, month)
+        found = await candidate_tasks(conn, month, TOP_TASKS)
         if found is not None:
-            numbers = sorted({*found, *tail})
-            return _costliest(_by_task(await _task_usage_since(conn, numbers, month), prices))
+            if await task_models_ready(conn):
+                numbers = {*found, *await _tail_contenders(conn, tail, month, prices)}
+                folded = await _usage_of_tasks(conn, sorted(numbers), month, folded=True)
+                theirs = [row for row in tail if int(row[0]) in numbers]
+                return _costliest(_by_task([*folded, *theirs], prices))
+            numbers = {*found, *(int(number) for number, _, _ in tail)}
+            every = await _usage_of_tasks(conn, sorted(numbers), month, folded=False)
+            return _costliest(_by_task(every, prices))
     return _costliest(_by_task(await _usage_by(conn, "task", month), prices))
 
 
-async def _task_usage_since(
-    conn: BaseDBAsyncClient, numbers: list[int], since: datetime
+def _rows(found: list[Any]) -> list[tuple[Any, str, Spend]]:
+    return [(row["k"], row["model"], _spend(row)) for row in found]
+
+
+async def _tail_by_task(
+    conn: BaseDBAsyncClient, watermark: int, since: datetime
 ) -> list[tuple[Any, str, Spend]]:
-    """(task, model, tokens) of these tasks' events since ``since``."""
+    """(task, model, tokens) of the events above the watermark since ``since``."""
+    # "task_number + 0": grouped by the bare column, SQLite walks the whole task_number index
+    # instead of the few ids above the watermark.
+    return _rows(
+        await fetch(
+            conn,
+            f"SELECT task_number + 0 AS k, model, {_SUMS} FROM usage_event "  # noqa: S608
+            "WHERE id > ? AND occurred_at >= ? GROUP BY k, model",
+            [watermark, since],
+        )
+    )
+
+
+async def _tail_contenders(
+    conn: BaseDBAsyncClient, tail: list[tuple[Any, str, Spend]], month: datetime, prices: PriceList
+) -> set[int]:
+    """The tasks with unfolded usage that may rank among the ten: by their stored cost of the
+    month plus their tail's, the ten costliest and all within NEAR_TIE_USD of the tenth (each
+    other one has ten tasks of the tail that cost more), so only those are summed exactly."""
+    added: dict[int, float] = defaultdict(float)
+    for number, model, spend in tail:
+        added[int(number)] += spend.cost(model, prices)
+    if len(added) <= TOP_TASKS:
+        return set(added)
+    stored = await stored_costs(conn, month, sorted(added))
+    costs = {number: stored.get(number, 0.0) + cost for number, cost in added.items()}
+    floor = sorted(costs.values(), reverse=True)[TOP_TASKS - 1] - NEAR_TIE_USD
+    return {number for number, cost in costs.items() if cost >= floor}
+
+
+async def _usage_of_tasks(
+    conn: BaseDBAsyncClient, numbers: list[int], month: datetime, *, folded: bool
+) -> list[tuple[Any, str, Spend]]:
+    """(task, model, tokens) of these tasks in ``month``: as folded (usage_task_month_model, by
+    its unique key: a few rows a task), or else from all their events since (by task_number)."""
     if not numbers:
         return []
     marks = ", ".join("?" for _ in numbers)
-    rows = await fetch(
-        conn,
-        f"SELECT task_number AS k, model, {_SUMS} FROM usage_event "  # noqa: S608
-        f"WHERE task_number IN ({marks}) AND occurred_at >= ? GROUP BY task_number, model",
-        [*numbers, since],
-    )
-    return [(row["k"], row["model"], _spend(row)) for row in rows]
+    if folded:
+        sql = (
+            f"SELECT task_number AS k, model, {_FOLDED} FROM usage_task_month_model "  # noqa: S608
+            f"WHERE month = ? AND task_number IN ({marks})"
+        )
+    else:
+        sql = (
+            f"SELECT task_number AS k, model, {_SUMS} FROM usage_event "  # noqa: S608
+            f"WHERE occurred_at >= ? AND task_number IN ({marks}) GROUP BY task_number, model"
+        )
+    return _rows(await fetch(conn, sql, [month, *numbers]))
 
 
 async def _running_tasks(conn: BaseDBAsyncClient) -> int:
@@ -321,9 +381,7 @@ async def usage_totals() -> tuple[dict[str, Spend], int]:
         watermark = await read_watermark(conn)
         totals = await fetch(
             conn,
-            "SELECT model, input_tokens AS input, output_tokens AS output, "
-            "cache_read_tokens AS cache_read, cache_write_tokens AS cache_write, "
-            "reported_cost_usd AS reported FROM usage_total",
+            f"SELECT model, {_FOLDED} FROM usage_total",  # noqa: S608
         )
         tail = await fetch(
             conn,

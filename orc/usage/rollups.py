@@ -1,4 +1,4 @@
-"""Fold new usage events into hourly rollups, daily and all-time totals, per-month task costs.
+"""Fold new usage events into hourly rollups, daily and all-time totals, per-month task figures.
 
 Each fold reads the watermark (the last folded event id), folds the events above it up to the
 newest committed one and moves the watermark, all in one transaction: a crash leaves nothing
@@ -19,6 +19,7 @@ from orc.usage.task_months import ensure_priced, fold_task_months
 
 WATERMARK_KEY = "usage_rollup_watermark"
 DAYS_KEY = "usage_day_filled"
+TASK_MODELS_KEY = "usage_task_month_model_filled"
 FOLD_LOCK_KEY = 0x6F7263_03
 CHUNK_EVENTS = 200_000
 _SUMS = (
@@ -76,6 +77,14 @@ async def _fold_range(conn: BaseDBAsyncClient, low: int, high: int, prices: Pric
     )
     await _fold_into(conn, "usage_total", by_model, low, high)
     await _fold_into(conn, "usage_day", {"day": day, **by_model}, low, high)
+    month = time_bucket(conn, "month", "occurred_at")
+    await _fold_into(
+        conn,
+        "usage_task_month_model",
+        {"month": month, "task_number": "task_number", **by_model},
+        low,
+        high,
+    )
     await fold_task_months(conn, low, high, prices)
 
 
@@ -84,26 +93,47 @@ async def days_ready(conn: BaseDBAsyncClient) -> bool:
     return await read_state(conn, DAYS_KEY) is not None
 
 
-async def _ensure_days(conn: BaseDBAsyncClient) -> None:
-    """Fill usage_day from the rollups once, in the first fold after the table came."""
-    if await days_ready(conn):
+async def task_models_ready(conn: BaseDBAsyncClient) -> bool:
+    """Whether usage_task_month_model holds every folded event (once a fold ran since 0009)."""
+    return await read_state(conn, TASK_MODELS_KEY) is not None
+
+
+async def _ensure_filled(
+    conn: BaseDBAsyncClient, state_key: str, table: str, keys: dict[str, str]
+) -> None:
+    """Fill a table that came after the rollups from them, once, in the first fold after."""
+    if await read_state(conn, state_key) is not None:
         return
-    day = time_bucket(conn, "day", "hour")
+    columns = ", ".join(keys)
+    selected = ", ".join(f"{sql} AS k_{column}" for column, sql in keys.items())
     sums = ", ".join(f"SUM({c})" for c in _COLUMNS.split(", "))
-    await fetch(conn, "DELETE FROM usage_day")
+    await fetch(conn, f"DELETE FROM {table}")  # noqa: S608
     await fetch(
         conn,
-        f"INSERT INTO usage_day (day, model, {_COLUMNS}) "  # noqa: S608
-        f"SELECT {day} AS bucket, model, {sums} FROM usage_rollup GROUP BY bucket, model",
+        f"INSERT INTO {table} ({columns}, {_COLUMNS}) "  # noqa: S608
+        f"SELECT {selected}, {sums} FROM usage_rollup "
+        f"GROUP BY {', '.join(f'k_{column}' for column in keys)}",
     )
-    await write_state(conn, DAYS_KEY, "1")
+    await write_state(conn, state_key, "1")
 
 
 async def _fold_once(limit: int, prices: PriceList) -> tuple[int, int, bool]:
     """Fold up to ``limit`` ids above the watermark; return (events, watermark, caught up)."""
     async with locked_transaction(FOLD_LOCK_KEY) as conn:
         await ensure_priced(conn, prices)
-        await _ensure_days(conn)
+        await _ensure_filled(
+            conn, DAYS_KEY, "usage_day", {"day": time_bucket(conn, "day", "hour"), "model": "model"}
+        )
+        await _ensure_filled(
+            conn,
+            TASK_MODELS_KEY,
+            "usage_task_month_model",
+            {
+                "month": time_bucket(conn, "month", "hour"),
+                "task_number": "task_number",
+                "model": "model",
+            },
+        )
         low = await read_watermark(conn)
         rows = await fetch(
             conn,

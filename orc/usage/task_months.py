@@ -135,3 +135,19 @@ async def candidate_tasks(conn: BaseDBAsyncClient, month: datetime, limit: int) 
             [month, last - NEAR_TIE_USD, last + NEAR_TIE_USD, limit],
         )
     return sorted({int(r["task_number"]) for r in rows})
+
+
+async def stored_costs(
+    conn: BaseDBAsyncClient, month: datetime, numbers: list[int]
+) -> dict[int, float]:
+    """The stored cost of each of these tasks in ``month`` (absent: none folded)."""
+    if not numbers:
+        return {}
+    marks = ", ".join("?" for _ in numbers)
+    rows = await fetch(
+        conn,
+        "SELECT task_number, cost_usd FROM usage_task_month "  # noqa: S608
+        f"WHERE month = ? AND task_number IN ({marks})",
+        [month, *numbers],
+    )
+    return {int(r["task_number"]): float(r["cost_usd"]) for r in rows}
