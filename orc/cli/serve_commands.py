@@ -83,6 +83,9 @@ def _prepare_in_child(settings: Settings, migrate: bool) -> None:
         code = 0
         try:
             from orc.auth.policy import check_auth_policy
+            from orc.db.lean import import_orm_without_pydantic
+
+            import_orm_without_pydantic()
 
             check_auth_policy(settings)
             if migrate:
