@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchlib import clean_env, orc_command
+from benchlib import clean_env, orc_command, python_exe
 
 
 def build(db: Path, size_mib: int, env: dict[str, str]) -> None:
@@ -82,7 +82,7 @@ sha256_file(__import__("pathlib").Path(sys.argv[1]))
 
 def floor(db: Path, out: Path, rounds: int, env: dict[str, str]) -> None:
     """VACUUM INTO against the backup API copy, quick_check and sha256 alone, interleaved."""
-    python = orc_command()[0]
+    python = python_exe()
     steps = {
         "VACUUM INTO": ["sqlite3", str(db), f"VACUUM INTO '{out}'"],
         "backup API copy + fsync": [python, "-c", FLOOR_COPY_PY, str(db), str(out)],
