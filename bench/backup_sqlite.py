@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -17,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchlib import clean_env, orc_command
+from benchlib import clean_env, orc_command, python_exe
 
 
 def build(db: Path, size_mib: int, env: dict[str, str]) -> None:
@@ -44,9 +45,73 @@ def build(db: Path, size_mib: int, env: dict[str, str]) -> None:
 
 
 def timed(args: list[str], env: dict[str, str]) -> float:
+    return timed_cpu(args, env)[0]
+
+
+def timed_cpu(args: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, user + system CPU seconds) of one command run to its end."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(args, env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, cpu
+
+
+# The parts of a verified copy alone, each a fresh process on the copy at FLOOR_COPY, as orc
+# does them (orc.backup.sqlite): what no overlap can take away from `orc backup now`.
+FLOOR_COPY_PY = """
+import os, sqlite3, sys
+src, dst = sqlite3.connect(sys.argv[1]), sqlite3.connect(sys.argv[2])
+dst.execute("PRAGMA journal_mode=OFF"); dst.execute("PRAGMA synchronous=OFF")
+src.backup(dst, pages=-1); dst.execute("PRAGMA journal_mode=DELETE"); dst.close()
+fd = os.open(sys.argv[2], os.O_RDONLY); os.fsync(fd); os.close(fd)
+"""
+FLOOR_CHECK_PY = """
+import sys
+from orc.backup.sqlite import integrity_problem
+assert integrity_problem(__import__("pathlib").Path(sys.argv[1]), full=False) is None
+"""
+FLOOR_HASH_PY = """
+import sys
+from orc.backup.files import sha256_file
+sha256_file(__import__("pathlib").Path(sys.argv[1]))
+"""
+
+
+def floor(db: Path, out: Path, rounds: int, env: dict[str, str]) -> None:
+    """VACUUM INTO against the backup API copy, quick_check and sha256 alone, interleaved."""
+    python = python_exe()
+    steps = {
+        "VACUUM INTO": ["sqlite3", str(db), f"VACUUM INTO '{out}'"],
+        "backup API copy + fsync": [python, "-c", FLOOR_COPY_PY, str(db), str(out)],
+        "quick_check of the copy": [python, "-c", FLOOR_CHECK_PY, str(out)],
+        "sha256 of the copy": [python, "-c", FLOOR_HASH_PY, str(out)],
+        "orc backup now": [*orc_command(), "backup", "now", "-q"],
+    }
+    seen: dict[str, list[tuple[float, float]]] = {name: [] for name in steps}
+    for i in range(rounds):
+        for name, argv in steps.items():
+            if name in ("VACUUM INTO", "backup API copy + fsync"):
+                out.unlink(missing_ok=True)
+            wall, cpu = timed_cpu(argv, env)
+            seen[name].append((wall, cpu))
+            load = os.getloadavg()[0]
+            print(f"  round {i + 1} (load {load:.1f}) {name}: {wall:.2f}s, CPU {cpu:.2f}s")
+    out.unlink(missing_ok=True)
+    medians = {n: [statistics.median(x[k] for x in v) for k in (0, 1)] for n, v in seen.items()}
+    base_wall, base_cpu = medians["VACUUM INTO"]
+    for name, (wall, cpu) in medians.items():
+        print(
+            f"{name}: median {wall:.2f}s ({wall / base_wall:.2f}x), "
+            f"CPU {cpu:.2f}s ({cpu / base_cpu:.2f}x)"
+        )
+    copy, check, digest = (medians[n][1] for n in list(steps)[1:4])
+    print(
+        f"floor by CPU: copy + check {(copy + check) / base_cpu:.2f}x VACUUM INTO, "
+        f"+ sha256 {(copy + check + digest) / base_cpu:.2f}x"
+    )
 
 
 def writers_during_backup(db: Path, env: dict[str, str]) -> tuple[list[float], int, float]:
@@ -91,6 +156,11 @@ def main() -> None:
     parser.add_argument(
         "--skip-slow", action="store_true", help="skip the full-check backup and the restore"
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="only VACUUM INTO against each part of orc's verified copy alone (wall and CPU)",
+    )
     args = parser.parse_args()
     home = args.dir / "home"
     env = clean_env(home, args.dir / "user")
@@ -99,6 +169,9 @@ def main() -> None:
     build(db, args.size_mib, env)
     print(f"load average {os.getloadavg()}; database {db.stat().st_size / 2**20:.0f} MiB")
     vacuum_out = args.dir / "vacuum-into.db"
+    if args.floor:
+        floor(db, vacuum_out, args.rounds, env)
+        return
     vacuum, ours = [], []
     for _ in range(args.rounds):
         vacuum_out.unlink(missing_ok=True)

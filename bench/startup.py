@@ -7,9 +7,10 @@ Two cases, interleaved run by run so that machine drift hits both alike:
 
 Each run also records when the launcher started its first child process (the held API
 process and the process that migrates start together, once the launcher has read its
-settings) and how long ``orc serve`` took to exit after SIGTERM. Everything is stopped
-(SIGTERM, wait, check that no child outlived it) after each run. One untimed launch first
-warms the page cache and __pycache__ (skip it with --no-warmup).
+settings), the CPU time each of its processes used until the first 200 (steadier than wall
+time on a shared machine), and how long ``orc serve`` took to exit after SIGTERM. Everything
+is stopped (SIGTERM, wait, check that no child outlived it) after each run. One untimed
+launch first warms the page cache and __pycache__ (skip it with --no-warmup).
 
 Run: .venv/bin/python bench/startup.py [--runs 5] [--no-worker]
 """
@@ -17,6 +18,7 @@ Run: .venv/bin/python bench/startup.py [--runs 5] [--no-worker]
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import time
@@ -24,9 +26,40 @@ from pathlib import Path
 
 import benchlib
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user + system CPU of ``pid``, of its children it has waited for), from /proc."""
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        stat = fh.read()
+    fields = stat[stat.rfind(b")") + 2 :].split()  # fields[0] is the state (field 3)
+    own = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    waited = (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
+    return own, waited
+
+
+def cpu_at_first_200(server: benchlib.Server) -> dict[str, float]:
+    """CPU each process of ``orc serve`` used until now: the launcher, the process it forked
+    to check and migrate (waited for, so counted in the launcher's children), the API and the
+    job worker. Wall time is mostly other work on a shared machine; these are not."""
+    own, waited = cpu_seconds(server.pid)
+    cpu = {"cpu launcher": own, "cpu migrate": waited, "cpu api": 0.0, "cpu worker": 0.0}
+    for pid in server.descendant_pids():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+            own, waited = cpu_seconds(pid)
+        except OSError:
+            continue
+        key = "cpu worker" if b"worker" in argv else "cpu api"
+        cpu[key] += own + waited
+    cpu["cpu total"] = sum(cpu.values())
+    return cpu
+
 
 def one_run(data_dir: Path, extra: list[str], tag: str) -> dict[str, float]:
-    """Launch, wait for the first 200, stop. Returns the phase times in seconds."""
+    """Launch, wait for the first 200, stop. Returns the phase times and CPU in seconds."""
     server = benchlib.orc_server(data_dir, benchlib.free_port(), extra, tag=tag)
     server.start()
     first_child: float | None = None
@@ -42,13 +75,14 @@ def one_run(data_dir: Path, extra: list[str], tag: str) -> dict[str, float]:
                 first_child = now - server.started_at
             if benchlib.http_status(server.port) == 200:
                 healthy = time.perf_counter() - server.started_at
+                cpu = cpu_at_first_200(server)
                 break
             time.sleep(0.005)
     finally:
         stop_seconds = server.stop()
     if first_child is None:  # the children appeared and answered within one poll
         first_child = healthy
-    return {"healthy": healthy, "children": first_child, "stop": stop_seconds}
+    return {"healthy": healthy, "children": first_child, "stop": stop_seconds, **cpu}
 
 
 def migrate(data_dir: Path) -> None:
@@ -76,6 +110,9 @@ def show(label: str, runs: list[dict[str, float]]) -> None:
         "  first child -> 200:   " + benchlib.summary([r["healthy"] - r["children"] for r in runs])
     )
     print("  SIGTERM -> exit:      " + benchlib.summary([r["stop"] for r in runs]))
+    for key in ("cpu launcher", "cpu migrate", "cpu api", "cpu worker", "cpu total"):
+        label = f"{key} to first 200:"
+        print(f"  {label:<30}" + benchlib.summary([r[key] for r in runs], digits=2))
 
 
 def main() -> None:

@@ -60,3 +60,41 @@ def test_concurrent_migrations_run_once(orc_env):
     outputs = sorted(p.communicate(timeout=60)[0] for p in procs)
     assert all(p.returncode == 0 for p in procs)
     assert sorted(o.count("applying 0001_initial") for o in outputs) == [0, 0, 1], outputs
+
+
+def _sqlite_schema(path) -> list[tuple[str, ...]]:
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name")
+        schema = [tuple(row) for row in rows]
+        schema += [
+            ("migration", *row)
+            for row in conn.execute("SELECT app, name FROM tortoise_migrations ORDER BY id")
+        ]
+        return schema
+    finally:
+        conn.close()
+
+
+async def test_schema_only_state_builds_the_same_schema(tmp_path, monkeypatch):
+    """orc's executor skips the projected models' query sets (orc.db.migration_state): the
+    database it builds is the one Tortoise's own executor builds, table for table, trigger for
+    trigger."""
+    from tortoise.migrations import executor
+    from tortoise.migrations.schema_generator.state_apps import StateApps
+
+    from orc.db import migration_state
+
+    ours = tmp_path / "ours.db"
+    await migrate_database(f"sqlite://{ours}")
+    assert executor.StateApps is migration_state.SchemaOnlyStateApps
+    # Tortoise's own: use_schema_only_state is made a no-op for this one run.
+    monkeypatch.setattr(executor, "StateApps", StateApps)
+    monkeypatch.setattr(migration_state, "use_schema_only_state", lambda: None)
+    stock = tmp_path / "stock.db"
+    await migrate_database(f"sqlite://{stock}")
+    schema = _sqlite_schema(ours)
+    assert any(row[0] == "trigger" for row in schema)  # RunPython's SQL ran too
+    assert schema == _sqlite_schema(stock)

@@ -6,10 +6,11 @@ import hmac
 import secrets
 from datetime import UTC, datetime, timedelta
 
-from sanic import Blueprint, Request
+from sanic import Request
 from sanic.response import HTTPResponse, json, redirect
 
 from orc.api.auth_gate import Authenticator, client_address, too_many_attempts
+from orc.api.blueprint import JsonBlueprint
 from orc.api.error_handler import error_response
 from orc.api.route_roles import identity_of
 from orc.api.schemas import TokenLogin, parse_body
@@ -31,7 +32,7 @@ from orc.auth.users import sign_in_user
 from orc.db.models import OidcLogin, User
 from orc.errors import ApiError
 
-bp = Blueprint("auth")
+bp = JsonBlueprint("auth")
 
 LOGIN_COOKIE = "orc_login"
 LOGIN_SECONDS = int(LOGIN_LIFETIME.total_seconds())

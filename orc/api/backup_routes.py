@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from sanic import Blueprint, Request
+from sanic import Request
 from sanic.response import HTTPResponse, json
 
+from orc.api.blueprint import JsonBlueprint
 from orc.backup.manifest import list_backups
 from orc.backup.reporting import backup_check
 from orc.backup.state import backup_figures
 
-bp = Blueprint("backups")
+bp = JsonBlueprint("backups")
 
 
 @bp.get("/api/backups")

@@ -18,12 +18,13 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from sanic import Blueprint, Request, Sanic
+from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 from sanic.response import json as json_response
 from websockets.exceptions import ConnectionClosed, InvalidState
 from websockets.protocol import State
 
+from orc.api.blueprint import JsonBlueprint
 from orc.api.json_body import parse_json
 from orc.api.route_roles import identity_of
 from orc.api.schemas import MAX_EVENT_ID, query_int
@@ -34,7 +35,7 @@ from orc.outbox.live import ALL, BATCH, Hub, OutboxTailer, Outgoing, Subscriber,
 from orc.tasks.lifecycle import canonical_task_id
 from orc.usage.cost import usage_today
 
-bp = Blueprint("events")
+bp = JsonBlueprint("events")
 MAX_EVENTS_PAGE = 1000
 SEND_TIMEOUT_SECONDS = 10.0
 # 1013 "try again later": the client was too slow; reconnect with since=<last id seen>.

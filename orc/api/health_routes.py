@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from sanic import Blueprint, Request
+from sanic import Request
 from sanic.response import HTTPResponse, json
 
 from orc import __version__
+from orc.api.blueprint import JsonBlueprint
 from orc.health.readiness import check_readiness
 
-bp = Blueprint("health")
+bp = JsonBlueprint("health")
 # Liveness says the same every time: encoded once, not per probe.
 _ALIVE = json({"status": "ok", "version": __version__}).body
 

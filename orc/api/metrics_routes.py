@@ -6,14 +6,15 @@ import asyncio
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
-from sanic import Blueprint, Request
+from sanic import Request
 from sanic.response import HTTPResponse, raw
 
+from orc.api.blueprint import JsonBlueprint
 from orc.health.prometheus import render_metrics
 from orc.usage.cost import usage_totals
 from orc.usage.pricing import TOKEN_TYPES, PriceList
 
-bp = Blueprint("metrics")
+bp = JsonBlueprint("metrics")
 
 
 async def business_metrics(prices: PriceList) -> list[Metric]:

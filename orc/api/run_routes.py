@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sanic import Blueprint, Request
+from sanic import Request
 from sanic.response import HTTPResponse, json
 
+from orc.api.blueprint import JsonBlueprint
 from orc.api.openapi_ext import openapi
 from orc.api.openapi_schema import json_body
 from orc.api.schemas import ProjectCreate, parse_body, query_int
@@ -16,7 +17,7 @@ from orc.runs.transcript import PAGE_LIMIT, transcript_page
 from orc.runs.views import run_status, task_diff
 from orc.tasks.lifecycle import get_task
 
-bp = Blueprint("runs")
+bp = JsonBlueprint("runs")
 
 
 @bp.get("/api/tasks/<task_id>/transcript")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from sanic import Blueprint, Request
+from sanic import Request
 from sanic.response import HTTPResponse, empty, json
 
+from orc.api.blueprint import JsonBlueprint
 from orc.api.openapi_ext import openapi
 from orc.api.openapi_schema import json_body
 from orc.api.route_roles import identity_of, require_owner_or_admin
@@ -36,7 +37,7 @@ from orc.tasks.lifecycle import (
 from orc.tasks.vocabulary import ACTIONS, STATUSES, WEIGHTS, vocabulary_json
 from orc.usage.recording import usage_by_task
 
-bp = Blueprint("tasks")
+bp = JsonBlueprint("tasks")
 MAX_PAGE_SIZE = 100
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sanic import Blueprint, Request
+from sanic import Request
 from sanic.response import HTTPResponse, json
 
+from orc.api.blueprint import JsonBlueprint
 from orc.api.openapi_ext import openapi
 from orc.api.openapi_schema import json_body
 from orc.api.schemas import UsageBatch, UsageIn, parse_usage, query_int
@@ -14,7 +15,7 @@ from orc.api.task_routes import check_may_change, task_number
 from orc.usage.cost import cost_summary, cost_timeseries
 from orc.usage.recording import UsageRecord, record_usage, task_usage
 
-bp = Blueprint("usage")
+bp = JsonBlueprint("usage")
 MAX_DAYS = 366
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sanic import Blueprint, Request
+from sanic import Request
 from sanic.response import HTTPResponse, json
 
+from orc.api.blueprint import JsonBlueprint
 from orc.api.openapi_ext import openapi
 from orc.api.openapi_schema import json_body
 from orc.api.route_roles import forbidden, identity_of
@@ -28,7 +29,7 @@ from orc.auth.users import add_user, describe_user, list_users, set_role
 from orc.db.models import AccessToken, User
 from orc.errors import ApiError
 
-bp = Blueprint("users")
+bp = JsonBlueprint("users")
 
 
 @bp.get("/api/users")

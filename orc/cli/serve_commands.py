@@ -36,12 +36,7 @@ def serve(
 ) -> None:
     """Run the API (and the job worker) until SIGTERM or Ctrl-C."""
     from orc.config import parse_host
-    from orc.config.unused import unused_settings_warnings
-    from orc.runs.agent_env import check_agent_policy
     from orc.runtime import launcher
-    from orc.runtime.logs import setup_logging
-    from orc.runtime.redact import secret_values
-    from orc.usage.pricing import load_prices
 
     if host is not None:
         try:
@@ -52,16 +47,11 @@ def serve(
     stop = launcher.StopRequest()
     stop.install()
     settings = settings_from(ctx, host=host, port=port, workers=workers)
-    if not no_worker:
-        check_agent_policy(settings)
-    load_prices(settings.home)  # a broken pricing.yaml stops start-up here, in one line
-    setup_logging(settings.log_level, settings.log_format, secret_values(settings))
-    for message in unused_settings_warnings(settings):
-        logging.getLogger("orc.config").warning(message)
-    launcher.check_port_free(settings.host, settings.port)
-    # The API imports meanwhile (held before it touches anything): start-up overlaps them.
+    # The API imports meanwhile (held before it touches anything): the checks and the
+    # migrations overlap its imports, the longest part of start-up.
     held = launcher.hold_api(settings)
     try:
+        _check_before_serving(settings, run_worker=not no_worker)
         _prepare_in_child(settings, migrate=not no_migrate)
     except BaseException:
         held.discard()
@@ -70,6 +60,24 @@ def serve(
         held.discard()
         sys.exit(0)
     sys.exit(launcher.serve(settings, run_worker=not no_worker, stop=stop, held=held))
+
+
+def _check_before_serving(settings: Settings, run_worker: bool) -> None:
+    """Stop start-up in one line on a setting that cannot work; set up the launcher's log."""
+    from orc.config.unused import unused_settings_warnings
+    from orc.runs.agent_env import check_agent_policy
+    from orc.runtime import launcher
+    from orc.runtime.logs import setup_logging
+    from orc.runtime.redact import secret_values
+    from orc.usage.pricing import load_prices
+
+    if run_worker:
+        check_agent_policy(settings)
+    load_prices(settings.home)  # a broken pricing.yaml stops start-up here, in one line
+    setup_logging(settings.log_level, settings.log_format, secret_values(settings))
+    for message in unused_settings_warnings(settings):
+        logging.getLogger("orc.config").warning(message)
+    launcher.check_port_free(settings.host, settings.port)
 
 
 def _prepare_in_child(settings: Settings, migrate: bool) -> None:
@@ -83,6 +91,9 @@ def _prepare_in_child(settings: Settings, migrate: bool) -> None:
         code = 0
         try:
             from orc.auth.policy import check_auth_policy
+            from orc.db.lean import import_orm_without_pydantic
+
+            import_orm_without_pydantic()
 
             check_auth_policy(settings)
             if migrate:

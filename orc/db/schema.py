@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pkgutil
 from collections.abc import Awaitable, Callable
-
-from tortoise.migrations.executor import MigrationExecutor
+from typing import TYPE_CHECKING
 
 from orc.db import close_database, default_connection, open_database
 from orc.db import migrations as migrations_package
 from orc.db.migration_lock import migration_lock
 from orc.db.url import DatabaseUrl
 from orc.errors import OrcError
+
+if TYPE_CHECKING:
+    from tortoise.migrations.executor import MigrationExecutor
 
 APP_LABEL = "orc"
 MIGRATIONS_TABLE = "tortoise_migrations"
@@ -53,6 +55,12 @@ def _is_missing_table(exc: Exception) -> bool:
 
 
 def _executor(database: DatabaseUrl | str) -> MigrationExecutor:
+    # Imported here: the API reads which migrations are applied but never migrates.
+    from tortoise.migrations.executor import MigrationExecutor
+
+    from orc.db.migration_state import use_schema_only_state
+
+    use_schema_only_state()
     apps = DatabaseUrl.of(database).tortoise_config()["apps"]
     return MigrationExecutor(default_connection(), apps)
 

@@ -17,6 +17,9 @@ CHILD_COMMANDS = ("_api", "worker")
 
 def run_api_process(settings: Settings) -> None:
     """Import the API, wait at the start gate, then serve until SIGTERM/SIGINT."""
+    from orc.db.lean import import_orm
+
+    import_orm()
     from orc.runtime.api_gate import wait_at_gate
     from orc.runtime.api_process import run_api
     from orc.runtime.logs import setup_logging

@@ -36,6 +36,9 @@ KILL_MARGIN_SECONDS = 2.0
 RESTART_BACKOFF_MAX_SECONDS = 30.0
 # A worker that ran this long before dying is restarted at once, not backed off.
 STABLE_UPTIME_SECONDS = 60.0
+# The job worker starts when the API listens, or this long after the API was released if the
+# launcher cannot see it listening (an address it cannot connect to).
+WORKER_START_MAX_DELAY_SECONDS = 10.0
 
 
 PR_SET_PDEATHSIG = 1
@@ -244,8 +247,8 @@ def hold_api(settings: Settings) -> HeldApi:
 
 
 def serve(settings: Settings, run_worker: bool, stop: StopRequest, held: HeldApi) -> int:
-    """Release the held API, start the job worker, and run until a stop signal (exit 0) or
-    until the API process dies (its exit code)."""
+    """Release the held API, start the job worker once the API listens, and run until a stop
+    signal (exit 0) or until the API process dies (its exit code)."""
     api = held.api
     children = [api]
     worker: Child | None = None
@@ -254,13 +257,17 @@ def serve(settings: Settings, run_worker: bool, stop: StopRequest, held: HeldApi
         worker = worker_child(child_env(settings, held.metrics_dir))
         children.append(worker)
     listening = False
+    # The worker starts once the API listens: importing, it would take a CPU from the API's
+    # start-up (the first 200 came later by its import time on a 2-CPU machine).
+    worker_due = time.monotonic() + WORKER_START_MAX_DELAY_SECONDS
     try:
-        if worker is not None:
-            worker.start()
         while not stop.event.wait(POLL_SECONDS):
             if not listening and port_open(settings.host, settings.port):
                 listening = True
                 log.info("orc is serving on http://%s:%d", settings.host, settings.port)
+            due = listening or time.monotonic() >= worker_due
+            if worker is not None and worker.process is None and due:
+                worker.start()
             code = api.exit_code()
             if code is not None:
                 log.error("the API process exited with code %d; stopping", code)
