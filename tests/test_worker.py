@@ -87,7 +87,7 @@ def heartbeat_pids(env: dict[str, str]) -> set[int]:
     return asyncio.run(query())
 
 
-def test_killed_worker_is_restarted_and_beats_again(server_factory, orc_env):
+def test_killed_worker_is_restarted_and_beats_again(server_factory, migrated, orc_env):
     server = server_factory(orc_env).start()
     api = [p for p in children(server.pid) if cmd_name(p) == "_api"]
     assert len(api) == 1, children(server.pid)
