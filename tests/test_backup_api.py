@@ -133,7 +133,7 @@ def test_servers_sharing_a_postgres_database_never_back_up_together(postgres_dat
     assert run_orc(["backup", "now"], env).returncode == 0
 
 
-def test_progress_is_a_bar_on_a_terminal_and_plain_lines_without_one(sqlite_env):
+def test_progress_is_a_bar_on_a_terminal_and_plain_lines_without_one(migrated, sqlite_env):
     import os
     import pty
     import subprocess

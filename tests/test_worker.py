@@ -136,7 +136,7 @@ def test_killed_worker_is_restarted_and_beats_again(server_factory, migrated, or
     assert code == 0, server.logs()
 
 
-def test_no_worker_runs_no_worker(server_factory, sqlite_env):
+def test_no_worker_runs_no_worker(server_factory, migrated, sqlite_env):
     server = server_factory(sqlite_env, "--no-worker").start()
     body = ready_body(server)
     assert body["status"] == "ok"
