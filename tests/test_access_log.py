@@ -52,7 +52,7 @@ def _records(output: bytes) -> list[dict[str, Any]]:
     return records
 
 
-def test_every_line_arrives_in_order_when_stderr_is_stalled_and_at_shutdown(sqlite_env):
+def test_every_line_arrives_in_order_when_stderr_is_stalled_and_at_shutdown(migrated, sqlite_env):
     """The server keeps answering while nobody reads its output (before, it froze once the pipe
     was full), and after SIGTERM every request's line is there, each client's in order."""
     env = dict(sqlite_env, ORC_LOG_LEVEL="info", ORC_ACCESS_LOG_PROBES="true")
@@ -88,7 +88,7 @@ def test_every_line_arrives_in_order_when_stderr_is_stalled_and_at_shutdown(sqli
         assert seen == list(range(REQUESTS_EACH))
 
 
-def test_probes_are_left_out_of_the_access_log_by_default(server_factory, sqlite_env):
+def test_probes_are_left_out_of_the_access_log_by_default(server_factory, migrated, sqlite_env):
     server = server_factory(dict(sqlite_env, ORC_LOG_LEVEL="info")).start()
     for path in ("/api/health", "/api/health/ready", "/api/metrics", "/api/tasks"):
         assert server.get(path, headers={"X-Request-ID": f"probe{path}"}).status_code == 200
@@ -97,7 +97,7 @@ def test_probes_are_left_out_of_the_access_log_by_default(server_factory, sqlite
     assert logged == {"/api/tasks"}
 
 
-def test_every_api_worker_process_writes_access_lines(server_factory, sqlite_env):
+def test_every_api_worker_process_writes_access_lines(server_factory, migrated, sqlite_env):
     """With --workers 2 the spawned API processes log too (before, their lines were lost)."""
     server = server_factory(sqlite_env, "--workers", "2", "--no-worker").start()
     ids = [f"w2-{i}" for i in range(10)]
@@ -113,7 +113,9 @@ def test_every_api_worker_process_writes_access_lines(server_factory, sqlite_env
     assert sorted(logged) == sorted(ids)
 
 
-def test_secrets_in_a_path_or_request_id_never_reach_the_access_line(server_factory, sqlite_env):
+def test_secrets_in_a_path_or_request_id_never_reach_the_access_line(
+    server_factory, migrated, sqlite_env
+):
     """Access lines are formatted without a LogRecord; they are redacted all the same: the
     configured token and a personal access token sent by a client are not written."""
     token = "srv-" + secrets.token_urlsafe(24)

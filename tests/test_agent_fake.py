@@ -15,25 +15,11 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import psutil
 import pytest
-from claude_agent_sdk import (
-    AssistantMessage,
-    ClaudeAgentOptions,
-    ClaudeSDKClient,
-    Message,
-    ProcessError,
-    ResultError,
-    ResultMessage,
-    SystemMessage,
-    TextBlock,
-    ToolUseBlock,
-    UserMessage,
-    query,
-)
 
 from tests.fake_anthropic import (
     CWD,
@@ -52,6 +38,11 @@ from tests.fake_anthropic import (
 )
 from tests.support import descendants
 
+# claude_agent_sdk is imported where it is used, not here: importing it (its MCP types) costs
+# ~1.5 s of CPU, which every xdist worker would pay when it collects this module.
+if TYPE_CHECKING:
+    from claude_agent_sdk import ClaudeAgentOptions, Message, ResultMessage
+
 TOOLS = ["Write", "Edit", "Bash", "Read"]
 
 
@@ -67,11 +58,15 @@ class Run:
 
     @property
     def result(self) -> ResultMessage:
+        from claude_agent_sdk import ResultMessage
+
         (result,) = self.of(ResultMessage)
         return result
 
     def retries(self) -> list[dict[str, Any]]:
         """The CLI's `api_retry` notices (one per retried API call)."""
+        from claude_agent_sdk import SystemMessage
+
         return [m.data for m in self.of(SystemMessage) if m.subtype == "api_retry"]
 
 
@@ -86,6 +81,8 @@ def repo(tmp_path: Path) -> Path:
 
 def agent_options(fake: FakeAnthropic, repo: Path, **settings: Any) -> ClaudeAgentOptions:
     """Options as orc will pass them: the fake's env, a HOME of its own, acceptEdits (root)."""
+    from claude_agent_sdk import ClaudeAgentOptions
+
     home = repo.parent / "agent-home"
     home.mkdir(exist_ok=True)
     env = fake.agent_env(str(home))
@@ -101,6 +98,8 @@ def agent_options(fake: FakeAnthropic, repo: Path, **settings: Any) -> ClaudeAge
 
 
 async def run_query(prompt: str, options: ClaudeAgentOptions) -> Run:
+    from claude_agent_sdk import query
+
     run = Run()
     try:
         async for message in query(prompt=prompt, options=options):
@@ -152,6 +151,14 @@ async def test_it_writes_edits_and_runs_in_the_working_directory_and_reports_usa
     in ResultMessage.usage; per-message accounting must dedupe by message_id and cannot trust
     output_tokens there.
     """
+    from claude_agent_sdk import (
+        AssistantMessage,
+        SystemMessage,
+        TextBlock,
+        ToolUseBlock,
+        UserMessage,
+    )
+
     fake.script(
         [
             tool_calls(
@@ -246,6 +253,8 @@ async def test_an_invalid_key_is_retried_then_raises_result_error(
     api_error_status 401, terminal_reason "api_error"), then `query()` raises ResultError (a
     ProcessError) with the same fields and exit_code 1.
     """
+    from claude_agent_sdk import AssistantMessage, ResultError
+
     fake.script([unauthorized()] * 5)
     options = agent_options(fake, repo, env={"CLAUDE_CODE_MAX_RETRIES": "1"})
 
@@ -300,6 +309,8 @@ async def test_overload_past_the_retry_budget_raises_result_error(
     fake: FakeAnthropic, repo: Path
 ) -> None:
     """When retries run out: a synthetic message, an error result, then ResultError (529)."""
+    from claude_agent_sdk import ResultError
+
     fake.script([overloaded()] * 4)
     options = agent_options(fake, repo, env={"CLAUDE_CODE_MAX_RETRIES": "2"})
 
@@ -347,6 +358,14 @@ async def test_a_stalled_stream_waits_until_interrupted_and_the_session_goes_on(
     "[Request interrupted by user]", then ResultMessage(subtype "error_during_execution",
     is_error True); the CLI stays up and the same session takes the next query.
     """
+    from claude_agent_sdk import (
+        ClaudeSDKClient,
+        ResultMessage,
+        SystemMessage,
+        TextBlock,
+        UserMessage,
+    )
+
     fake.script([Stall(20), text("After the interrupt.")])
     client = ClaudeSDKClient(agent_options(fake, repo))
     await client.connect()
@@ -388,6 +407,8 @@ async def test_a_stalled_stream_waits_until_interrupted_and_the_session_goes_on(
 
 async def test_interrupt_during_a_tool_kills_the_tool(fake: FakeAnthropic, repo: Path) -> None:
     """interrupt() while Bash runs: the tool's processes end and the turn ends at once."""
+    from claude_agent_sdk import ClaudeSDKClient, ResultMessage
+
     fake.script([tool_calls(bash(_long_command("interrupt"))), text("unused")])
     client = ClaudeSDKClient(agent_options(fake, repo))
     await client.connect()
@@ -420,6 +441,8 @@ async def test_sigkill_of_the_cli_orphans_its_tools_unless_the_tree_is_killed(
     (exit_code -9) from the message stream. SIGTERM instead lets the CLI kill its tools
     (their result "Exit code 137") and exit 143: ProcessError(exit_code=143).
     """
+    from claude_agent_sdk import ClaudeSDKClient, ProcessError
+
     fake.script([tool_calls(bash(_long_command("kill"))), text("unused")])
     client = ClaudeSDKClient(agent_options(fake, repo))
     await client.connect()
@@ -449,6 +472,8 @@ async def test_sigkill_of_the_cli_orphans_its_tools_unless_the_tree_is_killed(
 
 async def test_sigterm_of_the_cli_ends_its_tools(fake: FakeAnthropic, repo: Path) -> None:
     """SIGTERM: the CLI kills its tools itself and exits 143; the SDK raises ProcessError."""
+    from claude_agent_sdk import ClaudeSDKClient, ProcessError
+
     fake.script([tool_calls(bash(_long_command("term"))), text("unused")])
     client = ClaudeSDKClient(agent_options(fake, repo))
     await client.connect()

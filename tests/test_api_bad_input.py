@@ -160,7 +160,7 @@ def test_nul_characters_in_text_fields_are_a_4xx_not_a_500(api: Api):
     assert api.usage(task_id)["tokens"] == ZERO
 
 
-def test_a_body_over_one_mib_is_413_json_and_writes_nothing(server_factory, sqlite_env):
+def test_a_body_over_one_mib_is_413_json_and_writes_nothing(server_factory, migrated, sqlite_env):
     """The size limit is the HTTP server's (Sanic's protocol), so this one needs a real server."""
     server = server_factory(sqlite_env, "--no-worker").start()
     with httpx.Client(base_url=server.base_url, timeout=15) as http:

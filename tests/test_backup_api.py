@@ -12,7 +12,7 @@ from tests.support import run_orc
 
 
 def test_post_queues_a_backup_that_get_metrics_readiness_and_events_then_show(
-    orc_env, server_factory
+    migrated, orc_env, server_factory
 ):
     orc_ok(["new", "x"], orc_env)
     server = server_factory(orc_env).start()
@@ -47,7 +47,7 @@ def test_post_queues_a_backup_that_get_metrics_readiness_and_events_then_show(
 
 
 def test_a_failed_backup_counts_in_metrics_and_readiness_warns_without_503(
-    orc_env, app_factory, tmp_path
+    migrated, orc_env, app_factory, tmp_path
 ):
     orc_ok(["new", "x"], orc_env)
     orc_ok(["backup", "now"], orc_env)
@@ -63,7 +63,9 @@ def test_a_failed_backup_counts_in_metrics_and_readiness_warns_without_503(
     assert ready.json()["checks"]["backup"].startswith("warning: the last backup failed")
 
 
-def test_orc_backup_now_records_its_success_where_every_process_sees_it(orc_env, app_factory):
+def test_orc_backup_now_records_its_success_where_every_process_sees_it(
+    migrated, orc_env, app_factory
+):
     """The command opens the database while its copy runs, and records the outcome there."""
     orc_ok(["new", "x"], orc_env)
     name = orc_ok(["backup", "now", "-q"], orc_env).strip()
@@ -74,7 +76,7 @@ def test_orc_backup_now_records_its_success_where_every_process_sees_it(orc_env,
     assert [e["data"]["name"] for e in events if e["event_type"] == "backup"] == [name]
 
 
-def test_two_backups_never_run_at_once(orc_env):
+def test_two_backups_never_run_at_once(migrated, orc_env):
     orc_ok(["new", "x"], orc_env)
     folder = backup_dir(orc_env)
     folder.mkdir(parents=True, exist_ok=True)
@@ -131,7 +133,7 @@ def test_servers_sharing_a_postgres_database_never_back_up_together(postgres_dat
     assert run_orc(["backup", "now"], env).returncode == 0
 
 
-def test_progress_is_a_bar_on_a_terminal_and_plain_lines_without_one(sqlite_env):
+def test_progress_is_a_bar_on_a_terminal_and_plain_lines_without_one(migrated, sqlite_env):
     import os
     import pty
     import subprocess

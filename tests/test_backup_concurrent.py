@@ -93,9 +93,8 @@ def _keys_in_backup(path: Path, database_url: str) -> list[str]:
 
 @pytest.mark.slow
 def test_backup_during_four_writers_is_a_consistent_prefix_and_writers_see_no_errors(
-    orc_env, database_url
+    migrated, orc_env, database_url
 ):
-    orc_ok(["migrate"], orc_env)
     fill(database_url, 150_000)  # tens of MiB, so the backup overlaps many writes
     stop = threading.Event()
     writers = [Writer(database_url, i, stop) for i in range(WRITERS)]

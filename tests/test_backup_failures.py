@@ -42,7 +42,7 @@ asyncio.run(take_backup(load_settings(), "manual", HoldBeforePublishing()))
 
 @pytest.mark.slow
 def test_kill_9_during_a_backup_leaves_no_partial_backup_and_older_ones_intact(
-    orc_env, database_url
+    migrated, orc_env, database_url
 ):
     orc_ok(["new", "before"], orc_env)
     first = orc_ok(["backup", "now", "-q"], orc_env).strip()
@@ -71,7 +71,9 @@ def test_kill_9_during_a_backup_leaves_no_partial_backup_and_older_ones_intact(
 
 
 @pytest.mark.slow
-def test_a_corrupted_backup_fails_verify_by_name_and_restore_refuses_it(orc_env, database_url):
+def test_a_corrupted_backup_fails_verify_by_name_and_restore_refuses_it(
+    migrated, orc_env, database_url
+):
     orc_ok(["new", "original"], orc_env)
     good = orc_ok(["backup", "now", "-q"], orc_env).strip()
     orc_ok(["new", "second"], orc_env)
@@ -98,7 +100,7 @@ def test_a_corrupted_backup_fails_verify_by_name_and_restore_refuses_it(orc_env,
 
 
 def test_a_damaged_sqlite_backup_with_a_matching_checksum_fails_its_integrity_check(
-    orc_env, database_url
+    migrated, orc_env, database_url
 ):
     """A manifest rewritten to match damage (or damage before hashing) is still caught."""
     if not database_url.startswith("sqlite"):
@@ -132,7 +134,7 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_a_full_disk_gives_a_clear_error_and_leaves_the_database_untouched(
-    orc_env, database_url, tiny_disk
+    migrated, orc_env, database_url, tiny_disk
 ):
     orc_ok(["new", "precious"], orc_env)
     fill(database_url, 60_000)  # about 8 MiB of random text: cannot fit in 2 MiB

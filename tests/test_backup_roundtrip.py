@@ -12,7 +12,7 @@ from tests.support import run_orc
 
 
 def test_round_trip_restores_the_original_data_and_a_server_serves_it(
-    orc_env, database_url, app_factory
+    migrated, orc_env, database_url, app_factory
 ):
     orc_ok(["new", "kept one"], orc_env)
     orc_ok(["new", "kept two"], orc_env)
@@ -39,7 +39,7 @@ def test_round_trip_restores_the_original_data_and_a_server_serves_it(
     assert titles(database_url) == ["kept one", "kept two", "made after the backup"]
 
 
-def test_manifest_records_checksum_size_kind_schema_and_times(orc_env, database_url):
+def test_manifest_records_checksum_size_kind_schema_and_times(migrated, orc_env, database_url):
     orc_ok(["new", "x"], orc_env)
     name = orc_ok(["backup", "now", "-q"], orc_env).strip()
     manifest = json.loads((backup_dir(orc_env) / (name + ".json")).read_text())
@@ -53,7 +53,7 @@ def test_manifest_records_checksum_size_kind_schema_and_times(orc_env, database_
     assert (backup_dir(orc_env) / name).stat().st_mode & 0o077 == 0
 
 
-def test_restore_refuses_while_a_server_uses_the_database(orc_env, app_factory):
+def test_restore_refuses_while_a_server_uses_the_database(migrated, orc_env, app_factory):
     orc_ok(["new", "x"], orc_env)
     orc_ok(["backup", "now"], orc_env)
     server = app_factory(orc_env)  # in this process: for `orc backup restore` just another one
@@ -65,7 +65,7 @@ def test_restore_refuses_while_a_server_uses_the_database(orc_env, app_factory):
     assert [b["reason"] for b in backups(orc_env)] == ["manual"]  # nothing was touched
 
 
-def test_a_backup_from_a_newer_schema_is_refused(orc_env, database_url):
+def test_a_backup_from_a_newer_schema_is_refused(migrated, orc_env, database_url):
     orc_ok(["new", "x"], orc_env)
     name = orc_ok(["backup", "now", "-q"], orc_env).strip()
     path = backup_dir(orc_env) / (name + ".json")
@@ -102,7 +102,7 @@ def test_pre_migration_backups_are_capped(orc_env):
     assert [b["name"] for b in backups(orc_env)] == names[2:]
 
 
-def test_unknown_backup_name_is_a_one_line_usage_error(orc_env):
+def test_unknown_backup_name_is_a_one_line_usage_error(migrated, orc_env):
     orc_ok(["new", "x"], orc_env)
     orc_ok(["backup", "now"], orc_env)
     result = run_orc(["backup", "restore", "nope"], orc_env)
@@ -111,7 +111,7 @@ def test_unknown_backup_name_is_a_one_line_usage_error(orc_env):
     assert "Traceback" not in result.stderr
 
 
-def test_gzip_backups_verify_and_restore(orc_env, database_url, tmp_path: Path):
+def test_gzip_backups_verify_and_restore(migrated, orc_env, database_url, tmp_path: Path):
     orc_env["ORC_BACKUP_GZIP"] = "true"  # PostgreSQL ignores it: pg_dump -Fc is compressed
     orc_ok(["new", "zipped"], orc_env)
     name = orc_ok(["backup", "now", "-q"], orc_env).strip()

@@ -27,7 +27,7 @@ def _wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen, log:
 @pytest.mark.slow(seconds=90)  # waits for the next minute
 @pytest.mark.timeout(300)
 def test_worker_takes_scheduled_backups_every_minute_and_prunes_by_retention(
-    sqlite_env, tmp_path: Path
+    migrated, sqlite_env, tmp_path: Path
 ):
     env = dict(sqlite_env)
     env.update(

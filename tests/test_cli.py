@@ -262,7 +262,7 @@ def test_healthcheck_fails_in_one_line_when_nothing_listens(tmp_path):
     assert f":{port}/api/health" in line
 
 
-def test_healthcheck_succeeds_against_a_running_server(server_factory, sqlite_env):
+def test_healthcheck_succeeds_against_a_running_server(server_factory, migrated, sqlite_env):
     server = server_factory(sqlite_env).start()
     env = dict(sqlite_env)
     env["ORC_PORT"] = str(server.port)

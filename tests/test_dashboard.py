@@ -28,7 +28,7 @@ def with_project(env: dict[str, str], repo: Path) -> None:
 
 
 @pytest.fixture
-def orc(server_factory, sqlite_env, repo) -> OrcServer:
+def orc(server_factory, migrated, sqlite_env, repo) -> OrcServer:
     with_project(sqlite_env, repo)
     return server_factory(sqlite_env, "--no-worker").start()
 
@@ -176,7 +176,7 @@ def test_cost_page_shows_what_the_api_reports(chromium: Browser, orc: OrcServer)
 
 
 def test_the_page_reconnects_after_a_restart_and_shows_what_changed_meanwhile(
-    chromium: Browser, server_factory, sqlite_env, repo
+    chromium: Browser, server_factory, migrated, sqlite_env, repo
 ):
     with_project(sqlite_env, repo)
     server = server_factory(sqlite_env, "--no-worker").start()

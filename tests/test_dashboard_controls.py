@@ -58,7 +58,7 @@ def buttons(page: Page) -> list[str]:
 
 @pytest.mark.timeout(300)  # three real runs and three browser sessions on a loaded machine
 def test_run_pause_resume_and_cancel_by_role_with_the_task_list_live(
-    chromium: Browser, sqlite_env, fake, repo, server_factory, tmp_path
+    chromium: Browser, migrated, sqlite_env, fake, repo, server_factory, tmp_path
 ):
     port = free_port()
     env = {
@@ -179,7 +179,7 @@ def read_only_repo(repo: Path, tmp_path: Path) -> Iterator[Path]:
 
 
 def test_a_read_only_projects_task_page_says_where_to_fetch_its_branch(
-    chromium: Browser, sqlite_env, fake, repo, read_only_repo, server_factory
+    chromium: Browser, migrated, sqlite_env, fake, repo, read_only_repo, server_factory
 ):
     env = agent_env(sqlite_env, fake)
     assert run_orc(["project", "add", str(read_only_repo)], env).returncode == 0

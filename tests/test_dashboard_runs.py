@@ -18,6 +18,7 @@ from tests.test_runs_cli import DONE, agent_env
 @pytest.mark.slow
 def test_a_run_started_from_the_page_shows_its_transcript_live_and_its_diff(
     chromium: Browser,
+    migrated,
     sqlite_env,
     fake,
     repo,

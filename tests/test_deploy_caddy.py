@@ -23,7 +23,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.deploy_support import REPO, SECURITY_HEADERS, make_certificate
-from tests.support import OrcServer, free_port
+from tests.support import OrcServer, base_env, free_port
 
 CADDY = shutil.which("caddy")
 pytestmark = pytest.mark.skipif(CADDY is None, reason="caddy is not installed (scripts/test does)")
@@ -126,18 +126,26 @@ def access_record(server: OrcServer, request_id: str) -> dict[str, Any]:
     raise AssertionError(f"no access log line for {request_id}:\n{server.logs()}")
 
 
-@pytest.fixture
-def proxied(tmp_path: Path, sqlite_env: dict[str, str], server_factory) -> Iterator[Any]:
-    """orc (trusting one proxy) behind Caddy with the production Caddyfile."""
-    env = dict(sqlite_env, ORC_PROXIES_COUNT="1", ORC_ACCESS_LOG_PROBES="true")
-    server = server_factory(env, log_dir=tmp_path).start()
+# The tests of `proxied` share it, so they run in one test process (each starts a pair).
+SHARES_PROXIED = pytest.mark.xdist_group("caddy_proxied")
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """orc (trusting one proxy) behind Caddy with the production Caddyfile: one pair for the
+    tests that use it, since each only reads its own requests' answers and log lines."""
+    tmp_path = tmp_path_factory.mktemp("proxied")
+    env = dict(base_env(tmp_path), ORC_PROXIES_COUNT="1", ORC_ACCESS_LOG_PROBES="true")
+    server = OrcServer(env, log_dir=tmp_path)
     caddy = Caddy(
         tmp_path,
         REPO / "Caddyfile",
         {"DOMAIN": "localhost", "ORC_UPSTREAM": f"127.0.0.1:{server.port}"},
         local_certs=True,
-    ).start()
+    )
     try:
+        server.start()
+        caddy.start()
         deadline = time.monotonic() + 30
         while not caddy.local_root.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -147,8 +155,10 @@ def proxied(tmp_path: Path, sqlite_env: dict[str, str], server_factory) -> Itera
         yield server, caddy, tls
     finally:
         caddy.stop()
+        server.kill()
 
 
+@SHARES_PROXIED
 def test_health_over_https_carries_the_security_headers_and_no_server_header(proxied):
     _, caddy, tls = proxied
     with client(tls) as http:
@@ -170,6 +180,7 @@ def test_health_over_https_carries_the_security_headers_and_no_server_header(pro
         raise AssertionError(f"no JSON access log line for /api/health:\n{caddy.logs()}")
 
 
+@SHARES_PROXIED
 def test_responses_are_gzipped_when_the_client_accepts_it(proxied):
     _, caddy, tls = proxied
     url = f"https://localhost:{caddy.https_port}/docs/openapi.json"
@@ -181,6 +192,7 @@ def test_responses_are_gzipped_when_the_client_accepts_it(proxied):
     assert zipped.json() == plain.json()
 
 
+@SHARES_PROXIED
 def test_the_client_address_and_scheme_orc_sees_are_the_real_ones(proxied):
     server, caddy, tls = proxied
     with client(tls) as http:
@@ -194,7 +206,9 @@ def test_the_client_address_and_scheme_orc_sees_are_the_real_ones(proxied):
     assert record["scheme"] == "https"
 
 
-def test_forwarded_headers_are_ignored_when_no_proxy_is_trusted(sqlite_env, server_factory):
+def test_forwarded_headers_are_ignored_when_no_proxy_is_trusted(
+    migrated, sqlite_env, server_factory
+):
     # ORC_PROXIES_COUNT defaults to 0
     server = server_factory(dict(sqlite_env, ORC_ACCESS_LOG_PROBES="true")).start()
     response = server.get(
@@ -205,6 +219,7 @@ def test_forwarded_headers_are_ignored_when_no_proxy_is_trusted(sqlite_env, serv
     assert record["scheme"] == "http"
 
 
+@SHARES_PROXIED
 def test_a_websocket_works_through_the_proxy(proxied):
     _, caddy, tls = proxied
 
@@ -229,7 +244,7 @@ def test_a_websocket_works_through_the_proxy(proxied):
 
 
 def test_the_airgap_caddyfile_serves_the_mounted_certificate_without_acme(
-    tmp_path: Path, sqlite_env: dict[str, str], server_factory
+    tmp_path: Path, migrated, sqlite_env: dict[str, str], server_factory
 ):
     cert, key = tmp_path / "orc.crt", tmp_path / "orc.key"
     make_certificate(cert, key, "localhost")

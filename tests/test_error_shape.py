@@ -46,3 +46,15 @@ def test_the_api_answers_an_orc_error_with_its_status_code_and_message():
     response = JsonErrorHandler().default(None, TaskNotFound("TASK-007"))  # type: ignore[arg-type]
     assert response.status == 404
     assert json.loads(response.body) == {"error": "task_not_found", "message": "no task TASK-007"}
+
+
+def test_unknown_route_and_wrong_method_answer_json_errors(app_factory, migrated, sqlite_env):
+    server = app_factory(sqlite_env)
+    missing = server.get("/api/nothing-here")
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "not_found"
+    assert missing.json()["message"]
+
+    wrong = server.http.post("/api/health")
+    assert wrong.status_code == 405
+    assert wrong.json()["error"] == "method_not_allowed"

@@ -41,7 +41,7 @@ def _metrics_dir(server_pid: int) -> Path:
 
 
 @pytest.mark.slow
-def test_counts_add_up_across_two_api_workers(server_factory, sqlite_env):
+def test_counts_add_up_across_two_api_workers(server_factory, migrated, sqlite_env):
     server = server_factory(sqlite_env, "--workers", "2", "--no-worker").start()
     baseline = _scraped_count(server.get("/api/metrics").text)
 

@@ -55,7 +55,9 @@ def assert_no_traceback(server: OrcServer) -> None:
     assert "Traceback" not in server.logs()
 
 
-async def test_hostile_inputs_answer_4xx_json_and_log_no_traceback(server_factory, orc_env):
+async def test_hostile_inputs_answer_4xx_json_and_log_no_traceback(
+    server_factory, migrated, orc_env
+):
     token = generate_token()
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"

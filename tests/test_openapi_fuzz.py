@@ -110,7 +110,7 @@ def _start(server_factory, orc_env: dict[str, str], repo) -> tuple[OrcServer, di
 @pytest.mark.timeout(300)
 @pytest.mark.slow(seconds=60)
 def test_no_operation_in_the_openapi_document_answers_5xx(
-    server_factory, orc_env, repo, tmp_path: Path
+    server_factory, migrated, orc_env, repo, tmp_path: Path
 ):
     server, auth = _start(server_factory, orc_env, repo)
     spec = LOOPBACK.get(server.base_url + "/docs/openapi.json", headers=auth, timeout=10).json()

@@ -20,7 +20,7 @@ UNKNOWN_MODEL = "acme-coder-1"
 
 
 def test_a_run_on_a_model_without_a_price_costs_what_the_agent_reported(
-    orc_env, fake, repo, server_factory
+    migrated, orc_env, fake, repo, server_factory
 ):
     env = {**agent_env(orc_env, fake), "ORC_AGENT_MODEL": UNKNOWN_MODEL}
     assert run_orc(["init"], env, cwd=repo).returncode == 0

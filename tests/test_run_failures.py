@@ -380,7 +380,7 @@ async def test_commits_on_the_base_branch_during_a_run_stay_out_of_the_task_bran
 @pytest.mark.slow
 @pytest.mark.timeout(300)  # three phases, a crash and a restart of real processes
 def test_orc_serve_killed_mid_phase_leaves_no_agent_and_goes_on_after_a_restart(
-    orc_env, fake, repo, server_factory
+    migrated, orc_env, fake, repo, server_factory
 ):
     from tests.test_runs_cli import agent_env
     from tests.test_worker import poll, worker_child

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from tests.fake_anthropic import CWD, bash, text, tool_calls, write
@@ -40,7 +41,13 @@ def home_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def agent_processes(server: OrcServer) -> list[str]:
-    return [p.name() for p in descendants(server.pid) if p.name() in ("claude", "orc-agent-exec")]
+    """The agent's processes under the server (one that ends while it is looked at is gone)."""
+    names = []
+    for process in descendants(server.pid):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if process.name() in ("claude", "orc-agent-exec"):
+                names.append(process.name())
+    return names
 
 
 def task_of(server: OrcServer) -> dict[str, Any]:

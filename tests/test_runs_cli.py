@@ -109,7 +109,7 @@ def test_bad_input_is_one_line_and_exit_2(orc_env, tmp_path):
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_phase_leaves_no_agent_and_the_run_goes_on(
-    orc_env, fake, repo, server_factory
+    migrated, orc_env, fake, repo, server_factory
 ):
     from tests.test_worker import poll, worker_child
 

@@ -60,7 +60,7 @@ def test_health_ready_and_metrics_count_requests(server_factory, orc_env):
     assert _sample(text, "process_resident_memory_bytes") > 0
 
 
-def test_every_request_is_logged_once_with_its_request_id(server_factory, sqlite_env):
+def test_every_request_is_logged_once_with_its_request_id(server_factory, migrated, sqlite_env):
     server = server_factory(dict(sqlite_env, ORC_ACCESS_LOG_PROBES="true")).start()
     given = server.get("/api/health", headers={"X-Request-ID": "trace-abc-123"})
     assert given.headers["x-request-id"] == "trace-abc-123"
@@ -80,7 +80,7 @@ def test_every_request_is_logged_once_with_its_request_id(server_factory, sqlite
     assert len([r for r in access if r["request_id"] == "trace-abc-123"]) == 1
 
 
-def test_text_log_format_when_configured(server_factory, sqlite_env):
+def test_text_log_format_when_configured(server_factory, migrated, sqlite_env):
     sqlite_env["ORC_LOG_FORMAT"] = "text"
     sqlite_env["ORC_ACCESS_LOG_PROBES"] = "true"
     server = server_factory(sqlite_env).start()
@@ -91,20 +91,6 @@ def test_text_log_format_when_configured(server_factory, sqlite_env):
     assert not lines[0].startswith("{")
     assert "GET /api/health 200" in lines[0]
     assert "request_id=" in lines[0]
-
-
-def test_unknown_route_and_wrong_method_answer_json_errors(server_factory, sqlite_env):
-    server = server_factory(sqlite_env).start()
-    missing = server.get("/api/nothing-here")
-    assert missing.status_code == 404
-    assert missing.json()["error"] == "not_found"
-    assert missing.json()["message"]
-
-    import httpx
-
-    wrong = httpx.post(server.base_url + "/api/health", timeout=5)
-    assert wrong.status_code == 405
-    assert wrong.json()["error"] == "method_not_allowed"
 
 
 def _api_processes_of(orc_home: str) -> list[psutil.Process]:

@@ -87,7 +87,7 @@ def heartbeat_pids(env: dict[str, str]) -> set[int]:
     return asyncio.run(query())
 
 
-def test_killed_worker_is_restarted_and_beats_again(server_factory, orc_env):
+def test_killed_worker_is_restarted_and_beats_again(server_factory, migrated, orc_env):
     server = server_factory(orc_env).start()
     api = [p for p in children(server.pid) if cmd_name(p) == "_api"]
     assert len(api) == 1, children(server.pid)
@@ -136,7 +136,7 @@ def test_killed_worker_is_restarted_and_beats_again(server_factory, orc_env):
     assert code == 0, server.logs()
 
 
-def test_no_worker_runs_no_worker(server_factory, sqlite_env):
+def test_no_worker_runs_no_worker(server_factory, migrated, sqlite_env):
     server = server_factory(sqlite_env, "--no-worker").start()
     body = ready_body(server)
     assert body["status"] == "ok"

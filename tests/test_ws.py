@@ -251,7 +251,7 @@ async def test_a_task_subscription_gets_only_that_tasks_events(server_factory, m
 
 
 async def test_malformed_messages_get_an_error_and_the_connection_stays_usable(
-    server_factory, sqlite_env
+    server_factory, migrated, sqlite_env
 ):
     server = server_factory(sqlite_env, "--no-worker").start()
     async with http_to(server) as http, connect(ws_url(server)) as ws:
@@ -462,7 +462,7 @@ async def read_all(ws: ClientConnection, into: list[JSON]) -> None:
 
 
 async def test_a_slow_client_does_not_hold_up_others_and_is_closed_with_1013(
-    server_factory, sqlite_env
+    server_factory, migrated, sqlite_env
 ):
     server = server_factory(sqlite_env, "--no-worker").start()
     async with (
@@ -510,7 +510,7 @@ def _server_side_peers(server: OrcServer) -> set[int]:
 
 
 async def test_a_client_that_stops_reading_is_disconnected_by_the_server(
-    server_factory, sqlite_env
+    server_factory, migrated, sqlite_env
 ):
     """Regression (found by this suite): orc/api/event_routes.py websocket(): after the queue
     overflows, `await ws.close(1013)` waits for Sanic's conn_mutex and then for the socket to
@@ -637,7 +637,7 @@ async def test_a_subscription_without_since_starts_with_subscribed_and_only_newe
 
 
 async def test_the_last_session_update_after_a_burst_shows_the_final_state(
-    server_factory, sqlite_env
+    server_factory, migrated, sqlite_env
 ):
     """Regression (found by this suite): orc/outbox/live.py OutboxTailer._publish_session_update:
     updates within 1 s of the previous one are dropped, not deferred, so after a burst of
