@@ -59,6 +59,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_sweep = 0.0
+        self._next_lease_check = 0.0
 
     async def run_forever(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -115,9 +116,16 @@ class Dispatcher:
         # Never one of ours still executing (its lease can run out while its end is being
         # recorded, e.g. on a full disk).
         mine = {claim.run_id for claim in self.running.values()}
-        released = await release_dead_local_leases(self.hostname, owner=self.owner, executing=mine)
-        if released:
-            log.info("took back %d run(s) of a worker of this host that died", released)
+        # At most once a poll interval, not at every wake: on SQLite each write of the database
+        # wakes the loop (each message of a running agent), and this query was a fifth of the
+        # worker's CPU during runs (py-spy, bench/run_overhead.py).
+        if time.monotonic() >= self._next_lease_check:
+            self._next_lease_check = time.monotonic() + POLL_SECONDS
+            released = await release_dead_local_leases(
+                self.hostname, owner=self.owner, executing=mine
+            )
+            if released:
+                log.info("took back %d run(s) of a worker of this host that died", released)
         # Woken by every write of the database: look before taking the change lock.
         if len(self.running) < self.max_running and not await has_claimable_run(exclude=mine):
             return
