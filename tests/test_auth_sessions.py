@@ -8,6 +8,7 @@ import json
 import os
 import random
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -184,7 +185,10 @@ def test_secrets_never_reach_the_logs(server: OrcServer):
     server.get("/api/tasks", headers={"Authorization": f"Bearer {secret}x"})
     ticket = browser.post("/api/ws/ticket", headers={"Origin": server.base_url}).json()["ticket"]
     server.get(f"/api/ws?ticket={ticket}")
-    logs = server.logs()
+    # The access log's writer thread writes the lines after the answers: wait for the last one.
+    deadline = time.monotonic() + 10
+    while '"path":"/api/ws"' not in (logs := server.logs()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert "/api/tasks" in logs  # the access log is on, so the check below means something
     for value in (TOKEN, secret, cookie, ticket):
         assert value not in logs
