@@ -222,19 +222,6 @@ async def branch_diff(workspace: Workspace, limit: int = DIFF_LIMIT_BYTES) -> Br
     return BranchDiff(workspace.base_commit, head, stat, patch, truncated, workspace.branch, hint)
 
 
-async def remove_worktree(workspace: Workspace) -> None:
-    """Remove the worktree (the branch and its commits stay)."""
-    await run_git(
-        workspace.repository,
-        "worktree",
-        "remove",
-        "--force",
-        str(workspace.path),
-        check=False,
-        trust=(workspace.repository,),
-    )
-
-
 def branch_repository(project: Path, project_name: str, home: Path) -> tuple[Path, bool]:
     """Where a task branch of ``project`` lives: the project, or orc's clone of it."""
     if is_writable(project):

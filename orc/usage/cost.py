@@ -205,22 +205,20 @@ async def _top_tasks(
     plus those tasks with unfolded usage that can still rank (usage only adds: no other task can
     pass those ten); their figures are their folded tokens per model (usage_task_month_model, a
     few rows a task) plus the unfolded tail's, so the work follows the tail, never the data,
-    and the figures are exactly those of the events. Before the first fold has filled that
-    table, the candidates' own events. Otherwise from every rollup row of the month.
+    and the figures are exactly those of the events. Otherwise (other prices, or before the
+    first fold has filled that table) from every rollup row of the month and the tail.
     """
     if await stored_fingerprint(conn) == prices_fingerprint(prices):
         watermark = await read_watermark(conn)
         tail = await _tail_by_task(conn, watermark, month)
         found = await candidate_tasks(conn, month, TOP_TASKS)
-        if found is not None:
-            if await task_models_ready(conn):
-                numbers = {*found, *await _tail_contenders(conn, tail, month, prices)}
-                folded = await _usage_of_tasks(conn, sorted(numbers), month, folded=True)
-                theirs = [row for row in tail if int(row[0]) in numbers]
-                return _costliest(_by_task([*folded, *theirs], prices))
-            numbers = {*found, *(int(number) for number, _, _ in tail)}
-            every = await _usage_of_tasks(conn, sorted(numbers), month, folded=False)
-            return _costliest(_by_task(every, prices))
+        # Until the first fold after migration 0009 has filled usage_task_month_model (a
+        # minute at most), the general path below, exact as well.
+        if found is not None and await task_models_ready(conn):
+            numbers = {*found, *await _tail_contenders(conn, tail, month, prices)}
+            folded = await _folded_usage_of(conn, sorted(numbers), month)
+            theirs = [row for row in tail if int(row[0]) in numbers]
+            return _costliest(_by_task([*folded, *theirs], prices))
     return _costliest(_by_task(await _usage_by(conn, "task", month), prices))
 
 
@@ -261,24 +259,18 @@ async def _tail_contenders(
     return {number for number, cost in costs.items() if cost >= floor}
 
 
-async def _usage_of_tasks(
-    conn: BaseDBAsyncClient, numbers: list[int], month: datetime, *, folded: bool
+async def _folded_usage_of(
+    conn: BaseDBAsyncClient, numbers: list[int], month: datetime
 ) -> list[tuple[Any, str, Spend]]:
-    """(task, model, tokens) of these tasks in ``month``: as folded (usage_task_month_model, by
-    its unique key: a few rows a task), or else from all their events since (by task_number)."""
+    """(task, model, tokens) of these tasks in ``month`` as folded (usage_task_month_model, by
+    its unique key: a few rows a task)."""
     if not numbers:
         return []
     marks = ", ".join("?" for _ in numbers)
-    if folded:
-        sql = (
-            f"SELECT task_number AS k, model, {_FOLDED} FROM usage_task_month_model "  # noqa: S608
-            f"WHERE month = ? AND task_number IN ({marks})"
-        )
-    else:
-        sql = (
-            f"SELECT task_number AS k, model, {_SUMS} FROM usage_event "  # noqa: S608
-            f"WHERE occurred_at >= ? AND task_number IN ({marks}) GROUP BY task_number, model"
-        )
+    sql = (
+        f"SELECT task_number AS k, model, {_FOLDED} FROM usage_task_month_model "  # noqa: S608
+        f"WHERE month = ? AND task_number IN ({marks})"
+    )
     return _rows(await fetch(conn, sql, [month, *numbers]))
 
 
