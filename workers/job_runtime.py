@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from orc.config import Settings
 from orc.db import close_database, open_database
+from orc.runs.child_watcher import restore_child_watcher, watch_children_by_pidfd
 
 T = TypeVar("T")
 
@@ -28,8 +29,12 @@ class AsyncRuntime:
         self.thread = threading.Thread(
             target=self.loop.run_forever, name="orc-jobs-loop", daemon=True
         )
+        self.watches_children = False
 
     def start(self) -> None:
+        # The runs' git and agent processes are started from this loop: waited for through
+        # pidfds, not a thread each (orc.runs.child_watcher).
+        self.watches_children = watch_children_by_pidfd(self.loop)
         self.thread.start()
         self.run(open_database(self.database_url))
 
@@ -46,6 +51,8 @@ class AsyncRuntime:
         self.run(close_database(), timeout=10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
+        if self.watches_children:
+            restore_child_watcher()
 
 
 _settings: Settings | None = None

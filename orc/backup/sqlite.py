@@ -38,6 +38,10 @@ def copy_sqlite(source: Path, dest: Path, on_bytes: Callable[[int], object] | No
         raise BackupError(f"database file {source} does not exist")
     src = sqlite3.connect(source, timeout=BUSY_TIMEOUT_MS / 1000)
     try:
+        # The copy reads the live file through a memory map too (SQLite's own; writers in other
+        # processes are no danger to it in WAL mode): 1 GiB copied in 1.25-1.55 s instead of
+        # 1.62-2.55 s, in CPU alike (3 interleaved rounds, bench/README.md).
+        src.execute(f"PRAGMA mmap_size={CHECK_MMAP_BYTES}")
         dst = sqlite3.connect(dest)
         try:
             # No rollback journal for a file that is thrown away if anything fails.

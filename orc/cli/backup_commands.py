@@ -46,6 +46,9 @@ def backup() -> None:
 @pass_settings
 def backup_now(settings: Settings, quiet: bool) -> None:
     """Take a backup now (online: the server keeps serving and writing)."""
+    from orc.db.lean import import_orm_without_pydantic
+
+    import_orm_without_pydantic()  # before the backup code imports the ORM: 0.1-0.2 s less
     from orc.backup.manifest import BackupError
     from orc.backup.progress import QuietReporter, human_size
     from orc.backup.service import backup_opening_database
