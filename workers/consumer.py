@@ -8,6 +8,7 @@ supervisord therefore uses ``stopsignal=INT``.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 
@@ -54,6 +55,8 @@ def run_consumer(settings: Settings) -> None:
         start_runtime(settings)
         runs = workers.run_jobs.RunLoop(settings)
         log.info("job worker started", extra={"threads": settings.worker_threads})
+        # What start-up imported stays out of the full collections (see orc.runs.agent._load_sdk).
+        gc.freeze()
         consumer.run()
     finally:
         if runs is not None:

@@ -11,6 +11,7 @@ environment orc chose and kills its whole process group when the turn ends or is
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib.util
 import os
 import shutil
@@ -261,6 +262,19 @@ class _TurnReader:
         return self.result
 
 
+def _load_sdk() -> None:
+    """Import claude-agent-sdk (at the worker's first turn: a worker that runs no task never
+    loads it), then leave everything imported out of the garbage collector's full collections.
+    The import makes tens of thousands of objects, and the next full collection walked them
+    all in the middle of the first runs: a 115 ms pause of every agent's messages on their way
+    to the transcript (bench/run_event_latency.py, SQLite, gc callbacks in the worker)."""
+    if "claude_agent_sdk" in sys.modules:
+        return
+    import claude_agent_sdk  # noqa: F401
+
+    gc.freeze()
+
+
 async def run_turn(
     config: AgentConfig,
     *,
@@ -273,6 +287,7 @@ async def run_turn(
     on_session: OnSession | None = None,
 ) -> TurnResult:
     """Send ``prompt`` (resuming ``session_id`` if given) and follow the agent to its result."""
+    _load_sdk()
     from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKError, query
 
     launch_env = {
