@@ -65,7 +65,8 @@ class DatabaseUrl:
 
     def connection_config(self) -> dict[str, Any]:
         """Tortoise's ``connections.default`` entry (a fresh copy: Tortoise may change it)."""
-        engine = "tortoise.backends.sqlite" if self.is_sqlite else "tortoise.backends.asyncpg"
+        # Tortoise's own engines with cancel-safe transactions (see those modules).
+        engine = "orc.db.sqlite_engine" if self.is_sqlite else "orc.db.asyncpg_engine"
         return {"engine": engine, "credentials": dict(self._credentials)}
 
     def tortoise_config(self) -> dict[str, Any]:
