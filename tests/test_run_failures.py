@@ -403,6 +403,15 @@ def test_orc_serve_killed_mid_phase_leaves_no_agent_and_goes_on_after_a_restart(
     )
     assert run_orc(["run", "TASK-001"], env).returncode == 0
     poll(lambda: True if marker.exists() else None, 90, "the tool to start", server.logs)
+
+    def tool_call_recorded() -> bool | None:
+        transcript = server.get("/api/tasks/TASK-001/transcript", params={"limit": 500}).text
+        return True if "sleep(300)" in transcript else None
+
+    # The CLI runs the tool without waiting for orc to read its stream. Once orc has recorded
+    # the tool call it has stored the session too (the stream's first message): a kill before
+    # that would leave no session to resume, and the phase would start afresh.
+    poll(tool_call_recorded, 60, "orc to record the tool call", server.logs)
     worker = poll(lambda: worker_child(server), 10, "the worker", server.logs)
     agent = worker.children(recursive=True)
     assert {"orc-agent-exec", "claude"} <= {p.name() for p in agent}, agent

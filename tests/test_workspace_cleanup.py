@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -123,14 +124,23 @@ def test_read_only_directories_an_agent_left_are_removed_too():
             os.chown(path, nobody, nobody)
         os.chmod(cache, 0o555)
         os.chmod(cache.parent, 0o555)
-        # As that user (this test process runs as root, whom permissions do not stop).
-        os.setegid(nobody)
-        os.seteuid(nobody)
-        try:
-            _remove_tree(scratch / "worktree")
-        finally:
-            os.seteuid(0)
-            os.setegid(0)
+        # As that user (this test process runs as root, whom permissions do not stop), in a
+        # child: seteuid here would change every thread of the test process, and a thread of
+        # another test (a database drop) then failed with EACCES reading root's files.
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.setgid(nobody)
+                os.setuid(nobody)
+                _remove_tree(scratch / "worktree")
+                code = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
         assert not (scratch / "worktree").exists()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
