@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from orc.backup.manifest import list_backups
 from tests.backup_support import backup_dir, backups, orc_ok, query, synthetic_backup
 from tests.support import ORC
 
@@ -63,14 +64,21 @@ def test_worker_takes_scheduled_backups_every_minute_and_prunes_by_retention(
     try:
 
         def fresh() -> list[str]:
-            return [b["name"] for b in backups(env) if b["name"] not in old]
+            # Read in this process (what `orc backup list` reads): polling through the CLI
+            # cost a process start every half second for a minute.
+            return [m.name for m in list_backups(folder) if m.name not in old]
+
+        def pruned() -> bool:  # retention runs just after the backup
+            return not {old[0], old[1]} & {m.name for m in list_backups(folder)}
 
         first = _wait_for(fresh, 60, "the first scheduled backup", proc, log)
+        _wait_for(pruned, 30, "retention after the first backup", proc, log)
         # Retention (2 days) after it: today's backup and 2026-01-03 stay.
         assert [b["name"] for b in backups(env)] == [old[2], first[0]]
         second = _wait_for(
             lambda: [n for n in fresh() if n != first[0]], 150, "the second backup", proc, log
         )
+        _wait_for(lambda: first[0] not in fresh(), 30, "retention after the second", proc, log)
         # Two today: the newest of the day is kept.
         names = [b["name"] for b in backups(env)]
         assert names == [old[2], second[0]], names

@@ -9,7 +9,7 @@ from datetime import timedelta
 import click
 
 from orc.auth.roles import ROLES
-from orc.cli.console import pass_settings, run_on_database
+from orc.cli.console import pass_database_settings, run_on_database
 from orc.config import Settings
 
 DURATION = re.compile(r"^(\d+)([hdw]?)$")
@@ -54,7 +54,7 @@ def token_generate() -> None:
 @click.option("--role", type=click.Choice(ROLES), default="member", show_default=True)
 @click.option("--expires", default="90d", show_default=True, help="12h, 30d, 2w or never.")
 @click.option("--user", "email", help="Make it a token of this user (its role caps the token).")
-@pass_settings
+@pass_database_settings
 def token_create(settings: Settings, name: str, role: str, expires: str, email: str | None) -> None:
     """Make a personal access token; it is printed once and never again."""
     from orc.auth.access_tokens import create_access_token
@@ -82,7 +82,7 @@ def token_create(settings: Settings, name: str, role: str, expires: str, email: 
 
 @token.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@pass_settings
+@pass_database_settings
 def token_list(settings: Settings, as_json: bool) -> None:
     """Access tokens (never their secrets)."""
     from rich.console import Console
@@ -113,7 +113,7 @@ def token_list(settings: Settings, as_json: bool) -> None:
 
 @token.command("revoke")
 @click.argument("reference")
-@pass_settings
+@pass_database_settings
 def token_revoke(settings: Settings, reference: str) -> None:
     """Revoke a token by id or name; requests and WebSockets using it are refused at once."""
     from orc.auth.access_tokens import find_access_token, revoke_access_token
@@ -133,7 +133,7 @@ def user() -> None:
 
 @user.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@pass_settings
+@pass_database_settings
 def user_list(settings: Settings, as_json: bool) -> None:
     """Users and their roles."""
     from orc.auth.users import describe_user, list_users
@@ -155,7 +155,7 @@ def user_list(settings: Settings, as_json: bool) -> None:
 @user.command("add")
 @click.argument("email")
 @click.option("--role", type=click.Choice(ROLES), default="member", show_default=True)
-@pass_settings
+@pass_database_settings
 def user_add(settings: Settings, email: str, role: str) -> None:
     """Add someone before their first sign-in (for ORC_OIDC_CREATE_USERS=false)."""
     from orc.auth.users import add_user
@@ -170,7 +170,7 @@ def user_add(settings: Settings, email: str, role: str) -> None:
 @user.command("role")
 @click.argument("email")
 @click.argument("role", type=click.Choice(ROLES))
-@pass_settings
+@pass_database_settings
 def user_role(settings: Settings, email: str, role: str) -> None:
     """Change someone's role (run on the server, this acts as owner)."""
     from orc.auth.users import set_role

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import click
 
-from orc.cli.console import pass_settings, run_on_database
+from orc.cli.console import pass_database_settings, pass_settings, run_on_database
 from orc.config import Settings
 
 
 @click.command()
-@pass_settings
+@pass_database_settings
 def init(settings: Settings) -> None:
     """Create .orc/config.yaml here (never overwrites your edits); in a git repository, also
     register it as a project that tasks can run in."""

@@ -73,6 +73,21 @@ def pass_settings(command: Callable[Concatenate[Settings, P], T]) -> Callable[P,
     return with_settings
 
 
+def pass_database_settings(command: Callable[Concatenate[Settings, P], T]) -> Callable[P, T]:
+    """``pass_settings`` for a command that opens the database: the ORM is imported first
+    without the work it would do for nothing (orc/db/lean.py), before the command's own
+    imports load it: about 0.1 s of CPU less for each such command (0.35 s for ``orc list``)."""
+
+    @functools.wraps(command)
+    def lean_orm_first(settings: Settings, *args: P.args, **kwargs: P.kwargs) -> T:
+        from orc.db.lean import import_orm_without_pydantic
+
+        import_orm_without_pydantic()
+        return command(settings, *args, **kwargs)
+
+    return pass_settings(lean_orm_first)
+
+
 def run_on_database(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
     """Migrate (backing up first, as ``orc serve`` does), open the database, run ``work``, close.
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from orc.cli.console import pass_settings, run_on_database
+from orc.cli.console import pass_database_settings, run_on_database
 from orc.config import Settings
 
 
@@ -18,7 +18,7 @@ def project() -> None:
 
 @project.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@pass_settings
+@pass_database_settings
 def project_list(settings: Settings, as_json: bool) -> None:
     """Registered projects."""
     from orc.projects.registry import list_projects
@@ -36,7 +36,7 @@ def project_list(settings: Settings, as_json: bool) -> None:
 @project.command("add")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--name", help="Name of the project (default: the repository's folder name).")
-@pass_settings
+@pass_database_settings
 def project_add(settings: Settings, path: Path, name: str | None) -> None:
     """Register the git repository at PATH."""
     from orc.projects.registry import add_project
@@ -47,7 +47,7 @@ def project_add(settings: Settings, path: Path, name: str | None) -> None:
 
 @project.command("remove")
 @click.argument("name")
-@pass_settings
+@pass_database_settings
 def project_remove(settings: Settings, name: str) -> None:
     """Forget a project (its repository, branches and tasks stay)."""
     from orc.projects.registry import remove_project

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from orc.cli.console import pass_settings, run_on_database
+from orc.cli.console import pass_database_settings, run_on_database
 from orc.config import Settings
 from orc.errors import EXIT_FAILED
 
@@ -91,7 +91,7 @@ def _follow(settings: Settings, number: int, after: int = 0) -> int:
 @click.command("run")
 @click.argument("task_id")
 @click.option("--follow", "-f", is_flag=True, help="Stream the transcript until the run ends.")
-@pass_settings
+@pass_database_settings
 def run_command(settings: Settings, task_id: str, follow: bool) -> None:
     """Queue a run of TASK_ID; the job worker starts it (exit 1 if it fails, with --follow)."""
     from orc.runs.control import queue_run
@@ -112,7 +112,7 @@ def run_command(settings: Settings, task_id: str, follow: bool) -> None:
 
 @click.command("pause")
 @click.argument("task_id")
-@pass_settings
+@pass_database_settings
 def pause_command(settings: Settings, task_id: str) -> None:
     """Pause TASK_ID after the agent's current turn (its session is kept)."""
     from orc.runs.control import pause_run
@@ -124,7 +124,7 @@ def pause_command(settings: Settings, task_id: str) -> None:
 @click.command("resume")
 @click.argument("task_id")
 @click.option("--note", help="An answer for the agent (when the task is blocked on a question).")
-@pass_settings
+@pass_database_settings
 def resume_command(settings: Settings, task_id: str, note: str | None) -> None:
     """Continue a paused or blocked TASK_ID, optionally with a note for the agent."""
     from orc.runs.control import resume_run
@@ -135,7 +135,7 @@ def resume_command(settings: Settings, task_id: str, note: str | None) -> None:
 
 @click.command("cancel")
 @click.argument("task_id")
-@pass_settings
+@pass_database_settings
 def cancel_command(settings: Settings, task_id: str) -> None:
     """Stop TASK_ID's run now; the agent and its tools are ended (the task fails: cancelled)."""
     from orc.runs.control import cancel_run
@@ -147,7 +147,7 @@ def cancel_command(settings: Settings, task_id: str) -> None:
 @click.command("log")
 @click.argument("task_id")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the run stops.")
-@pass_settings
+@pass_database_settings
 def log_command(settings: Settings, task_id: str, follow: bool) -> None:
     """Print TASK_ID's transcript (every run)."""
     from orc.runs.transcript import transcript_page
@@ -173,7 +173,7 @@ def log_command(settings: Settings, task_id: str, follow: bool) -> None:
 @click.command("diff")
 @click.argument("task_id")
 @click.option("--stat", is_flag=True, help="Only the summary of changed files.")
-@pass_settings
+@pass_database_settings
 def diff_command(settings: Settings, task_id: str, stat: bool) -> None:
     """Show TASK_ID's branch against the commit it started from."""
     from orc.runs.views import task_diff

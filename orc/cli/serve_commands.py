@@ -9,7 +9,14 @@ import sys
 
 import click
 
-from orc.cli.console import WholeNumber, fail, pass_settings, report, settings_from
+from orc.cli.console import (
+    WholeNumber,
+    fail,
+    pass_database_settings,
+    pass_settings,
+    report,
+    settings_from,
+)
 from orc.config import Settings
 from orc.errors import OrcError
 
@@ -185,7 +192,7 @@ def worker(settings: Settings) -> None:
 @click.command()
 @click.option("--dry-run", is_flag=True, help="List pending migrations; change nothing.")
 @click.option("--no-backup", is_flag=True, help="Skip the pre-migration backup.")
-@pass_settings
+@pass_database_settings
 def migrate(settings: Settings, dry_run: bool, no_backup: bool) -> None:
     """Apply pending database migrations (run once before starting servers).
 

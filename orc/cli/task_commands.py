@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from orc.cli.console import pass_settings, run_on_database
+from orc.cli.console import pass_database_settings, run_on_database
 from orc.config import Settings
 from orc.tasks.vocabulary import DEFAULT_WEIGHT, STATUSES, WEIGHTS
 
@@ -49,7 +49,7 @@ def _moment(value: datetime | None) -> str:
     type=click.FloatRange(min=0, min_open=True),
     help="Spend limit in USD (default: ORC_TASK_BUDGET_USD).",
 )
-@pass_settings
+@pass_database_settings
 def new_task(
     settings: Settings,
     title: str,
@@ -86,7 +86,7 @@ def new_task(
 @click.command("list")
 @click.option("--status", type=click.Choice(STATUSES))
 @click.option("--limit", type=click.IntRange(1, 100), default=50, show_default=True)
-@pass_settings
+@pass_database_settings
 def list_tasks_command(settings: Settings, status: str | None, limit: int) -> None:
     """List tasks, newest first."""
     from rich.console import Console
@@ -112,7 +112,7 @@ def list_tasks_command(settings: Settings, status: str | None, limit: int) -> No
 
 @click.command("show")
 @click.argument("task_id")
-@pass_settings
+@pass_database_settings
 def show_task(settings: Settings, task_id: str) -> None:
     """A task with its phases, tokens and cost."""
     from rich.console import Console
@@ -181,7 +181,7 @@ def show_task(settings: Settings, task_id: str) -> None:
 
 
 @click.command("cost")
-@pass_settings
+@pass_database_settings
 def cost_command(settings: Settings) -> None:
     """Tokens and cost today, this week, this month; by model; top tasks."""
     from rich.console import Console
@@ -217,7 +217,7 @@ def cost_command(settings: Settings) -> None:
 
 
 @click.command("fold-usage")
-@pass_settings
+@pass_database_settings
 def fold_usage_command(settings: Settings) -> None:
     """Fold new usage events into rollups now (the worker also does it every minute)."""
     from orc.usage.pricing import load_prices
