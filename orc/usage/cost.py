@@ -20,7 +20,7 @@ from orc.db.sql import as_datetime, fetch, snapshot_transaction, time_bucket
 from orc.tasks.counts import count_tasks
 from orc.tasks.lifecycle import format_task_id
 from orc.tasks.vocabulary import ACTIVE_STATUS
-from orc.usage.pricing import TOKEN_TYPES, PriceList
+from orc.usage.pricing import TOKEN_TYPES, Price, PriceList
 from orc.usage.rollups import days_ready, read_watermark, task_models_ready
 from orc.usage.task_months import (
     NEAR_TIE_USD,
@@ -215,9 +215,10 @@ async def _top_tasks(
         # Until the first fold after migration 0009 has filled usage_task_month_model (a
         # minute at most), the general path below, exact as well.
         if found is not None and await task_models_ready(conn):
-            numbers = {*found, *await _tail_contenders(conn, tail, month, prices)}
+            added = _tail_costs(tail, prices)
+            numbers = {*found, *await _tail_contenders(conn, added, month)}
             folded = await _folded_usage_of(conn, sorted(numbers), month)
-            theirs = [row for row in tail if int(row[0]) in numbers]
+            theirs = _rows([row for row in tail if int(row["k"]) in numbers])
             return _costliest(_by_task([*folded, *theirs], prices))
     return _costliest(_by_task(await _usage_by(conn, "task", month), prices))
 
@@ -226,31 +227,50 @@ def _rows(found: list[Any]) -> list[tuple[Any, str, Spend]]:
     return [(row["k"], row["model"], _spend(row)) for row in found]
 
 
-async def _tail_by_task(
-    conn: BaseDBAsyncClient, watermark: int, since: datetime
-) -> list[tuple[Any, str, Spend]]:
-    """(task, model, tokens) of the events above the watermark since ``since``."""
+async def _tail_by_task(conn: BaseDBAsyncClient, watermark: int, since: datetime) -> list[Any]:
+    """The rows (task ``k``, model, token sums) of the events above the watermark since
+    ``since``: up to a minute of a busy server's usage, thousands of rows, which stay rows
+    (only the contenders' become ``Spend``s)."""
     # "task_number + 0": grouped by the bare column, SQLite walks the whole task_number index
     # instead of the few ids above the watermark.
-    return _rows(
-        await fetch(
-            conn,
-            f"SELECT task_number + 0 AS k, model, {_SUMS} FROM usage_event "  # noqa: S608
-            "WHERE id > ? AND occurred_at >= ? GROUP BY k, model",
-            [watermark, since],
-        )
+    return await fetch(
+        conn,
+        f"SELECT task_number + 0 AS k, model, {_SUMS} FROM usage_event "  # noqa: S608
+        "WHERE id > ? AND occurred_at >= ? GROUP BY k, model",
+        [watermark, since],
     )
 
 
+def _tail_costs(tail: list[Any], prices: PriceList) -> dict[int, float]:
+    """Each task's cost in the tail rows, as ``Spend.cost`` prices them (the price of each
+    model looked up once, no dict per row: this loop is most of a busy summary's work)."""
+    added: dict[int, float] = defaultdict(float)
+    price_of: dict[str, Price | None] = {}
+    for row in tail:
+        model = row["model"]
+        if model not in price_of:
+            price_of[model] = prices.price_for(model)
+        price = price_of[model]
+        if price is None:
+            cost = float(row["reported"] or 0)
+        else:
+            cost = price.cost_of(
+                int(row["input"] or 0),
+                int(row["output"] or 0),
+                int(row["cache_read"] or 0),
+                int(row["cache_write"] or 0),
+            )
+        added[int(row["k"])] += cost
+    return added
+
+
 async def _tail_contenders(
-    conn: BaseDBAsyncClient, tail: list[tuple[Any, str, Spend]], month: datetime, prices: PriceList
+    conn: BaseDBAsyncClient, added: dict[int, float], month: datetime
 ) -> set[int]:
     """The tasks with unfolded usage that may rank among the ten: by their stored cost of the
-    month plus their tail's, the ten costliest and all within NEAR_TIE_USD of the tenth (each
-    other one has ten tasks of the tail that cost more), so only those are summed exactly."""
-    added: dict[int, float] = defaultdict(float)
-    for number, model, spend in tail:
-        added[int(number)] += spend.cost(model, prices)
+    month plus their tail's (``added``), the ten costliest and all within NEAR_TIE_USD of the
+    tenth (each other one has ten tasks of the tail that cost more), so only those are summed
+    exactly."""
     if len(added) <= TOP_TASKS:
         return set(added)
     stored = await stored_costs(conn, month, sorted(added))
