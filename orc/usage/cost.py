@@ -131,9 +131,13 @@ class DayCost:
         return {"date": self.day.isoformat(), **self.cost.to_json()}
 
 
+def _counts(row: Any) -> list[int]:
+    """A row's token sums in TOKEN_TYPES order (SQL gives NULL for none, PostgreSQL Decimals)."""
+    return [int(row[kind] or 0) for kind in TOKEN_TYPES]
+
+
 def _spend(row: Any) -> Spend:
-    tokens = {kind: int(row[kind] or 0) for kind in TOKEN_TYPES}
-    return Spend(tokens, float(row["reported"] or 0))
+    return Spend(dict(zip(TOKEN_TYPES, _counts(row), strict=True)), float(row["reported"] or 0))
 
 
 async def _usage_by(
@@ -251,15 +255,7 @@ def _tail_costs(tail: list[Any], prices: PriceList) -> dict[int, float]:
         if model not in price_of:
             price_of[model] = prices.price_for(model)
         price = price_of[model]
-        if price is None:
-            cost = float(row["reported"] or 0)
-        else:
-            cost = price.cost_of(
-                int(row["input"] or 0),
-                int(row["output"] or 0),
-                int(row["cache_read"] or 0),
-                int(row["cache_write"] or 0),
-            )
+        cost = float(row["reported"] or 0) if price is None else price.cost_of(*_counts(row))
         added[int(row["k"])] += cost
     return added
 
