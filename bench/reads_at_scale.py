@@ -21,10 +21,15 @@ time with an export of another version of orc first on ``PYTHONPATH`` (``git arc
 in the same rounds, so before and after see the same machine. ``--tail N`` adds N usage events
 of the ``--tail-tasks`` newest tasks above the fold's watermark before the reads (what a busy
 server has until the job worker's next fold; these servers run no worker) and removes them after.
+``--cpu N`` then measures each endpoint's CPU: N requests of each read one after another, then N
+task creations and N usage batches of 20 events (the soak's writes), and prints the API
+process's user + system CPU per request (from /proc: the client's is left out, and so is
+PostgreSQL's, while SQLite's runs in the API process and counts); the tasks and usage written
+are removed after, as with ``--tail``.
 
 Run: .venv/bin/python bench/reads_at_scale.py [--db sqlite,postgres] [--small 1000]
      [--large 100000] [--rounds 3] [--requests 30] [--keep DIR [--seed-only | --drop]]
-     [--tail 2000] [--baseline /tmp/snap-main]
+     [--tail 2000] [--baseline /tmp/snap-main] [--cpu 200]
 """
 
 from __future__ import annotations
@@ -161,12 +166,66 @@ async def insert_tail(store: orcbench.Store, tasks: int, args: argparse.Namespac
     return watermark
 
 
-async def delete_tail(store: orcbench.Store, watermark: int) -> None:
-    """The kept store as it was seeded again: no usage above the watermark."""
+async def delete_tail(store: orcbench.Store, watermark: int | None, tasks: int) -> None:
+    """The kept store as it was seeded again: no usage above the watermark (--tail's), no task
+    after the seeded ones, nor their events and usage (--cpu's; migration 0008's triggers
+    keep the task counts)."""
     from orc.db.sql import fetch
 
     async with orcbench.orc_database(store) as conn:
-        await fetch(conn, "DELETE FROM usage_event WHERE id > ?", [watermark])
+        if watermark is not None:
+            await fetch(conn, "DELETE FROM usage_event WHERE id > ?", [watermark])
+        await fetch(conn, "DELETE FROM usage_event WHERE task_number > ?", [tasks])
+        numbers = [
+            row["number"]
+            for row in await fetch(conn, "SELECT number FROM task WHERE number > ?", [tasks])
+        ]
+        for number in numbers:
+            await fetch(conn, "DELETE FROM event WHERE task_id = ?", [f"TASK-{number:03d}"])
+        await fetch(conn, "DELETE FROM task WHERE number > ?", [tasks])
+
+
+def api_pid(server: benchlib.Server) -> int:
+    """The API process under ``orc serve`` (``python -m orc _api``)."""
+    for pid in server.descendant_pids():
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as fh:
+            if b"_api" in fh.read().split(b"\0"):
+                return pid
+    raise RuntimeError(f"no API process under {server.name}")
+
+
+def cpu_per_request(server: benchlib.Server, paths: dict[str, str], count: int) -> dict[str, float]:
+    """The API process's CPU seconds per request of each read and of the soak's two writes,
+    ``count`` requests each, one after another (so each figure is that endpoint's own)."""
+    pid = api_pid(server)
+    client = orcbench.Http(server.port)
+    calls: dict[str, Any] = {
+        read: (lambda path=path: client.request("GET", path)) for read, path in paths.items()
+    }
+    created: list[str] = []
+
+    def create() -> tuple[int, bytes, float]:
+        got = client.request("POST", "/api/tasks", {"title": "cpu", "weight": "small"})
+        created.append(json.loads(got[1])["id"])
+        return got
+
+    def usage() -> tuple[int, bytes, float]:
+        task = created[len(created) % max(1, len(created) - 1)] if created else "TASK-001"
+        body = {"events": orcbench.make_events(20, len(created))}
+        return client.request("POST", f"/api/tasks/{task}/usage", body)
+
+    calls["create task"], calls["usage batch (20)"] = create, usage
+    per_request = {}
+    for name, call in calls.items():
+        call()  # warm
+        before = benchlib.cpu_seconds([pid])
+        for _ in range(count):
+            status = call()[0]
+            if status not in (200, 201):
+                raise RuntimeError(f"{name}: {status}")
+        per_request[name] = (benchlib.cpu_seconds([pid]) - before) / count
+    client.close()
+    return per_request
 
 
 def run_pair(small: orcbench.Store, large: orcbench.Store, args: argparse.Namespace) -> list[str]:
@@ -205,17 +264,39 @@ def run_pair(small: orcbench.Store, large: orcbench.Store, args: argparse.Namesp
                     times[name].setdefault(read, []).extend(values)
         for client in clients.values():
             client.close()
+        cpu = (
+            {key: cpu_per_request(server, paths[key], args.cpu) for key, server in servers.items()}
+            if args.cpu
+            else {}
+        )
     finally:
         for server in servers.values():
             server.stop()
-        for name, watermark in marks.items():
-            asyncio.run(delete_tail(sizes[name][0], watermark))
+        for name, (store, tasks) in sizes.items():
+            asyncio.run(delete_tail(store, marks.get(name), tasks))
     tail = f", {args.tail:,} unfolded events" if args.tail else ""
     lines = []
     for version, pythonpath in versions.items():
         label = f"{small.label}{version}{tail}" + (f" ({pythonpath})" if pythonpath else "")
         pair = {"small": times["small" + version], "large": times["large" + version]}
         lines += report(label, pair, args)
+        if cpu:
+            lines += report_cpu(label, cpu["small" + version], cpu["large" + version], args)
+    return lines
+
+
+def report_cpu(
+    label: str, small: dict[str, float], large: dict[str, float], args: argparse.Namespace
+) -> list[str]:
+    print(f"\n{label}: API CPU per request, {args.cpu} requests each ({benchlib.load_note()})")
+    print(f"  {'endpoint':<22} {'small':>9} {'large':>9}")
+    lines = []
+    for name in small:
+        print(f"  {name:<22} {small[name] * 1000:7.2f}ms {large[name] * 1000:7.2f}ms")
+        lines.append(
+            f"{label} CPU per request {name}: {small[name] * 1000:.2f} ms at {args.small:,} "
+            f"tasks, {large[name] * 1000:.2f} ms at {args.large:,}"
+        )
     return lines
 
 
@@ -262,6 +343,7 @@ def main() -> None:
     parser.add_argument("--seed-only", action="store_true", help="with --keep: seed, no reads")
     parser.add_argument("--tail", type=int, default=0, help="unfolded usage events to add")
     parser.add_argument("--tail-tasks", type=int, default=100, help="of this many newest tasks")
+    parser.add_argument("--cpu", type=int, default=0, help="requests per endpoint for CPU")
     parser.add_argument(
         "--baseline", type=Path, help="an export of another orc, served beside this one"
     )

@@ -6,6 +6,7 @@ In process on SQLite and PostgreSQL; the crash test kills a real `orc fold-usage
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import time
@@ -691,3 +692,48 @@ async def test_the_first_fold_after_upgrading_fills_the_daily_and_monthly_tables
     assert int(months[0]["n"]) == len(
         {(u.at.astimezone(UTC).strftime("%Y-%m"), u.task, u.model) for u in EARLY + LATE}
     )
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_cost_reports_read_the_unfolded_tail_by_its_ids_when_postgres_has_no_statistics(
+    store, monkeypatch
+):
+    """A cluster with autovacuum off never gathers statistics, so every query is planned from
+    guesses. The cost reports must still read only the events above the watermark (along the
+    primary key), not scan all of usage_event, or each report slows down as the table grows."""
+    conn = default_connection()
+    await conn.execute_script("ALTER TABLE usage_event SET (autovacuum_enabled = false)")
+    await insert_generated_events(50_000)
+    await fold_usage(PRICES)
+    await insert_generated_events(200)  # the unfolded tail
+    never_analysed = await fetch(
+        conn,
+        "SELECT reltuples FROM pg_class WHERE relname = 'usage_event' AND reltuples < 0",
+    )
+    assert never_analysed, "the table must have no statistics for this test to mean anything"
+
+    sent: list[tuple[str, list[Any]]] = []
+
+    async def recording_fetch(conn: Any, sql: str, values: Any = ()) -> list[Any]:
+        sent.append((sql, list(values)))
+        return await fetch(conn, sql, values)
+
+    monkeypatch.setattr("orc.usage.cost.fetch", recording_fetch)
+    now = at(BASE)
+    await cost_summary(PRICES, now=now)
+    await cost_timeseries(PRICES, 30, now=now)
+    await usage_totals()
+    tail_reads = [(sql, values) for sql, values in sent if "FROM usage_event" in sql]
+    assert len(tail_reads) >= 3
+
+    def scanned(plan: dict[str, Any]) -> list[str]:
+        found = [plan["Node Type"]] if plan.get("Relation Name") == "usage_event" else []
+        for child in plan.get("Plans", []):
+            found += scanned(child)
+        return found
+
+    for sql, values in tail_reads:
+        rows = await fetch(conn, f"EXPLAIN (FORMAT JSON) {sql}", values)
+        plan = json.loads(rows[0]["QUERY PLAN"])[0]["Plan"]
+        assert "Seq Scan" not in scanned(plan), sql
+        assert scanned(plan), sql

@@ -21,7 +21,7 @@ from orc.tasks.counts import count_tasks
 from orc.tasks.lifecycle import format_task_id
 from orc.tasks.vocabulary import ACTIVE_STATUS
 from orc.usage.pricing import TOKEN_TYPES, Price, PriceList
-from orc.usage.rollups import days_ready, read_watermark, task_models_ready
+from orc.usage.rollups import TAIL_IDS, days_ready, read_watermark, task_models_ready
 from orc.usage.task_months import (
     NEAR_TIE_USD,
     TaskMonth,
@@ -169,7 +169,7 @@ async def _usage_by(
     tail = await fetch(
         conn,
         f"SELECT {event_key} AS k, model, {_SUMS} FROM usage_event "  # noqa: S608
-        f"WHERE id > ?{where_tail} GROUP BY k, model",
+        f"WHERE {TAIL_IDS}{where_tail} GROUP BY k, model",
         [watermark, *args],
     )
     return [(row["k"], row["model"], _spend(row)) for row in [*rows, *tail]]
@@ -240,7 +240,7 @@ async def _tail_by_task(conn: BaseDBAsyncClient, watermark: int, since: datetime
     return await fetch(
         conn,
         f"SELECT task_number + 0 AS k, model, {_SUMS} FROM usage_event "  # noqa: S608
-        "WHERE id > ? AND occurred_at >= ? GROUP BY k, model",
+        f"WHERE {TAIL_IDS} AND occurred_at >= ? GROUP BY k, model",
         [watermark, since],
     )
 
@@ -393,7 +393,7 @@ async def usage_totals() -> tuple[dict[str, Spend], int]:
         )
         tail = await fetch(
             conn,
-            f"SELECT model, {_SUMS} FROM usage_event WHERE id > ? GROUP BY model",  # noqa: S608
+            f"SELECT model, {_SUMS} FROM usage_event WHERE {TAIL_IDS} GROUP BY model",  # noqa: S608
             [watermark],
         )
         running = await _running_tasks(conn)
