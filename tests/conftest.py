@@ -21,7 +21,7 @@ from sanic import Sanic
 from tests.api_client import Api
 from tests.docker_support import dockerd, images  # noqa: F401 (image tests' session fixtures)
 from tests.in_process import LiveApp
-from tests.schema_template import SchemaTemplates
+from tests.schema_template import SchemaTemplates, run_apart
 from tests.support import OrcServer, base_env
 
 ADMIN_URL = os.environ.get("ORC_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -96,7 +96,7 @@ def database_drops() -> Iterator[_BackgroundDrops]:
 def _new_postgres_database(drops: _BackgroundDrops, template: str | None = None) -> Iterator[str]:
     name = f"orc_test_{uuid.uuid4().hex[:12]}"
     copy = f' TEMPLATE "{template}"' if template else ""
-    asyncio.run(_admin_execute(f'CREATE DATABASE "{name}"{copy}'))
+    run_apart(_admin_execute(f'CREATE DATABASE "{name}"{copy}'))
     try:
         yield _database_url_for(name)
     finally:

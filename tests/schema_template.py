@@ -14,16 +14,28 @@ import asyncio
 import os
 import shutil
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 from orc.db.schema import migrate_database
+
+T = TypeVar("T")
+
+
+def run_apart(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on a thread of its own, for sync fixtures: the test that asks for one
+    first may already have an event loop running on this thread (an async fixture's, or the
+    one Playwright's sync API runs for the browser tests), where ``asyncio.run`` refuses."""
+    with ThreadPoolExecutor(1, thread_name_prefix="fixture-loop") as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 class SchemaTemplates:
     """One migrated SQLite file and one migrated PostgreSQL database. The SQLite one is made at
     once, so that copying it never needs an event loop (async tests copy it too); the PostgreSQL
-    one on first use, from a sync fixture."""
+    one on first use."""
 
     def __init__(
         self,
@@ -36,7 +48,7 @@ class SchemaTemplates:
         self.url_for = url_for
         self._postgres: str | None = None
         self._sqlite = folder / "template.db"
-        asyncio.run(migrate_database(f"sqlite://{self._sqlite}"))
+        run_apart(migrate_database(f"sqlite://{self._sqlite}"))
         # Closed cleanly: everything is in the main file, no -wal or -shm left beside it.
         assert sorted(p.name for p in folder.glob("template.db*")) == [
             "template.db",
@@ -53,11 +65,11 @@ class SchemaTemplates:
         if self._postgres is None:
             worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
             name = f"orc_template_{worker}_{uuid.uuid4().hex[:8]}"
-            asyncio.run(self.admin(f'CREATE DATABASE "{name}"'))
-            asyncio.run(migrate_database(self.url_for(name)))
+            run_apart(self.admin(f'CREATE DATABASE "{name}"'))
+            run_apart(migrate_database(self.url_for(name)))
             self._postgres = name
         return self._postgres
 
     def close(self) -> None:
         if self._postgres is not None:
-            asyncio.run(self.admin(f'DROP DATABASE IF EXISTS "{self._postgres}" WITH (FORCE)'))
+            run_apart(self.admin(f'DROP DATABASE IF EXISTS "{self._postgres}" WITH (FORCE)'))
