@@ -127,6 +127,15 @@ def test_a_worker_killed_mid_phase_leaves_no_agent_and_the_run_goes_on(
     )
     assert run_orc(["run", "TASK-001"], env).returncode == 0
     poll(lambda: True if marker.exists() else None, 60, "the tool to start", server.logs)
+
+    def tool_call_recorded() -> bool | None:
+        transcript = server.get("/api/tasks/TASK-001/transcript", params={"limit": 500}).text
+        return True if "sleep(300)" in transcript else None
+
+    # The CLI runs the tool without waiting for orc to read its stream; once orc has recorded
+    # the tool call it has stored the session too (the stream's first message), which the
+    # restarted worker resumes. A kill before that leaves no session: the phase starts afresh.
+    poll(tool_call_recorded, 60, "orc to record the tool call", server.logs)
     worker = poll(lambda: worker_child(server), 10, "the worker", server.logs)
 
     def the_tool() -> list[psutil.Process] | None:
