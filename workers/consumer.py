@@ -18,6 +18,7 @@ import workers.event_jobs
 import workers.heartbeat_jobs
 import workers.replication_jobs
 import workers.run_jobs
+import workers.table_jobs
 import workers.usage_jobs
 from orc.config import Settings
 from workers.job_runtime import close_runtime, start_runtime
