@@ -147,6 +147,12 @@ def test_task_list_items_carry_their_total_tokens_and_cost(api: Api):
     assert listed[busy]["cost_usd"] == pytest.approx(report["cost_usd"], abs=1e-6)
     assert listed[busy]["cost_usd"] > 0
     assert (listed[quiet]["total_tokens"], listed[quiet]["cost_usd"]) == (0, 0)
+    # The list shows each task as its own page does (project, times, branch, ...).
+    for task_id in (quiet, busy):
+        detail = api.ok(api.http.get(f"/api/tasks/{task_id}"))
+        shared = listed[task_id].keys() & detail.keys()
+        assert {"project", "created_at", "updated_at", "branch", "budget_usd"} <= shared
+        assert {key: listed[task_id][key] for key in shared} == {key: detail[key] for key in shared}
     # A filtered page reads the usage of its own tasks only and still gets them right.
     created = api.ok(api.http.get("/api/tasks", params={"status": "created"}))
     assert {i["id"]: i["total_tokens"] for i in created["items"]}[busy] == 1568

@@ -11,7 +11,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.queryset import QuerySet
 
 from orc.db.models import Project, Task, TaskPhase
-from orc.db.sql import snapshot_transaction
+from orc.db.sql import as_datetime, fetch, snapshot_transaction
 from orc.errors import EXIT_USAGE, OrcError
 from orc.outbox.events import change_transaction, emit
 from orc.tasks.counts import count_tasks
@@ -59,6 +59,36 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
+# The task's columns a TaskInfo shows (with its project's name, from the project table).
+_COLUMNS = (
+    "number",
+    "title",
+    "description",
+    "weight",
+    "status",
+    "current_phase",
+    "created_by",
+    "created_at",
+    "updated_at",
+    "base_ref",
+    "base_commit",
+    "budget_usd",
+    "reason",
+)
+# Those of them that TaskInfo holds under the same name, as stored.
+_AS_STORED = (
+    "title",
+    "description",
+    "weight",
+    "status",
+    "current_phase",
+    "created_by",
+    "base_commit",
+    "budget_usd",
+    "reason",
+)
+
+
 @dataclass(frozen=True)
 class TaskInfo:
     """A task as the API, the CLI and its events show it."""
@@ -81,21 +111,20 @@ class TaskInfo:
     @classmethod
     def of(cls, task: Task, project: str | None = None) -> Self:
         """``project`` names the task's project (callers that fetched it pass its name)."""
+        return cls.of_row(
+            {**{column: getattr(task, column) for column in _COLUMNS}, "project_name": project}
+        )
+
+    @classmethod
+    def of_row(cls, row: Any) -> Self:
+        """From the task's ``_COLUMNS`` and its ``project_name`` (a row of ``_LIST_SQL``)."""
         return cls(
-            number=task.number,
-            title=task.title,
-            description=task.description,
-            weight=task.weight,
-            status=task.status,
-            current_phase=task.current_phase,
-            created_by=task.created_by,
-            created_at=task.created_at,
-            updated_at=task.updated_at,
-            project=project,
-            base=task.base_ref,
-            base_commit=task.base_commit,
-            budget_usd=task.budget_usd,
-            reason=task.reason,
+            number=int(row["number"]),
+            created_at=as_datetime(row["created_at"]),
+            updated_at=as_datetime(row["updated_at"]),
+            project=row["project_name"],
+            base=row["base_ref"],
+            **{name: row[name] for name in _AS_STORED},
         )
 
     @property
@@ -214,6 +243,14 @@ class TaskPage:
     next_before: int | None
 
 
+# The task list's rows in one query with their project's name, read without a model each:
+# every page of the list (and the dashboard's reload after each task event) asks.
+_LIST_SQL = (
+    f"SELECT {', '.join(f't.{column}' for column in _COLUMNS)}, p.name AS project_name "  # noqa: S608
+    "FROM task t LEFT JOIN project p ON p.id = t.project_id"
+)
+
+
 async def list_tasks(
     limit: int,
     status: str | None = None,
@@ -224,29 +261,33 @@ async def list_tasks(
 ) -> TaskPage:
     """Tasks newest first: those numbered below ``before`` (a keyset page, as cheap at the end
     as at the start), else page ``page`` (an OFFSET: deeper pages read more)."""
-    query = Task.all()
-    if status is not None:
-        query = query.filter(status=status)
-    if weight is not None:
-        query = query.filter(weight=weight)
+    where: list[str] = []
+    args: list[Any] = []
+    for column, value in (("status", status), ("weight", weight)):
+        if value is not None:
+            where.append(f"t.{column} = ?")
+            args.append(value)
     async with snapshot_transaction() as conn:
         total = await count_tasks(conn, status, weight)
         if before is not None:
-            query = query.filter(number__lt=before)
+            where.append("t.number < ?")
+            args.append(before)
         elif page > 1:
             # The numbers first (along the filter's index, no row read for the skipped tasks,
             # no project joined to them), then their rows.
+            query = Task.filter(**{k: v for k, v in (("status", status), ("weight", weight)) if v})
             numbers = await _page_numbers(query.using_db(conn), (page - 1) * limit, limit, total)
-            query = Task.filter(number__in=numbers)
+            if not numbers:
+                return TaskPage([], total, None)
+            where = [f"t.number IN ({', '.join('?' for _ in numbers)})"]
+            args = list(numbers)
+        condition = f" WHERE {' AND '.join(where)}" if where else ""
         # One more than a page: whether a next page exists, without counting.
-        tasks = (
-            await query.using_db(conn)
-            .select_related("project")
-            .order_by("-number")
-            .limit(limit + 1)
+        rows = await fetch(
+            conn, f"{_LIST_SQL}{condition} ORDER BY t.number DESC LIMIT ?", [*args, limit + 1]
         )
-    items = [TaskInfo.of(t, _project_name(t)) for t in tasks[:limit]]
-    next_before = items[-1].number if len(tasks) > limit else None
+    items = [TaskInfo.of_row(row) for row in rows[:limit]]
+    next_before = items[-1].number if len(rows) > limit else None
     return TaskPage(items, total, next_before)
 
 

@@ -8,10 +8,12 @@ from typing import Any
 
 from tortoise.functions import Count, Sum
 
+from orc.db import default_connection
 from orc.db.models import Task, UsageEvent
+from orc.db.sql import fetch
 from orc.outbox.events import change_transaction, emit
 from orc.tasks.lifecycle import TaskNotFound, format_task_id
-from orc.usage.pricing import TOKEN_TYPES, PriceList
+from orc.usage.pricing import TOKEN_TYPES, Price, PriceList
 
 TOKEN_COLUMNS = tuple(f"{kind}_tokens" for kind in TOKEN_TYPES)
 SUMMED_COLUMNS = (*TOKEN_COLUMNS, "reported_cost_usd")
@@ -138,27 +140,39 @@ async def task_usage(number: int, prices: PriceList) -> TaskUsage:
     )
 
 
+# Token sums as BIGINT: PostgreSQL's SUM of a bigint is a numeric, which asyncpg hands over as
+# a Decimal, slow to make and to convert (a page of the task list converts hundreds).
+_PER_TASK_AND_MODEL = (
+    "SELECT task_number AS k, model, "  # noqa: S608 (column names are constants)
+    + ", ".join(f"CAST(SUM({column}) AS BIGINT) AS {column}" for column in TOKEN_COLUMNS)
+    + ", SUM(reported_cost_usd) AS reported FROM usage_event WHERE task_number IN ({}) "
+    "GROUP BY task_number, model"
+)
+
+
 async def usage_by_task(numbers: list[int], prices: PriceList) -> dict[int, tuple[int, float]]:
     """(total tokens, cost) of each of these tasks, in one grouped query.
 
     Reads usage_event by its task_number index: the rollups have no index that leads with the
     task, and the events are kept, so this costs one index range per task on either database.
+    Every page of the task list asks, so the rows are read without a model or a dict each, and
+    each model's price is looked up once (``PriceList.cost``'s rule and arithmetic).
     """
     if not numbers:
         return {}
-    rows = (
-        await UsageEvent.filter(task_number__in=numbers)
-        .group_by("task_number", "model")
-        .annotate(**{column: Sum(column) for column in SUMMED_COLUMNS})
-        .values("task_number", "model", *SUMMED_COLUMNS)
-    )
+    conn = default_connection()
+    marks = ", ".join("?" for _ in numbers)
+    rows = await fetch(conn, _PER_TASK_AND_MODEL.format(marks), numbers)
+    price_of: dict[str, Price | None] = {}
     totals: dict[int, tuple[int, float]] = {}
     for row in rows:
-        tokens = token_dict(row)
-        number = int(row["task_number"])
+        model = row["model"]
+        if model not in price_of:
+            price_of[model] = prices.price_for(model)
+        price = price_of[model]
+        counts = [int(row[column] or 0) for column in TOKEN_COLUMNS]
+        cost = float(row["reported"] or 0) if price is None else price.cost_of(*counts)
+        number = int(row["k"])
         before_tokens, before_cost = totals.get(number, (0, 0.0))
-        totals[number] = (
-            before_tokens + sum(tokens.values()),
-            before_cost + prices.cost(row["model"], tokens, float(row["reported_cost_usd"] or 0)),
-        )
+        totals[number] = (before_tokens + sum(counts), before_cost + cost)
     return totals
