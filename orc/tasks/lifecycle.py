@@ -75,17 +75,9 @@ _COLUMNS = (
     "budget_usd",
     "reason",
 )
-# Those of them that TaskInfo holds under the same name, as stored.
-_AS_STORED = (
-    "title",
-    "description",
-    "weight",
-    "status",
-    "current_phase",
-    "created_by",
-    "base_commit",
-    "budget_usd",
-    "reason",
+# Those of them that TaskInfo holds under the same name, as stored (of_row converts the rest).
+_AS_STORED = tuple(
+    c for c in _COLUMNS if c not in ("number", "created_at", "updated_at", "base_ref")
 )
 
 
