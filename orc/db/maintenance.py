@@ -15,15 +15,12 @@ freed pages by itself.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from orc.db.sql import fetch, is_postgres
-
-log = logging.getLogger("orc.db.maintenance")
 
 _SETTINGS = (
     "autovacuum",
