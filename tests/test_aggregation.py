@@ -24,7 +24,7 @@ from orc.db.sql import fetch, is_postgres
 from orc.tasks.lifecycle import create_task
 from orc.usage.cost import cost_summary, cost_timeseries, usage_totals
 from orc.usage.pricing import DEFAULT_PRICES, TOKEN_TYPES, Price, PriceList
-from orc.usage.recording import UsageRecord, record_usage
+from orc.usage.recording import UsageRecord, record_usage, usage_by_task
 from orc.usage.rollups import CHUNK_EVENTS, fold_usage, read_watermark
 from tests.support import ORC, base_env, run_orc
 
@@ -692,6 +692,49 @@ async def test_the_first_fold_after_upgrading_fills_the_daily_and_monthly_tables
     assert int(months[0]["n"]) == len(
         {(u.at.astimezone(UTC).strftime("%Y-%m"), u.task, u.model) for u in EARLY + LATE}
     )
+
+
+def listed_totals(uses: list[Use]) -> dict[int, tuple[int, float]]:
+    """Each task's (tokens, cost) worked out here from the events: tokens added per model,
+    then priced."""
+    by_model: dict[tuple[int, str], Tokens] = defaultdict(zero)
+    for use in uses:
+        by_model[(use.task, use.model)] = plus(by_model[(use.task, use.model)], use.tokens)
+    found: dict[int, tuple[int, float]] = {}
+    for (task, model), tokens in by_model.items():
+        before_tokens, before_cost = found.get(task, (0, 0.0))
+        found[task] = (
+            before_tokens + sum(tokens.values()),
+            before_cost + PRICES.cost(model, tokens),
+        )
+    return found
+
+
+async def test_the_task_lists_totals_are_the_events_before_after_and_between_folds(store):
+    for title in ("one", "two", "three", "no usage"):
+        await create_task(title)
+    uses = _spread(150, at("2026-03-01T00:00:00"))
+    await record(uses)
+
+    def same(got: dict[int, tuple[int, float]], expected: dict[int, tuple[int, float]]) -> None:
+        assert got.keys() == expected.keys()
+        for task, (tokens, cost) in expected.items():
+            assert got[task][0] == tokens
+            assert got[task][1] == pytest.approx(cost, rel=1e-12)
+
+    # Before any fold: from the events.
+    same(await usage_by_task([1, 2, 3, 4], PRICES), listed_totals(uses))
+    folded = await fold_usage(PRICES)
+    same(await usage_by_task([1, 2, 3, 4], PRICES), listed_totals(uses))
+    # A tail above the watermark, partly of models and months the folded rows already hold.
+    more = _spread(40, at("2026-04-02T10:00:00"))
+    await record(more)
+    same(await usage_by_task([1, 2, 3, 4], PRICES), listed_totals(uses + more))
+    assert await usage_by_task([3], PRICES) == {3: listed_totals(uses + more)[3]}
+    # The folded part comes from the folded table, not from reading every event again: with
+    # the folded events gone, the totals stay.
+    await fetch(default_connection(), "DELETE FROM usage_event WHERE id <= ?", [folded.watermark])
+    same(await usage_by_task([1, 2, 3, 4], PRICES), listed_totals(uses + more))
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)

@@ -278,6 +278,8 @@ class UsageTaskMonthModel(UsageCounts):
     class Meta:
         table = "usage_task_month_model"
         unique_together = (("month", "task_number", "model"),)
+        # The task list reads each listed task's folded tokens (all months) by it.
+        indexes = (("task_number",),)
 
 
 class Event(Model):
