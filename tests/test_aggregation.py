@@ -22,9 +22,9 @@ from orc.db import default_connection
 from orc.db.models import Task
 from orc.db.sql import fetch, is_postgres
 from orc.tasks.lifecycle import create_task
-from orc.usage.cost import cost_summary, cost_timeseries, usage_totals
+from orc.usage.cost import cost_summary, cost_timeseries, usage_by_task, usage_totals
 from orc.usage.pricing import DEFAULT_PRICES, TOKEN_TYPES, Price, PriceList
-from orc.usage.recording import UsageRecord, record_usage, usage_by_task
+from orc.usage.recording import UsageRecord, record_usage
 from orc.usage.rollups import CHUNK_EVENTS, fold_usage, read_watermark
 from tests.support import ORC, base_env, run_orc
 

@@ -35,7 +35,7 @@ from orc.tasks.lifecycle import (
     update_task,
 )
 from orc.tasks.vocabulary import ACTIONS, STATUSES, WEIGHTS, vocabulary_json
-from orc.usage.recording import usage_by_task
+from orc.usage.cost import usage_by_task
 
 bp = JsonBlueprint("tasks")
 MAX_PAGE_SIZE = 100

@@ -401,3 +401,26 @@ async def usage_totals() -> tuple[dict[str, Spend], int]:
     for row in [*totals, *tail]:
         by_model[row["model"]].add(_spend(row))
     return dict(by_model), running
+
+
+async def usage_by_task(numbers: list[int], prices: PriceList) -> dict[int, tuple[int, float]]:
+    """(total tokens, cost) of each of these tasks: every page of the task list asks.
+
+    Once the aggregation has filled usage_task_month_model, each task's folded tokens come from
+    there (by its task_number index) and only the events above the watermark from usage_event,
+    in one snapshot, as the top tasks do: the events' figures, at a cost that does not grow
+    with a task's history. Before, from the events (by their task_number index).
+    """
+    if not numbers:
+        return {}
+    tasks = f"task_number IN ({', '.join('?' for _ in numbers)})"
+    by_task = f"SELECT task_number AS k, model, {_SUMS} FROM {{}} WHERE {{}} GROUP BY k, model"  # noqa: S608
+    async with snapshot_transaction() as conn:
+        if await task_models_ready(conn):
+            watermark = await read_watermark(conn)
+            rows = await fetch(conn, by_task.format("usage_task_month_model", tasks), numbers)
+            tail = f"{TAIL_IDS} AND {tasks}"
+            rows += await fetch(conn, by_task.format("usage_event", tail), [watermark, *numbers])
+        else:
+            rows = await fetch(conn, by_task.format("usage_event", tasks), numbers)
+    return {n: (t.tokens, t.cost_usd) for n, t in _by_task(_rows(rows), prices).items()}

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.functions import Count, Sum
 
 from orc.db.models import Task, UsageEvent
-from orc.db.sql import fetch, snapshot_transaction
 from orc.outbox.events import change_transaction, emit
 from orc.tasks.lifecycle import TaskNotFound, format_task_id
-from orc.usage.pricing import TOKEN_TYPES, Price, PriceList
-from orc.usage.rollups import TAIL_IDS, read_watermark, task_models_ready
+from orc.usage.pricing import TOKEN_TYPES, PriceList
 
 TOKEN_COLUMNS = tuple(f"{kind}_tokens" for kind in TOKEN_TYPES)
 SUMMED_COLUMNS = (*TOKEN_COLUMNS, "reported_cost_usd")
@@ -140,59 +136,3 @@ async def task_usage(number: int, prices: PriceList) -> TaskUsage:
         by_phase_and_model=breakdown,
         unpriced_models=sorted(unpriced),
     )
-
-
-# Token sums as BIGINT: PostgreSQL's SUM of a bigint is a numeric, which asyncpg hands over as
-# a Decimal, slow to make and to convert (a page of the task list converts hundreds).
-_SUMS_PER_TASK_AND_MODEL = (
-    "SELECT task_number AS k, model, "  # noqa: S608 (column and table names are constants)
-    + ", ".join(f"CAST(SUM({column}) AS BIGINT) AS {column}" for column in TOKEN_COLUMNS)
-    + ", SUM(reported_cost_usd) AS reported FROM {table} WHERE {where} "
-    "GROUP BY task_number, model"
-)
-
-
-async def usage_by_task(numbers: list[int], prices: PriceList) -> dict[int, tuple[int, float]]:
-    """(total tokens, cost) of each of these tasks: every page of the task list asks.
-
-    Once the aggregation has filled usage_task_month_model, each task's folded tokens come from
-    there (a few rows a task and model, by its task_number index) and only the events above
-    the watermark from usage_event, in one snapshot: exactly the events' figures, for a cost
-    that does not grow with a task's history. Before, from the events (by their task_number
-    index). Tokens are added per task and model before they are priced, as ``PriceList.cost``
-    prices them, each model's price looked up once.
-    """
-    if not numbers:
-        return {}
-    tasks = f"task_number IN ({', '.join('?' for _ in numbers)})"
-    async with snapshot_transaction() as conn:
-        if await task_models_ready(conn):
-            watermark = await read_watermark(conn)
-            rows = await _sums(conn, "usage_task_month_model", tasks, numbers)
-            rows += await _sums(
-                conn, "usage_event", f"{TAIL_IDS} AND {tasks}", [watermark, *numbers]
-            )
-        else:
-            rows = await _sums(conn, "usage_event", tasks, numbers)
-    # [input, output, cache_read, cache_write, reported] per (task, model), folded and tail.
-    per_model: dict[tuple[int, str], list[Any]] = defaultdict(lambda: [0, 0, 0, 0, 0.0])
-    for row in rows:
-        sums = per_model[(int(row["k"]), row["model"])]
-        for i, column in enumerate(TOKEN_COLUMNS):
-            sums[i] += int(row[column] or 0)
-        sums[4] += float(row["reported"] or 0)
-    price_of: dict[str, Price | None] = {}
-    totals: dict[int, tuple[int, float]] = {}
-    for (number, model), (*counts, reported) in per_model.items():
-        if model not in price_of:
-            price_of[model] = prices.price_for(model)
-        price = price_of[model]
-        cost = reported if price is None else price.cost_of(*counts)
-        before_tokens, before_cost = totals.get(number, (0, 0.0))
-        totals[number] = (before_tokens + sum(counts), before_cost + cost)
-    return totals
-
-
-async def _sums(conn: BaseDBAsyncClient, table: str, where: str, args: list[Any]) -> list[Any]:
-    sql = _SUMS_PER_TASK_AND_MODEL.format(table=table, where=where)
-    return list(await fetch(conn, sql, args))
