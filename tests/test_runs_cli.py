@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+from pathlib import Path
 
 import psutil
 import pytest
@@ -132,10 +133,17 @@ def test_a_worker_killed_mid_phase_leaves_no_agent_and_the_run_goes_on(
         transcript = server.get("/api/tasks/TASK-001/transcript", params={"limit": 500}).text
         return True if "sleep(300)" in transcript else None
 
-    # The CLI runs the tool without waiting for orc to read its stream; once orc has recorded
-    # the tool call it has stored the session too (the stream's first message), which the
-    # restarted worker resumes. A kill before that leaves no session: the phase starts afresh.
+    def tool_call_saved() -> bool | None:
+        sessions = Path(env["ORC_HOME"], "agent-home", "TASK-001").rglob("*.jsonl")
+        return True if any("sleep(300)" in path.read_text() for path in sessions) else None
+
+    # The restarted worker resumes the session orc stored, and the CLI resumes it from its own
+    # session file. Both are written apart from the tool's start: orc stores the session when
+    # it reads the stream's first message (it has, once the tool call is in the transcript),
+    # and the CLI writes its file from a queue it drains every 100 ms. A kill before either
+    # starts the phase afresh, or resumes a session that ends before the tool call.
     poll(tool_call_recorded, 60, "orc to record the tool call", server.logs)
+    poll(tool_call_saved, 60, "the CLI to save the tool call in its session", server.logs)
     worker = poll(lambda: worker_child(server), 10, "the worker", server.logs)
 
     def the_tool() -> list[psutil.Process] | None:

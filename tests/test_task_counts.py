@@ -185,3 +185,18 @@ async def test_concurrent_writers_on_postgresql_keep_the_counts_exact(
         assert counted == grouped
     finally:
         await admin.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_deep_page_on_sqlite_skips_along_an_index_of_numbers_not_the_tasks(store: str):
+    """``page=N`` skips the newer tasks by OFFSET. On SQLite the number is the rowid: without
+    migration 0011's narrow index the skip walked the table's rows (3 to 6 ms at 50,000 tasks
+    against 0.3 ms along the index)."""
+    from orc.db import default_connection
+    from orc.db.models import Task
+    from orc.db.sql import fetch
+
+    numbers = Task.filter().order_by("-number").offset(500).limit(51).values_list("number")
+    sql = numbers.sql(params_inline=True)
+    plan = await fetch(default_connection(), f"EXPLAIN QUERY PLAN {sql}")
+    assert [row["detail"] for row in plan] == ["SCAN task USING COVERING INDEX task_number_narrow"]
