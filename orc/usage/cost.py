@@ -21,7 +21,7 @@ from orc.tasks.counts import count_tasks
 from orc.tasks.lifecycle import format_task_id
 from orc.tasks.vocabulary import ACTIVE_STATUS
 from orc.usage.pricing import TOKEN_TYPES, Price, PriceList
-from orc.usage.rollups import TAIL_IDS, days_ready, read_watermark, task_models_ready
+from orc.usage.rollups import TAIL_IDS, read_fold_state, read_watermark
 from orc.usage.task_months import (
     NEAR_TIE_USD,
     TaskMonth,
@@ -148,10 +148,10 @@ async def _usage_by(
     key "day": per UTC day, from usage_day (a few rows a day), or from the hourly rollups
     until the first fold has filled it; "task": per task, from the rollups.
     """
-    watermark = await read_watermark(conn)
+    state = await read_fold_state(conn)
     if key == "task":
         table, column, when, event_key = "usage_rollup", "task_number", "hour", "task_number"
-    elif await days_ready(conn):
+    elif state.days_ready:
         table, column = "usage_day", "day"
         when, event_key = "day", time_bucket(conn, "day", "occurred_at")
     else:
@@ -170,7 +170,7 @@ async def _usage_by(
         conn,
         f"SELECT {event_key} AS k, model, {_SUMS} FROM usage_event "  # noqa: S608
         f"WHERE {TAIL_IDS}{where_tail} GROUP BY k, model",
-        [watermark, *args],
+        [state.watermark, *args],
     )
     return [(row["k"], row["model"], _spend(row)) for row in [*rows, *tail]]
 
@@ -213,12 +213,12 @@ async def _top_tasks(
     first fold has filled that table) from every rollup row of the month and the tail.
     """
     if await stored_fingerprint(conn) == prices_fingerprint(prices):
-        watermark = await read_watermark(conn)
-        tail = await _tail_by_task(conn, watermark, month)
+        state = await read_fold_state(conn)
+        tail = await _tail_by_task(conn, state.watermark, month)
         found = await candidate_tasks(conn, month, TOP_TASKS)
         # Until the first fold after migration 0009 has filled usage_task_month_model (a
         # minute at most), the general path below, exact as well.
-        if found is not None and await task_models_ready(conn):
+        if found is not None and state.task_models_ready:
             added = _tail_costs(tail, prices)
             numbers = {*found, *await _tail_contenders(conn, added, month)}
             folded = await _folded_usage_of(conn, sorted(numbers), month)
@@ -416,11 +416,13 @@ async def usage_by_task(numbers: list[int], prices: PriceList) -> dict[int, tupl
     tasks = f"task_number IN ({', '.join('?' for _ in numbers)})"
     by_task = f"SELECT task_number AS k, model, {_SUMS} FROM {{}} WHERE {{}} GROUP BY k, model"  # noqa: S608
     async with snapshot_transaction() as conn:
-        if await task_models_ready(conn):
-            watermark = await read_watermark(conn)
+        state = await read_fold_state(conn)
+        if state.task_models_ready:
             rows = await fetch(conn, by_task.format("usage_task_month_model", tasks), numbers)
             tail = f"{TAIL_IDS} AND {tasks}"
-            rows += await fetch(conn, by_task.format("usage_event", tail), [watermark, *numbers])
+            rows += await fetch(
+                conn, by_task.format("usage_event", tail), [state.watermark, *numbers]
+            )
         else:
             rows = await fetch(conn, by_task.format("usage_event", tasks), numbers)
     return {n: (t.tokens, t.cost_usd) for n, t in _by_task(_rows(rows), prices).items()}

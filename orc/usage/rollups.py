@@ -60,6 +60,26 @@ async def read_watermark(conn: BaseDBAsyncClient) -> int:
     return int(await read_state(conn, WATERMARK_KEY) or 0)
 
 
+@dataclass(frozen=True)
+class FoldState:
+    """Where the unfolded tail starts, and whether the tables that came after the rollups hold
+    every folded event yet (once a fold has run since their migration: 0007, 0009)."""
+
+    watermark: int
+    days_ready: bool
+    task_models_ready: bool
+
+
+async def read_fold_state(conn: BaseDBAsyncClient) -> FoldState:
+    """The fold's state in one query: every cost report and page of the task list asks."""
+    keys = [WATERMARK_KEY, DAYS_KEY, TASK_MODELS_KEY]
+    rows = await fetch(conn, "SELECT key, value FROM server_state WHERE key IN (?, ?, ?)", keys)
+    found = {row["key"]: row["value"] for row in rows}
+    return FoldState(
+        int(found.get(WATERMARK_KEY) or 0), DAYS_KEY in found, TASK_MODELS_KEY in found
+    )
+
+
 async def _fold_into(
     conn: BaseDBAsyncClient, table: str, keys: dict[str, str], low: int, high: int
 ) -> None:
@@ -94,16 +114,6 @@ async def _fold_range(conn: BaseDBAsyncClient, low: int, high: int, prices: Pric
         high,
     )
     await fold_task_months(conn, low, high, prices)
-
-
-async def days_ready(conn: BaseDBAsyncClient) -> bool:
-    """Whether usage_day holds every folded event (it does once a fold has run since it came)."""
-    return await read_state(conn, DAYS_KEY) is not None
-
-
-async def task_models_ready(conn: BaseDBAsyncClient) -> bool:
-    """Whether usage_task_month_model holds every folded event (once a fold ran since 0009)."""
-    return await read_state(conn, TASK_MODELS_KEY) is not None
 
 
 async def _ensure_filled(
