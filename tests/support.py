@@ -70,6 +70,17 @@ def run_orc(
     )
 
 
+def agent_saved(orc_home: Path, task: str, text: str) -> bool:
+    """Whether the Claude Code CLI has written ``text`` to a session file in ``task``'s agent home.
+
+    The CLI writes its session files from a queue it drains every 100 ms, apart from running a
+    tool; a test that kills an agent mid-tool and expects the resumed session to hold the tool
+    call waits for this first, or the resume can start from a file that ends before the call.
+    """
+    sessions = (orc_home / "agent-home" / task).rglob("*.jsonl")
+    return any(text in path.read_text(errors="replace") for path in sessions)
+
+
 def descendants(pid: int) -> list[psutil.Process]:
     """Every live process that ``pid`` started, directly or not."""
     try:

@@ -36,7 +36,7 @@ from tests.fake_anthropic import (
     tool_calls,
     write,
 )
-from tests.support import descendants, run_orc, small_tmpfs
+from tests.support import agent_saved, descendants, run_orc, small_tmpfs
 from tests.test_run_engine import (
     DONE,
     TOOLS,
@@ -118,6 +118,15 @@ async def tool_running(marker: Path) -> None:
     await wait_until(started, 60)
 
 
+async def tool_call_saved(tmp_path: Path, task: Task) -> None:
+    """Wait until the CLI's session file holds the long tool call, so a resume can carry it."""
+
+    async def saved() -> bool:
+        return agent_saved(tmp_path / "home", f"TASK-{task.number:03d}", "sleep(300)")
+
+    await wait_until(saved, 60)
+
+
 def long_tool(marker: Path) -> str:
     return f"touch {marker} && python3 -c 'import time; time.sleep(300)'"
 
@@ -173,6 +182,7 @@ async def test_an_agent_killed_mid_turn_is_resumed_once_and_the_phase_completes(
     fake.script([tool_calls(bash(long_tool(marker))), text(DONE % "finished after the crash")])
     _, running = await execute_in_background(tmp_path, fake)
     await tool_running(marker)
+    await tool_call_saved(tmp_path, task)
     tree = await agent_tree(tmp_path, task)
     cli_of(tree).kill()  # from outside: the OOM killer, a person
 
@@ -410,8 +420,14 @@ def test_orc_serve_killed_mid_phase_leaves_no_agent_and_goes_on_after_a_restart(
 
     # The CLI runs the tool without waiting for orc to read its stream. Once orc has recorded
     # the tool call it has stored the session too (the stream's first message): a kill before
-    # that would leave no session to resume, and the phase would start afresh.
+    # that would leave no session to resume, and the phase would start afresh. The CLI's own
+    # session file, which the resume reads, is written apart (see agent_saved).
     poll(tool_call_recorded, 60, "orc to record the tool call", server.logs)
+
+    def tool_call_saved() -> bool | None:
+        return agent_saved(Path(env["ORC_HOME"]), "TASK-001", "sleep(300)") or None
+
+    poll(tool_call_saved, 60, "the CLI to save the tool call in its session", server.logs)
     worker = poll(lambda: worker_child(server), 10, "the worker", server.logs)
     agent = worker.children(recursive=True)
     assert {"orc-agent-exec", "claude"} <= {p.name() for p in agent}, agent

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from tests.fake_anthropic import CWD, FakeAnthropic, bash, text, tool_calls, write
-from tests.support import run_orc
+from tests.support import agent_saved, run_orc
 
 DONE = '{"status": "complete", "summary": "%s"}'
 
@@ -134,8 +134,7 @@ def test_a_worker_killed_mid_phase_leaves_no_agent_and_the_run_goes_on(
         return True if "sleep(300)" in transcript else None
 
     def tool_call_saved() -> bool | None:
-        sessions = Path(env["ORC_HOME"], "agent-home", "TASK-001").rglob("*.jsonl")
-        return True if any("sleep(300)" in path.read_text() for path in sessions) else None
+        return agent_saved(Path(env["ORC_HOME"]), "TASK-001", "sleep(300)") or None
 
     # The restarted worker resumes the session orc stored, and the CLI resumes it from its own
     # session file. Both are written apart from the tool's start: orc stores the session when
