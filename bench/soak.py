@@ -17,7 +17,8 @@ What runs, on a new store (SQLite, or a new PostgreSQL database dropped afterwar
   1 s after a ``tokens`` event; it pings every 25 s.
 
 Printed: RSS of every process ``orc serve`` starts, every ``--sample`` seconds; p50/p99 and
-requests/s per endpoint per ``--window`` seconds (300 = the issue's 5 minutes; make it short
+requests/s per endpoint per ``--window`` seconds, with each process's CPU per request (and the
+PostgreSQL server's, on PostgreSQL) (300 = the issue's 5 minutes; make it short
 for a short run); errors (any unexpected status or exception, per endpoint); WebSocket events
 delivered. At the end, against the issue's targets: each process's RSS at the end within 10 %
 of its value at the end of the first window; each endpoint's p99 in the last window at most
@@ -311,12 +312,46 @@ def sample_rss(root_pid: int) -> dict[str, float]:
     return rows
 
 
-def sampler(load: Load, root_pid: int, every: float, samples: list[tuple[float, dict]]) -> None:
+def sample_cpu(root_pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) so far of each role, and of every PostgreSQL process.
+
+    PostgreSQL's figure sums the processes alive now (the pool's backends live as long as the
+    run): where a throughput drop comes from, orc's API or the database, shows as CPU per request.
+    """
+    cpu: dict[str, float] = defaultdict(float)
+    root = psutil.Process(root_pid)
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            cpu[role_of(proc, root_pid)] += times.user + times.system
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] in ("postgres", "postmaster"):
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                cpu["PostgreSQL"] += times.user + times.system
+    return dict(cpu)
+
+
+@dataclass
+class CpuSample:
+    at: float
+    requests: int
+    cpu: dict[str, float]
+
+
+def sampler(
+    load: Load,
+    root_pid: int,
+    every: float,
+    samples: list[tuple[float, dict]],
+    cpu_samples: list[CpuSample],
+) -> None:
     started = load.record.started
     while True:
         at = time.perf_counter() - started
         rows = sample_rss(root_pid)
         samples.append((at, rows))
+        cpu_samples.append(CpuSample(at, load.record.requests, sample_cpu(root_pid)))
         cells = "  ".join(f"{role} {mib:6.1f}" for role, mib in rows.items())
         print(
             f"  [{at:7.0f}s] RSS MiB: {cells}  | requests {load.record.requests}, "
@@ -324,7 +359,9 @@ def sampler(load: Load, root_pid: int, every: float, samples: list[tuple[float, 
             flush=True,
         )
         if load.stop.wait(every):
-            samples.append((time.perf_counter() - started, sample_rss(root_pid)))
+            at = time.perf_counter() - started
+            samples.append((at, sample_rss(root_pid)))
+            cpu_samples.append(CpuSample(at, load.record.requests, sample_cpu(root_pid)))
             return
 
 
@@ -362,6 +399,27 @@ def report_windows(record: Record) -> list[str]:
         rps = [sum(len(v) for v in record.times[i].values()) / record.window for i in full]
         lines.append(f"requests/s first window {rps[0]:.1f}, last {rps[-1]:.1f}")
     return lines
+
+
+def report_cpu(cpu_samples: list[CpuSample], window: float) -> None:
+    """Per window, each process's CPU per request (ms) and its share of a core."""
+    print("\n  CPU per request (ms, user + system) and cores busy, per window:")
+    edges = cpu_samples
+    index = 1
+    while True:
+        start = next((s for s in edges if s.at >= (index - 1) * window - 1), None)
+        end = next((s for s in edges if s.at >= index * window - 1), None)
+        if start is None or end is None or end is start:
+            return
+        requests = max(1, end.requests - start.requests)
+        seconds = end.at - start.at
+        cells = "  ".join(
+            f"{role} {(end.cpu[role] - start.cpu.get(role, 0.0)) / requests * 1000:.2f} ms"
+            f" ({(end.cpu[role] - start.cpu.get(role, 0.0)) / seconds:.2f})"
+            for role in sorted(end.cpu)
+        )
+        print(f"    window {index}: {cells}")
+        index += 1
 
 
 def report_rss(samples: list[tuple[float, dict[str, float]]], window: float) -> list[str]:
@@ -435,6 +493,7 @@ def run_store(store: orcbench.Store, args: argparse.Namespace) -> list[str]:
         )
         dashboard = Dashboard(load)
         samples: list[tuple[float, dict[str, float]]] = []
+        cpu_samples: list[CpuSample] = []
         threads = [
             threading.Thread(target=load.client_loop, args=(i,), daemon=True)
             for i in range(args.clients)
@@ -449,7 +508,9 @@ def run_store(store: orcbench.Store, args: argparse.Namespace) -> list[str]:
         )
         threads.append(
             threading.Thread(
-                target=sampler, args=(load, server.pid, args.sample, samples), daemon=True
+                target=sampler,
+                args=(load, server.pid, args.sample, samples, cpu_samples),
+                daemon=True,
             )
         )
         for thread in threads:
@@ -465,6 +526,7 @@ def run_store(store: orcbench.Store, args: argparse.Namespace) -> list[str]:
     )
     print(f"  {benchlib.load_note()}")
     lines = report_windows(record)
+    report_cpu(cpu_samples, args.window)
     lines += report_rss(samples, args.window)
     errors = sum(record.errors.values())
     lines.append(f"errors: {errors} ({dict(record.errors)})" + ("" if errors else ": PASS"))
