@@ -312,23 +312,27 @@ def sample_rss(root_pid: int) -> dict[str, float]:
     return rows
 
 
-def sample_cpu(root_pid: int) -> dict[str, float]:
-    """CPU seconds (user + system) so far of each role, and of every PostgreSQL process.
+# The last CPU seconds seen of each process (role, pid): a process that ends (a PostgreSQL
+# backend of a closed connection) keeps counting with what it had used.
+_SEEN_CPU: dict[tuple[str, int], float] = {}
 
-    PostgreSQL's figure sums the processes alive now (the pool's backends live as long as the
-    run): where a throughput drop comes from, orc's API or the database, shows as CPU per request.
-    """
-    cpu: dict[str, float] = defaultdict(float)
+
+def sample_cpu(root_pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) so far of each role, and of every PostgreSQL process: where
+    a throughput drop comes from, orc's API or the database, shows as CPU per request."""
     root = psutil.Process(root_pid)
     for proc in [root, *root.children(recursive=True)]:
         with contextlib.suppress(psutil.Error):
             times = proc.cpu_times()
-            cpu[role_of(proc, root_pid)] += times.user + times.system
+            _SEEN_CPU[(role_of(proc, root_pid), proc.pid)] = times.user + times.system
     for proc in psutil.process_iter(["name"]):
         if proc.info["name"] in ("postgres", "postmaster"):
             with contextlib.suppress(psutil.Error):
                 times = proc.cpu_times()
-                cpu["PostgreSQL"] += times.user + times.system
+                _SEEN_CPU[("PostgreSQL", proc.pid)] = times.user + times.system
+    cpu: dict[str, float] = defaultdict(float)
+    for (role, _), seconds in _SEEN_CPU.items():
+        cpu[role] += seconds
     return dict(cpu)
 
 

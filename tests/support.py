@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import psutil
+import pytest
 
 ORC = [sys.executable, "-m", "orc"]
 
@@ -68,6 +69,18 @@ def run_orc(
     return subprocess.run(
         [*ORC, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
+
+
+def on_one_database(kind: str) -> pytest.MarkDecorator:
+    """Run a test of the agent's behaviour on ``kind`` ("sqlite" or "postgres") only.
+
+    For tests of what an agent or its API does (an error, a stall, a kill, a timeout): what
+    such a run writes goes through the same functions as the runs that the tests on both
+    databases check, and each of these tests costs a real Claude Code CLI or two. They
+    alternate between the databases, so every failure path still writes to both; what depends
+    on the database (claims, leases, workers, budgets, restarts) stays on both.
+    """
+    return pytest.mark.parametrize("database_url", [kind], indirect=True)
 
 
 def agent_saved(orc_home: Path, task: str, text: str) -> bool:

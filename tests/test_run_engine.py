@@ -1,5 +1,6 @@
 """A run end to end: the real Claude Code CLI (through claude-agent-sdk and orc-agent-exec)
-against the fake Anthropic API, in a real git worktree, on SQLite and PostgreSQL.
+against the fake Anthropic API, in a real git worktree, on SQLite and PostgreSQL (what an agent
+alone does, on one of them in turn: tests.support.on_one_database).
 
 The fake (tests/fake_anthropic.py) stands in for Anthropic's API, the one thing that cannot
 run here; everything else is real.
@@ -35,6 +36,7 @@ from tests.fake_anthropic import (
     unauthorized,
     write,
 )
+from tests.support import on_one_database
 
 TOOLS = ("Write", "Edit", "Bash", "Read")
 DONE = '{"status": "complete", "summary": "%s"}'
@@ -130,6 +132,7 @@ async def test_a_trivial_task_runs_to_a_commit_on_its_branch(store, fake, projec
     assert {"state", "phase", "transcript", "tokens"} <= events
 
 
+@on_one_database("sqlite")
 async def test_the_agent_runs_as_under_the_sdk_alone_and_sees_none_of_orcs_variables(
     store, fake, project, tmp_path, monkeypatch
 ):
@@ -159,6 +162,7 @@ async def test_the_agent_runs_as_under_the_sdk_alone_and_sees_none_of_orcs_varia
     assert not [line for line in seen if "orc-secret-token" in line or "ORC_" in line]
 
 
+@on_one_database("postgres")
 async def test_a_phase_without_its_json_goes_on_in_the_same_session(store, fake, project, tmp_path):
     task = await queued_task(project)
     fake.script(
@@ -176,6 +180,7 @@ async def test_a_phase_without_its_json_goes_on_in_the_same_session(store, fake,
     assert "I looked around" in "\n".join(second.texts(("assistant",)))  # context carried over
 
 
+@on_one_database("sqlite")
 async def test_a_blocked_agent_pauses_the_task_with_its_question(store, fake, project, tmp_path):
     task = await queued_task(project)
     fake.script([text('{"status": "blocked", "summary": "Which greeting?"}')])
@@ -193,6 +198,7 @@ async def test_a_blocked_agent_pauses_the_task_with_its_question(store, fake, pr
     assert answered.headers.get(session) == asked.headers.get(session)
 
 
+@on_one_database("postgres")
 async def test_a_refused_api_key_fails_the_run_at_once_naming_the_setting(
     store, fake, project, tmp_path
 ):
@@ -204,6 +210,7 @@ async def test_a_refused_api_key_fails_the_run_at_once_naming_the_setting(
     assert len(fake.message_requests) <= 2  # not the CLI's ten retries with backoff
 
 
+@on_one_database("sqlite")
 async def test_an_overloaded_api_is_retried_and_the_run_goes_on(store, fake, project, tmp_path):
     task = await queued_task(project)
     fake.script([overloaded(), text(DONE % "nothing to change")])
@@ -232,6 +239,7 @@ def agent_pid(tmp_path: Path, task: Task) -> int:
     return int(path.read_text().split()[1])  # the CLI (after the launcher's own pid)
 
 
+@on_one_database("postgres")
 async def test_cancel_ends_the_agent_and_its_tools_within_seconds(store, fake, project, tmp_path):
     task = await queued_task(project)
     # A tool that would run for ever (a hung test run), then a stream that stalls.
@@ -256,6 +264,7 @@ async def test_cancel_ends_the_agent_and_its_tools_within_seconds(store, fake, p
     assert (task.status, task.reason) == ("failed", "cancelled")
 
 
+@on_one_database("sqlite")
 async def test_a_silent_agent_is_interrupted_retried_once_then_failed(
     store, fake, project, tmp_path
 ):
@@ -330,6 +339,7 @@ async def test_a_small_task_passes_its_spec_on_and_a_review_sends_it_back_once(
     assert run.review_rounds == 1
 
 
+@on_one_database("postgres")
 async def test_a_review_that_keeps_finding_problems_fails_the_task(store, fake, project, tmp_path):
     task = await queued_task(project, weight="small")
     finding = '{"status": "complete", "summary": "no", "findings": ["still wrong"]}'

@@ -2,8 +2,9 @@
 
 Each case runs the real Claude Code CLI (through claude-agent-sdk and orc-agent-exec) against
 the fake Anthropic API of tests/fake_anthropic.py (Anthropic's API is the one thing that cannot
-run here), in a real git worktree, on SQLite and PostgreSQL. Each must end in a clear task
-state with a reason a person can act on, with no agent process left behind.
+run here), in a real git worktree, each on one database, SQLite and PostgreSQL in turn
+(tests.support.on_one_database); orc serve killed as a whole runs on both. Each must end in a
+clear task state with a reason a person can act on, with no agent process left behind.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from tests.fake_anthropic import (
     tool_calls,
     write,
 )
-from tests.support import agent_saved, descendants, run_orc, small_tmpfs
+from tests.support import agent_saved, descendants, on_one_database, run_orc, small_tmpfs
 from tests.test_run_engine import (
     DONE,
     TOOLS,
@@ -134,6 +135,7 @@ def long_tool(marker: Path) -> str:
 # -- the API fails -------------------------------------------------------------------------
 
 
+@on_one_database("sqlite")
 @pytest.mark.parametrize(
     ("failure", "reason"),
     [
@@ -157,6 +159,7 @@ async def test_an_api_error_past_the_retries_fails_the_run_with_the_reason(
     assert len(retried) == 2 and all("retry" in note for note in retried)
 
 
+@on_one_database("postgres")
 async def test_api_errors_within_the_retries_are_waited_out_and_the_run_completes(
     store, fake, repo, tmp_path
 ):
@@ -174,6 +177,7 @@ async def test_api_errors_within_the_retries_are_waited_out_and_the_run_complete
 # -- the agent's process dies ----------------------------------------------------------------
 
 
+@on_one_database("sqlite")
 async def test_an_agent_killed_mid_turn_is_resumed_once_and_the_phase_completes(
     store, fake, repo, tmp_path
 ):
@@ -198,6 +202,7 @@ async def test_an_agent_killed_mid_turn_is_resumed_once_and_the_phase_completes(
     assert (phase.status, phase.iterations) == ("completed", 2)
 
 
+@on_one_database("postgres")
 async def test_an_agent_that_dies_twice_in_a_phase_fails_the_run(store, fake, repo, tmp_path):
     task = await queued_task(repo)
     first, second = tmp_path / "first", tmp_path / "second"
@@ -220,6 +225,7 @@ async def test_an_agent_that_dies_twice_in_a_phase_fails_the_run(store, fake, re
     assert (phase.status, phase.iterations) == ("failed", 2)  # not shown as still running
 
 
+@on_one_database("sqlite")
 async def test_a_cli_that_exits_non_zero_is_tried_twice_then_fails(store, fake, repo, tmp_path):
     task = await queued_task(repo)
     broken = tmp_path / "broken-claude"
@@ -237,6 +243,7 @@ async def test_a_cli_that_exits_non_zero_is_tried_twice_then_fails(store, fake, 
 # -- the agent goes silent, or takes too long ------------------------------------------------
 
 
+@on_one_database("postgres")
 async def test_a_stalled_stream_is_interrupted_and_the_retry_completes_the_phase(
     store, fake, repo, tmp_path
 ):
@@ -249,6 +256,7 @@ async def test_a_stalled_stream_is_interrupted_and_the_retry_completes_the_phase
     assert any("interrupted, trying again" in note for note in await notes(task))
 
 
+@on_one_database("sqlite")
 async def test_a_phase_past_its_timeout_fails_and_its_agent_is_gone(store, fake, repo, tmp_path):
     task = await queued_task(repo)
     fake.script([Stall(60)])
@@ -279,6 +287,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield disk
 
 
+@on_one_database("postgres")
 async def test_a_full_disk_fails_the_run_with_the_reason_and_keeps_committed_phases(
     store, fake, repo, small_disk, tmp_path
 ):
@@ -337,6 +346,7 @@ async def test_a_full_disk_fails_the_run_with_the_reason_and_keeps_committed_pha
 # -- the base branch moves ---------------------------------------------------------------------
 
 
+@on_one_database("sqlite")
 async def test_commits_on_the_base_branch_during_a_run_stay_out_of_the_task_branch(
     store, fake, repo, tmp_path
 ):

@@ -31,15 +31,11 @@ from orc.usage.task_months import (
     stored_fingerprint,
 )
 
-_SUMS = (
-    "SUM(input_tokens) AS input, SUM(output_tokens) AS output, "
-    "SUM(cache_read_tokens) AS cache_read, SUM(cache_write_tokens) AS cache_write, "
-    "SUM(reported_cost_usd) AS reported"
-)
-_FOLDED = (
-    "input_tokens AS input, output_tokens AS output, cache_read_tokens AS cache_read, "
-    "cache_write_tokens AS cache_write, reported_cost_usd AS reported"
-)
+# Every read names the figures alike (a row's TOKEN_TYPES and "reported"), summed from the
+# events or a rollup (_SUMS) or read as a folded table stores them (_FOLDED).
+_FIGURES = (*((f"{kind}_tokens", kind) for kind in TOKEN_TYPES), ("reported_cost_usd", "reported"))
+_SUMS = ", ".join(f"SUM({column}) AS {name}" for column, name in _FIGURES)
+_FOLDED = ", ".join(f"{column} AS {name}" for column, name in _FIGURES)
 TOP_TASKS = 10
 
 Tokens = dict[str, int]
@@ -159,20 +155,34 @@ async def _usage_by(
         when, event_key = "hour", time_bucket(conn, "hour", "occurred_at")
     where_rollup, where_tail, args = "", "", []
     if since is not None:
-        where_rollup, where_tail, args = f" WHERE {when} >= ?", " AND occurred_at >= ?", [since]
+        where_rollup, where_tail, args = f" WHERE {when} >= ?", "occurred_at >= ?", [since]
     rows = await fetch(
         conn,
         f"SELECT {column} AS k, model, {_SUMS} FROM {table}{where_rollup} "  # noqa: S608
         f"GROUP BY {column}, model",
         args,
     )
-    tail = await fetch(
+    tail = await _tail(conn, state.watermark, event_key, where_tail, args)
+    return _rows([*rows, *tail])
+
+
+async def _tail(
+    conn: BaseDBAsyncClient,
+    watermark: int,
+    key: str | None = None,
+    where: str = "",
+    args: list[Any] | None = None,
+) -> list[Any]:
+    """Token sums per (``key`` as ``k``, model), or per model, of the events not folded yet
+    (above ``watermark``) that also meet ``where``: what a report adds to the folded tables."""
+    group = f"{key} AS k, model" if key else "model"
+    extra = f" AND {where}" if where else ""
+    return await fetch(
         conn,
-        f"SELECT {event_key} AS k, model, {_SUMS} FROM usage_event "  # noqa: S608
-        f"WHERE {TAIL_IDS}{where_tail} GROUP BY k, model",
-        [state.watermark, *args],
+        f"SELECT {group}, {_SUMS} FROM usage_event "  # noqa: S608
+        f"WHERE {TAIL_IDS}{extra} GROUP BY {'k, model' if key else 'model'}",
+        [watermark, *(args or [])],
     )
-    return [(row["k"], row["model"], _spend(row)) for row in [*rows, *tail]]
 
 
 def _by_task(rows: list[tuple[Any, str, Spend]], prices: PriceList) -> dict[int, TaskMonth]:
@@ -237,12 +247,7 @@ async def _tail_by_task(conn: BaseDBAsyncClient, watermark: int, since: datetime
     (only the contenders' become ``Spend``s)."""
     # "task_number + 0": grouped by the bare column, SQLite walks the whole task_number index
     # instead of the few ids above the watermark.
-    return await fetch(
-        conn,
-        f"SELECT task_number + 0 AS k, model, {_SUMS} FROM usage_event "  # noqa: S608
-        f"WHERE {TAIL_IDS} AND occurred_at >= ? GROUP BY k, model",
-        [watermark, since],
-    )
+    return await _tail(conn, watermark, "task_number + 0", "occurred_at >= ?", [since])
 
 
 def _tail_costs(tail: list[Any], prices: PriceList) -> dict[int, float]:
@@ -391,11 +396,7 @@ async def usage_totals() -> tuple[dict[str, Spend], int]:
             conn,
             f"SELECT model, {_FOLDED} FROM usage_total",  # noqa: S608
         )
-        tail = await fetch(
-            conn,
-            f"SELECT model, {_SUMS} FROM usage_event WHERE {TAIL_IDS} GROUP BY model",  # noqa: S608
-            [watermark],
-        )
+        tail = await _tail(conn, watermark)
         running = await _running_tasks(conn)
     by_model: dict[str, Spend] = defaultdict(Spend)
     for row in [*totals, *tail]:
@@ -414,15 +415,21 @@ async def usage_by_task(numbers: list[int], prices: PriceList) -> dict[int, tupl
     if not numbers:
         return {}
     tasks = f"task_number IN ({', '.join('?' for _ in numbers)})"
-    by_task = f"SELECT task_number AS k, model, {_SUMS} FROM {{}} WHERE {{}} GROUP BY k, model"  # noqa: S608
     async with snapshot_transaction() as conn:
         state = await read_fold_state(conn)
         if state.task_models_ready:
-            rows = await fetch(conn, by_task.format("usage_task_month_model", tasks), numbers)
-            tail = f"{TAIL_IDS} AND {tasks}"
-            rows += await fetch(
-                conn, by_task.format("usage_event", tail), [state.watermark, *numbers]
+            rows = await fetch(
+                conn,
+                f"SELECT task_number AS k, model, {_FOLDED} "  # noqa: S608
+                f"FROM usage_task_month_model WHERE {tasks}",
+                numbers,
             )
+            rows += await _tail(conn, state.watermark, "task_number", tasks, numbers)
         else:
-            rows = await fetch(conn, by_task.format("usage_event", tasks), numbers)
+            rows = await fetch(
+                conn,
+                f"SELECT task_number AS k, model, {_SUMS} FROM usage_event "  # noqa: S608
+                f"WHERE {tasks} GROUP BY k, model",
+                numbers,
+            )
     return {n: (t.tokens, t.cost_usd) for n, t in _by_task(_rows(rows), prices).items()}
