@@ -139,7 +139,12 @@ def _spend(row: Any) -> Spend:
 async def _usage_by(
     conn: BaseDBAsyncClient, key: str, since: datetime | None
 ) -> list[tuple[Any, str, Spend]]:
-    """(key value, model, tokens) rows from the folded tables and the unfolded tail.
+    """(key value, model, tokens) from the folded tables and the unfolded tail (_usage_rows)."""
+    return _rows(await _usage_rows(conn, key, since))
+
+
+async def _usage_rows(conn: BaseDBAsyncClient, key: str, since: datetime | None) -> list[Any]:
+    """Rows (key value ``k``, model, token sums) from the folded tables and the unfolded tail.
 
     key "day": per UTC day, from usage_day (a few rows a day), or from the hourly rollups
     until the first fold has filled it; "task": per task, from the rollups.
@@ -163,7 +168,7 @@ async def _usage_by(
         args,
     )
     tail = await _tail(conn, state.watermark, event_key, where_tail, args)
-    return _rows([*rows, *tail])
+    return [*rows, *tail]
 
 
 async def _tail(
@@ -185,23 +190,38 @@ async def _tail(
     )
 
 
-def _by_task(rows: list[tuple[Any, str, Spend]], prices: PriceList) -> dict[int, TaskMonth]:
-    """(task, model, tokens) rows added up per task, with their cost.
+def _by_task(rows: list[Any], prices: PriceList) -> dict[int, TaskMonth]:
+    """Rows (task ``k``, model, token sums) added up per task, with their cost.
 
     Tokens are added per (task, model) before they are priced, so the same usage gives the same
-    figure however it is split between folded rows and the tail.
+    figure however it is split between folded rows and the tail. The figures are those of
+    ``Spend.cost``, without a ``Spend`` per row: a busy summary adds up thousands of rows.
     """
-    spends: dict[tuple[int, str], Spend] = defaultdict(Spend)
-    for number, model, spend in rows:
-        spends[(int(number), model)].add(spend)
+    sums: dict[tuple[int, str], tuple[list[int], list[float]]] = {}
+    for row in rows:
+        key = (int(row["k"]), row["model"])
+        counts = _counts(row)
+        found = sums.get(key)
+        if found is None:
+            sums[key] = (counts, [float(row["reported"] or 0)])
+        else:
+            tokens, reported = found
+            for index, count in enumerate(counts):
+                tokens[index] += count
+            reported[0] += float(row["reported"] or 0)
     tasks: dict[int, TaskMonth] = {}
-    # In model order: the same spends give the same float sum whichever query read them.
-    for (n, model), spend in sorted(spends.items()):
-        before = tasks.get(n, TaskMonth(n, 0, 0.0))
-        tasks[n] = TaskMonth(
-            n,
-            before.tokens + sum(spend.tokens.values()),
-            before.cost_usd + spend.cost(model, prices),
+    price_of: dict[str, Price | None] = {}
+    # In model order: the same sums give the same float total whichever query read them.
+    for (n, model), (tokens, reported) in sorted(sums.items()):
+        if model not in price_of:
+            price_of[model] = prices.price_for(model)
+        price = price_of[model]
+        cost = price.cost_of(*tokens) if price is not None else reported[0]
+        before = tasks.get(n)
+        tasks[n] = (
+            TaskMonth(n, sum(tokens), cost)
+            if before is None
+            else TaskMonth(n, before.tokens + sum(tokens), before.cost_usd + cost)
         )
     return tasks
 
@@ -232,9 +252,9 @@ async def _top_tasks(
             added = _tail_costs(tail, prices)
             numbers = {*found, *await _tail_contenders(conn, added, month)}
             folded = await _folded_usage_of(conn, sorted(numbers), month)
-            theirs = _rows([row for row in tail if int(row["k"]) in numbers])
+            theirs = [row for row in tail if int(row["k"]) in numbers]
             return _costliest(_by_task([*folded, *theirs], prices))
-    return _costliest(_by_task(await _usage_by(conn, "task", month), prices))
+    return _costliest(_by_task(await _usage_rows(conn, "task", month), prices))
 
 
 def _rows(found: list[Any]) -> list[tuple[Any, str, Spend]]:
@@ -282,9 +302,9 @@ async def _tail_contenders(
 
 async def _folded_usage_of(
     conn: BaseDBAsyncClient, numbers: list[int], month: datetime
-) -> list[tuple[Any, str, Spend]]:
-    """(task, model, tokens) of these tasks in ``month`` as folded (usage_task_month_model, by
-    its unique key: a few rows a task)."""
+) -> list[Any]:
+    """Rows (task ``k``, model, tokens) of these tasks in ``month`` as folded
+    (usage_task_month_model, by its unique key: a few rows a task)."""
     if not numbers:
         return []
     marks = ", ".join("?" for _ in numbers)
@@ -292,7 +312,7 @@ async def _folded_usage_of(
         f"SELECT task_number AS k, model, {_FOLDED} FROM usage_task_month_model "  # noqa: S608
         f"WHERE month = ? AND task_number IN ({marks})"
     )
-    return _rows(await fetch(conn, sql, [month, *numbers]))
+    return await fetch(conn, sql, [month, *numbers])
 
 
 async def _running_tasks(conn: BaseDBAsyncClient) -> int:
@@ -432,4 +452,4 @@ async def usage_by_task(numbers: list[int], prices: PriceList) -> dict[int, tupl
                 f"WHERE {tasks} GROUP BY k, model",
                 numbers,
             )
-    return {n: (t.tokens, t.cost_usd) for n, t in _by_task(_rows(rows), prices).items()}
+    return {n: (t.tokens, t.cost_usd) for n, t in _by_task(rows, prices).items()}
