@@ -312,26 +312,24 @@ def sample_rss(root_pid: int) -> dict[str, float]:
     return rows
 
 
-# The last CPU seconds seen of each process (role, pid): a process that ends (a PostgreSQL
-# backend of a closed connection) keeps counting with what it had used.
-_SEEN_CPU: dict[tuple[str, int], float] = {}
-
-
-def sample_cpu(root_pid: int) -> dict[str, float]:
+def sample_cpu(root_pid: int, seen: dict[tuple[str, int], float]) -> dict[str, float]:
     """CPU seconds (user + system) so far of each role, and of every PostgreSQL process: where
-    a throughput drop comes from, orc's API or the database, shows as CPU per request."""
+    a throughput drop comes from, orc's API or the database, shows as CPU per request.
+
+    ``seen`` keeps the last figure of each (role, pid) from one sample to the next: a process
+    that ends (a PostgreSQL backend of a closed connection) keeps counting with what it used."""
     root = psutil.Process(root_pid)
     for proc in [root, *root.children(recursive=True)]:
         with contextlib.suppress(psutil.Error):
             times = proc.cpu_times()
-            _SEEN_CPU[(role_of(proc, root_pid), proc.pid)] = times.user + times.system
+            seen[(role_of(proc, root_pid), proc.pid)] = times.user + times.system
     for proc in psutil.process_iter(["name"]):
         if proc.info["name"] in ("postgres", "postmaster"):
             with contextlib.suppress(psutil.Error):
                 times = proc.cpu_times()
-                _SEEN_CPU[("PostgreSQL", proc.pid)] = times.user + times.system
+                seen[("PostgreSQL", proc.pid)] = times.user + times.system
     cpu: dict[str, float] = defaultdict(float)
-    for (role, _), seconds in _SEEN_CPU.items():
+    for (role, _), seconds in seen.items():
         cpu[role] += seconds
     return dict(cpu)
 
@@ -351,11 +349,12 @@ def sampler(
     cpu_samples: list[CpuSample],
 ) -> None:
     started = load.record.started
+    seen: dict[tuple[str, int], float] = {}
     while True:
         at = time.perf_counter() - started
         rows = sample_rss(root_pid)
         samples.append((at, rows))
-        cpu_samples.append(CpuSample(at, load.record.requests, sample_cpu(root_pid)))
+        cpu_samples.append(CpuSample(at, load.record.requests, sample_cpu(root_pid, seen)))
         cells = "  ".join(f"{role} {mib:6.1f}" for role, mib in rows.items())
         print(
             f"  [{at:7.0f}s] RSS MiB: {cells}  | requests {load.record.requests}, "
@@ -365,7 +364,7 @@ def sampler(
         if load.stop.wait(every):
             at = time.perf_counter() - started
             samples.append((at, sample_rss(root_pid)))
-            cpu_samples.append(CpuSample(at, load.record.requests, sample_cpu(root_pid)))
+            cpu_samples.append(CpuSample(at, load.record.requests, sample_cpu(root_pid, seen)))
             return
 
 

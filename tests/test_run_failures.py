@@ -402,7 +402,7 @@ async def test_commits_on_the_base_branch_during_a_run_stay_out_of_the_task_bran
 def test_orc_serve_killed_mid_phase_leaves_no_agent_and_goes_on_after_a_restart(
     migrated, orc_env, fake, repo, server_factory
 ):
-    from tests.test_runs_cli import agent_env
+    from tests.test_runs_cli import agent_env, tool_call_kept
     from tests.test_worker import poll, worker_child
 
     env = agent_env(orc_env, fake)
@@ -424,20 +424,7 @@ def test_orc_serve_killed_mid_phase_leaves_no_agent_and_goes_on_after_a_restart(
     assert run_orc(["run", "TASK-001"], env).returncode == 0
     poll(lambda: True if marker.exists() else None, 90, "the tool to start", server.logs)
 
-    def tool_call_recorded() -> bool | None:
-        transcript = server.get("/api/tasks/TASK-001/transcript", params={"limit": 500}).text
-        return True if "sleep(300)" in transcript else None
-
-    # The CLI runs the tool without waiting for orc to read its stream. Once orc has recorded
-    # the tool call it has stored the session too (the stream's first message): a kill before
-    # that would leave no session to resume, and the phase would start afresh. The CLI's own
-    # session file, which the resume reads, is written apart (see agent_saved).
-    poll(tool_call_recorded, 60, "orc to record the tool call", server.logs)
-
-    def tool_call_saved() -> bool | None:
-        return agent_saved(Path(env["ORC_HOME"]), "TASK-001", "sleep(300)") or None
-
-    poll(tool_call_saved, 60, "the CLI to save the tool call in its session", server.logs)
+    tool_call_kept(server, env)
     worker = poll(lambda: worker_child(server), 10, "the worker", server.logs)
     agent = worker.children(recursive=True)
     # (A short-lived helper of the CLI may end meanwhile: _name gives None for it.)

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from tests.fake_anthropic import CWD, FakeAnthropic, bash, text, tool_calls, write
-from tests.support import agent_saved, run_orc
+from tests.support import OrcServer, agent_saved, run_orc
 
 DONE = '{"status": "complete", "summary": "%s"}'
 
@@ -129,20 +129,7 @@ def test_a_worker_killed_mid_phase_leaves_no_agent_and_the_run_goes_on(
     assert run_orc(["run", "TASK-001"], env).returncode == 0
     poll(lambda: True if marker.exists() else None, 60, "the tool to start", server.logs)
 
-    def tool_call_recorded() -> bool | None:
-        transcript = server.get("/api/tasks/TASK-001/transcript", params={"limit": 500}).text
-        return True if "sleep(300)" in transcript else None
-
-    def tool_call_saved() -> bool | None:
-        return agent_saved(Path(env["ORC_HOME"]), "TASK-001", "sleep(300)") or None
-
-    # The restarted worker resumes the session orc stored, and the CLI resumes it from its own
-    # session file. Both are written apart from the tool's start: orc stores the session when
-    # it reads the stream's first message (it has, once the tool call is in the transcript),
-    # and the CLI writes its file from a queue it drains every 100 ms. A kill before either
-    # starts the phase afresh, or resumes a session that ends before the tool call.
-    poll(tool_call_recorded, 60, "orc to record the tool call", server.logs)
-    poll(tool_call_saved, 60, "the CLI to save the tool call in its session", server.logs)
+    tool_call_kept(server, env)
     worker = poll(lambda: worker_child(server), 10, "the worker", server.logs)
 
     def the_tool() -> list[psutil.Process] | None:
@@ -169,3 +156,25 @@ def test_a_worker_killed_mid_phase_leaves_no_agent_and_the_run_goes_on(
     assert task["status"] == "completed"
     implement = next(p for p in task["phases"] if p["name"] == "implement")
     assert implement["status"] == "completed"
+
+
+def tool_call_kept(server: OrcServer, env: dict[str, str]) -> None:
+    """Wait until TASK-001's long tool call (``sleep(300)``) is kept where a resume reads it.
+
+    A restarted worker resumes the session orc stored, and the CLI resumes it from its own
+    session file. Both are written apart from the tool's start: orc stores the session when it
+    reads the stream's first message (it has, once the tool call is in the transcript), and the
+    CLI writes its file from a queue it drains every 100 ms (tests.support.agent_saved). A kill
+    before either starts the phase afresh, or resumes a session that ends before the tool call.
+    """
+    from tests.test_worker import poll
+
+    def recorded() -> bool | None:
+        transcript = server.get("/api/tasks/TASK-001/transcript", params={"limit": 500}).text
+        return True if "sleep(300)" in transcript else None
+
+    def saved() -> bool | None:
+        return agent_saved(Path(env["ORC_HOME"]), "TASK-001", "sleep(300)") or None
+
+    poll(recorded, 60, "orc to record the tool call", server.logs)
+    poll(saved, 60, "the CLI to save the tool call in its session", server.logs)

@@ -8,6 +8,7 @@ reads a few rows per day and model, however many tasks and events there are.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -20,7 +21,7 @@ from orc.db.sql import as_datetime, fetch, snapshot_transaction, time_bucket
 from orc.tasks.counts import count_tasks
 from orc.tasks.lifecycle import format_task_id
 from orc.tasks.vocabulary import ACTIVE_STATUS
-from orc.usage.pricing import TOKEN_TYPES, Price, PriceList
+from orc.usage.pricing import TOKEN_TYPES, PriceList
 from orc.usage.rollups import TAIL_IDS, read_fold_state, read_watermark
 from orc.usage.task_months import (
     NEAR_TIE_USD,
@@ -180,12 +181,12 @@ async def _tail(
 ) -> list[Any]:
     """Token sums per (``key`` as ``k``, model), or per model, of the events not folded yet
     (above ``watermark``) that also meet ``where``: what a report adds to the folded tables."""
-    group = f"{key} AS k, model" if key else "model"
+    select, group = (f"{key} AS k, model", "k, model") if key else ("model", "model")
     extra = f" AND {where}" if where else ""
     return await fetch(
         conn,
-        f"SELECT {group}, {_SUMS} FROM usage_event "  # noqa: S608
-        f"WHERE {TAIL_IDS}{extra} GROUP BY {'k, model' if key else 'model'}",
+        f"SELECT {select}, {_SUMS} FROM usage_event "  # noqa: S608
+        f"WHERE {TAIL_IDS}{extra} GROUP BY {group}",
         [watermark, *(args or [])],
     )
 
@@ -197,26 +198,23 @@ def _by_task(rows: list[Any], prices: PriceList) -> dict[int, TaskMonth]:
     figure however it is split between folded rows and the tail. The figures are those of
     ``Spend.cost``, without a ``Spend`` per row: a busy summary adds up thousands of rows.
     """
-    sums: dict[tuple[int, str], tuple[list[int], list[float]]] = {}
+    # Per (task, model): the four token counts in TOKEN_TYPES order, then the reported cost.
+    sums: dict[tuple[int, str], list[Any]] = {}
     for row in rows:
         key = (int(row["k"]), row["model"])
-        counts = _counts(row)
-        found = sums.get(key)
-        if found is None:
-            sums[key] = (counts, [float(row["reported"] or 0)])
+        figures = [*_counts(row), float(row["reported"] or 0)]
+        total = sums.get(key)
+        if total is None:
+            sums[key] = figures
         else:
-            tokens, reported = found
-            for index, count in enumerate(counts):
-                tokens[index] += count
-            reported[0] += float(row["reported"] or 0)
+            for index, value in enumerate(figures):
+                total[index] += value
     tasks: dict[int, TaskMonth] = {}
-    price_of: dict[str, Price | None] = {}
+    price_of = functools.cache(prices.price_for)
     # In model order: the same sums give the same float total whichever query read them.
-    for (n, model), (tokens, reported) in sorted(sums.items()):
-        if model not in price_of:
-            price_of[model] = prices.price_for(model)
-        price = price_of[model]
-        cost = price.cost_of(*tokens) if price is not None else reported[0]
+    for (n, model), (*tokens, reported) in sorted(sums.items()):
+        price = price_of(model)
+        cost = price.cost_of(*tokens) if price is not None else reported
         before = tasks.get(n)
         tasks[n] = (
             TaskMonth(n, sum(tokens), cost)
@@ -274,12 +272,9 @@ def _tail_costs(tail: list[Any], prices: PriceList) -> dict[int, float]:
     """Each task's cost in the tail rows, as ``Spend.cost`` prices them (the price of each
     model looked up once, no dict per row: this loop is most of a busy summary's work)."""
     added: dict[int, float] = defaultdict(float)
-    price_of: dict[str, Price | None] = {}
+    price_of = functools.cache(prices.price_for)
     for row in tail:
-        model = row["model"]
-        if model not in price_of:
-            price_of[model] = prices.price_for(model)
-        price = price_of[model]
+        price = price_of(row["model"])
         cost = float(row["reported"] or 0) if price is None else price.cost_of(*_counts(row))
         added[int(row["k"])] += cost
     return added
