@@ -16,7 +16,8 @@ import asyncpg
 import psutil
 
 from orc.db.url import DatabaseUrl
-from tests.support import ORC, OrcServer, base_env, run_orc
+from tests.support import LOOPBACK, ORC, OrcServer, base_env, json_records, run_orc
+from workers.usage_jobs import FOLD_EVERY_SECONDS
 
 T = TypeVar("T")
 EXIT_TIMEOUT = 10.0
@@ -176,6 +177,26 @@ def test_standalone_worker_beats_and_stops_gracefully_on_sigint(server_factory, 
         body = ready_body(server)
         assert body["checks"]["worker"] == "ok", body
         assert body["info"]["worker_heartbeat_age_seconds"] < 60
+
+        # Usage recorded through that API is folded by the worker within seconds (every
+        # FOLD_EVERY_SECONDS), not at the next minute: the reports' unfolded tail stays short.
+        created = LOOPBACK.post(server.base_url + "/api/tasks", json={"title": "fold me"})
+        assert created.status_code == 201, created.text
+        events = [{"model": "claude-sonnet-4-5", "input_tokens": 10 + i} for i in range(30)]
+        recorded = LOOPBACK.post(
+            f"{server.base_url}/api/tasks/{created.json()['id']}/usage", json={"events": events}
+        )
+        assert recorded.status_code == 201, recorded.text
+
+        def folded() -> int | None:
+            found = [
+                r["events"]
+                for r in json_records(logs())
+                if r.get("message") == "folded usage events"
+            ]
+            return sum(found) if found else None
+
+        assert poll(folded, FOLD_EVERY_SECONDS + 10, "the usage to be folded", logs) == 30
 
         worker.send_signal(signal.SIGINT)
         try:

@@ -19,10 +19,11 @@ import workers.heartbeat_jobs
 import workers.replication_jobs
 import workers.run_jobs
 import workers.table_jobs
-import workers.usage_jobs
 from orc.config import Settings
+from orc.usage.pricing import load_prices
 from workers.job_runtime import close_runtime, start_runtime
 from workers.queue import configure_queue
+from workers.usage_jobs import FoldLoop
 
 log = logging.getLogger("orc.worker")
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
@@ -52,9 +53,11 @@ def run_consumer(settings: Settings) -> None:
     # Before any thread starts: threads (and the agents they spawn) inherit the signal mask.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     runs: workers.run_jobs.RunLoop | None = None
+    folds: FoldLoop | None = None
     try:
         start_runtime(settings)
         runs = workers.run_jobs.RunLoop(settings)
+        folds = FoldLoop(load_prices(settings.home))
         log.info("job worker started", extra={"threads": settings.worker_threads})
         # What start-up imported stays out of the full collections (see orc.runs.agent._load_sdk).
         gc.freeze()
@@ -62,4 +65,6 @@ def run_consumer(settings: Settings) -> None:
     finally:
         if runs is not None:
             runs.stop()
+        if folds is not None:
+            folds.stop()
         close_runtime()

@@ -219,7 +219,7 @@ def cost_command(settings: Settings) -> None:
 @click.command("fold-usage")
 @pass_database_settings
 def fold_usage_command(settings: Settings) -> None:
-    """Fold new usage events into rollups now (the worker also does it every minute)."""
+    """Fold new usage events into rollups now (the worker also does it every 5 s)."""
     from orc.usage.pricing import load_prices
     from orc.usage.rollups import fold_usage
 

@@ -9,6 +9,7 @@ event can appear below the watermark later.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -21,7 +22,7 @@ WATERMARK_KEY = "usage_rollup_watermark"
 DAYS_KEY = "usage_day_filled"
 TASK_MODELS_KEY = "usage_task_month_model_filled"
 FOLD_LOCK_KEY = 0x6F7263_03
-# Events folded per transaction, by the minutely job and by `orc fold-usage` alike (which may
+# Events folded per transaction, by the worker's fold loop and by `orc fold-usage` alike (which may
 # run beside a live server). On SQLite a fold holds the database's one write lock: a minute of
 # a busy server's usage (15,000 events) in one transaction held it for 150-220 ms, growing with
 # the tables, and every usage report and task change waited behind it. In chunks of 2,000 each
@@ -172,14 +173,18 @@ async def _fold_once(limit: int, prices: PriceList) -> tuple[int, int, bool]:
     return count, int(high), count < limit
 
 
-async def fold_usage(prices: PriceList, chunk: int = CHUNK_EVENTS) -> FoldResult:
+async def fold_usage(
+    prices: PriceList, chunk: int = CHUNK_EVENTS, stopping: asyncio.Event | None = None
+) -> FoldResult:
     """Fold every new usage event, ``chunk`` events per transaction.
 
     ``prices``: what the per-month task costs are kept at (orc.usage.task_months).
+    ``stopping``: once set, return after the chunk in progress (a worker that stops does not
+    wait for a backlog of millions of events; the next fold continues from the watermark).
     """
     total = 0
     while True:
         count, watermark, caught_up = await _fold_once(chunk, prices)
         total += count
-        if caught_up:
+        if caught_up or (stopping is not None and stopping.is_set()):
             return FoldResult(total, watermark)
