@@ -11,8 +11,8 @@ cases, measured in this order on the same server:
 - not folded: every event is in the tail that a scrape sums itself (no fold has run, e.g.
   no worker yet): the worst case;
 - folded: ``orc fold-usage`` (another process) folded everything, the tail is empty;
-- folded + tail: 1,000 more events after that fold (about a minute of heavy use between two
-  runs of the worker's fold job): the usual case.
+- folded + tail: 1,000 more events after that fold (a few seconds of heavy use between two
+  folds of the worker, every 5 s): the usual case.
 
 Each case: ``--scrapes`` (default 200) GET /api/metrics, one after another on one keep-alive
 connection, interleaved with as many GET /api/health (the baseline, same server), after a

@@ -24,17 +24,18 @@ delivered. At the end, against the issue's targets: each process's RSS at the en
 of its value at the end of the first window; each endpoint's p99 in the last window at most
 1.2x that of the first; 0 errors.
 
-``--tracemalloc FRAMES`` (a diagnostic) starts tracemalloc in the API process (through a
-``sitecustomize`` on PYTHONPATH that acts only in ``python -m orc _api``; orc's code is not
-changed) from ``--sample`` seconds after start-up, dumps a snapshot every ``--sample``
-seconds, and prints the allocations that grew
+``--tracemalloc FRAMES`` (a diagnostic) starts tracemalloc in the API process, or with
+``--trace worker`` in the job worker (through a ``sitecustomize`` on PYTHONPATH that acts only
+in that process; orc's code is not changed) from ``--sample`` seconds after start-up, dumps a
+snapshot every ``--sample`` seconds, and prints the allocations that grew
 most between the end of the first window and the end of the run.
 
 ``--store DIR`` soaks a store kept by ``reads_at_scale.py --keep`` (e.g. 100,000 tasks against
 1,000, for the issue's throughput at scale) instead of a new one, and leaves it there.
 
 Run: .venv/bin/python bench/soak.py [--db sqlite,postgres] [--duration 1800] [--window 300]
-     [--clients 12] [--subscribers 20] [--max-requests 2000000] [--tracemalloc 25] [--store DIR]
+     [--clients 12] [--subscribers 20] [--max-requests 2000000]
+     [--tracemalloc 25 [--trace worker]] [--store DIR]
 """
 
 from __future__ import annotations
@@ -69,10 +70,11 @@ WEIGHTS = ("trivial", "small", "medium", "large")
 TRACE_ENV = "ORC_SOAK_TRACE_DIR"
 TRACE_FRAMES_ENV = "ORC_SOAK_TRACE_FRAMES"
 TRACE_EVERY_ENV = "ORC_SOAK_TRACE_EVERY"
+TRACE_ARG_ENV = "ORC_SOAK_TRACE_ARG"
 SITECUSTOMIZE = f'''
 """Written by bench/soak.py --tracemalloc: snapshots of orc's API process, nothing else."""
 import os, sys, threading, time
-if "_api" in sys.argv and os.environ.get("{TRACE_ENV}"):
+if os.environ.get("{TRACE_ARG_ENV}", "_api") in sys.argv and os.environ.get("{TRACE_ENV}"):
     import tracemalloc
     def _dump():
         out, every, n = os.environ["{TRACE_ENV}"], float(os.environ["{TRACE_EVERY_ENV}"]), 0
@@ -484,6 +486,7 @@ def run_store(store: orcbench.Store, args: argparse.Namespace) -> list[str]:
                 TRACE_ENV: str(trace_dir),
                 TRACE_FRAMES_ENV: str(args.tracemalloc),
                 TRACE_EVERY_ENV: str(args.sample),
+                TRACE_ARG_ENV: "worker" if args.trace == "worker" else "_api",
             }
         )
     server.start()
@@ -552,6 +555,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=20, help="usage events per request")
     parser.add_argument("--max-requests", type=int, default=2_000_000)
     parser.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES")
+    parser.add_argument(
+        "--trace", choices=("api", "worker"), default="api", help="the process --tracemalloc traces"
+    )
     parser.add_argument(
         "--store",
         type=Path,

@@ -137,17 +137,6 @@ LOOPBACK = httpx.Client(
 )
 
 
-def json_records(text: str) -> list[dict[str, Any]]:
-    """The JSON log records in a process's output (other lines skipped)."""
-    records = []
-    for line in text.splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue
-    return records
-
-
 class OrcServer:
     """A real `orc serve` subprocess in its own session, with its output kept in a file."""
 
@@ -204,7 +193,13 @@ class OrcServer:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def log_records(self) -> list[dict[str, Any]]:
-        return json_records(self.logs())
+        records = []
+        for line in self.logs().splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+        return records
 
     def terminate(self, sig: int = signal.SIGTERM, timeout: float = 10) -> tuple[int, float]:
         """Send ``sig``; return (exit code, seconds it took). Fails if it does not exit in time."""

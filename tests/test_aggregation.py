@@ -212,6 +212,17 @@ async def test_fold_is_exact_idempotent_and_touches_only_new_events(store):
     assert third.events == len(chunked)
     await assert_folded(uses)
 
+    # A fold asked to stop (a worker shutting down) ends after the chunk in progress; the next
+    # one continues from there.
+    stopped = _spread(25, at("2026-03-15T00:00:00"), tasks=2)
+    await record(stopped)
+    uses += stopped
+    stopping = asyncio.Event()
+    stopping.set()
+    assert (await fold_usage(PRICES, chunk=10, stopping=stopping)).events == 10
+    assert (await fold_usage(PRICES, chunk=10)).events == 15
+    await assert_folded(uses)
+
     # Two folds at once never fold an event twice.
     racing = _spread(120, at("2026-02-01T00:00:00"))
     await record(racing)

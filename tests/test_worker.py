@@ -16,7 +16,8 @@ import asyncpg
 import psutil
 
 from orc.db.url import DatabaseUrl
-from tests.support import LOOPBACK, ORC, OrcServer, base_env, json_records, run_orc
+from orc.usage.rollups import WATERMARK_KEY
+from tests.support import LOOPBACK, ORC, OrcServer, base_env, run_orc
 from workers.usage_jobs import FOLD_EVERY_SECONDS
 
 T = TypeVar("T")
@@ -86,6 +87,18 @@ def heartbeat_pids(env: dict[str, str]) -> set[int]:
             await conn.close()
 
     return asyncio.run(query())
+
+
+def fold_progress(env: dict[str, str]) -> tuple[int, int]:
+    """(the usage watermark: the last event folded, the newest usage event) on SQLite."""
+    path = Path(env["ORC_HOME"]) / "orc.db"
+    with contextlib.closing(sqlite3.connect(path, timeout=5)) as db:
+        [[watermark]] = db.execute(
+            "SELECT COALESCE(MAX(value), '0') FROM server_state WHERE key = ?",
+            (WATERMARK_KEY,),
+        ).fetchall()
+        [[newest]] = db.execute("SELECT COALESCE(MAX(id), 0) FROM usage_event").fetchall()
+    return int(watermark), int(newest)
 
 
 def test_killed_worker_is_restarted_and_beats_again(server_factory, migrated, orc_env):
@@ -179,24 +192,23 @@ def test_standalone_worker_beats_and_stops_gracefully_on_sigint(server_factory, 
         assert body["info"]["worker_heartbeat_age_seconds"] < 60
 
         # Usage recorded through that API is folded by the worker within seconds (every
-        # FOLD_EVERY_SECONDS), not at the next minute: the reports' unfolded tail stays short.
+        # FOLD_EVERY_SECONDS), twice in a row: not at the next minute, as a once-a-minute job
+        # would. The reports' unfolded tail stays short.
         created = LOOPBACK.post(server.base_url + "/api/tasks", json={"title": "fold me"})
         assert created.status_code == 201, created.text
-        events = [{"model": "claude-sonnet-4-5", "input_tokens": 10 + i} for i in range(30)]
-        recorded = LOOPBACK.post(
-            f"{server.base_url}/api/tasks/{created.json()['id']}/usage", json={"events": events}
-        )
-        assert recorded.status_code == 201, recorded.text
-
-        def folded() -> int | None:
-            found = [
-                r["events"]
-                for r in json_records(logs())
-                if r.get("message") == "folded usage events"
-            ]
-            return sum(found) if found else None
-
-        assert poll(folded, FOLD_EVERY_SECONDS + 10, "the usage to be folded", logs) == 30
+        usage_url = f"{server.base_url}/api/tasks/{created.json()['id']}/usage"
+        for batch in range(2):
+            events = [{"model": "claude-sonnet-4-5", "input_tokens": 10 + i} for i in range(30)]
+            recorded = LOOPBACK.post(usage_url, json={"events": events})
+            assert recorded.status_code == 201, recorded.text
+            newest = fold_progress(sqlite_env)[1]
+            assert newest == 30 * (batch + 1)
+            poll(
+                lambda: True if fold_progress(sqlite_env)[0] == newest else None,
+                FOLD_EVERY_SECONDS + 10,
+                f"batch {batch + 1} to be folded",
+                logs,
+            )
 
         worker.send_signal(signal.SIGINT)
         try:

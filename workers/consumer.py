@@ -55,16 +55,18 @@ def run_consumer(settings: Settings) -> None:
     runs: workers.run_jobs.RunLoop | None = None
     folds: FoldLoop | None = None
     try:
+        # A broken pricing.yaml stops the worker before it claims any run.
+        prices = load_prices(settings.home)
         start_runtime(settings)
         runs = workers.run_jobs.RunLoop(settings)
-        folds = FoldLoop(load_prices(settings.home))
+        folds = FoldLoop(prices)
         log.info("job worker started", extra={"threads": settings.worker_threads})
         # What start-up imported stays out of the full collections (see orc.runs.agent._load_sdk).
         gc.freeze()
         consumer.run()
     finally:
-        if runs is not None:
-            runs.stop()
         if folds is not None:
             folds.stop()
+        if runs is not None:
+            runs.stop()
         close_runtime()

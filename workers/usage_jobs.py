@@ -18,10 +18,13 @@ import logging
 
 from orc.usage.pricing import PriceList
 from orc.usage.rollups import fold_usage
-from workers.job_runtime import run_async, spawn
+from workers.job_runtime import spawn
 
 log = logging.getLogger("orc.jobs.usage")
 FOLD_EVERY_SECONDS = 5.0
+# A fold that takes longer is given up (its committed chunks stay) and tried again: a fold
+# waiting on a lock or a connection that never answers must not stop folding for good.
+FOLD_TIMEOUT_SECONDS = 600.0
 STOP_TIMEOUT_SECONDS = 30.0
 
 
@@ -32,18 +35,22 @@ class FoldLoop:
         self.prices = prices
         self.interval = interval
         self._stopping = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.future: concurrent.futures.Future[None] = spawn(self._fold_until_stopped())
 
     async def _fold_until_stopped(self) -> None:
+        self._loop = asyncio.get_running_loop()
         failing = False
         while not self._stopping.is_set():
             try:
-                result = await fold_usage(self.prices, stopping=self._stopping)
+                result = await asyncio.wait_for(
+                    fold_usage(self.prices, stopping=self._stopping), FOLD_TIMEOUT_SECONDS
+                )
             except Exception as error:
                 # A database that is down fails every fold until it is back: one traceback,
                 # then a line a fold, then a line when it works again.
                 if failing:
-                    log.warning("folding usage failed again: %s", error)
+                    log.warning("folding usage failed again: %r", error)
                 else:
                     log.warning("folding usage failed", exc_info=True)
                 failing = True
@@ -52,7 +59,8 @@ class FoldLoop:
                     log.info("folding usage works again")
                 failing = False
                 if result.events:
-                    log.info(
+                    # Twelve a minute on a busy server: detail, not news.
+                    log.debug(
                         "folded usage events",
                         extra={"events": result.events, "watermark": result.watermark},
                     )
@@ -60,13 +68,16 @@ class FoldLoop:
                 await asyncio.wait_for(self._stopping.wait(), self.interval)
 
     def stop(self) -> None:
-        """Let a fold in progress end (each chunk is one transaction), then return."""
-
-        async def set_stopping() -> None:
+        """Let a fold in progress end its chunk (one transaction), then return; cancel it
+        (the chunk rolls back) if it does not end within STOP_TIMEOUT_SECONDS."""
+        if self._loop is None:
             self._stopping.set()
-
+        else:
+            self._loop.call_soon_threadsafe(self._stopping.set)
         try:
-            run_async(set_stopping(), timeout=STOP_TIMEOUT_SECONDS)
             self.future.result(STOP_TIMEOUT_SECONDS)
+        except concurrent.futures.TimeoutError:
+            log.warning("the usage fold did not end in %.0f s: cancelled", STOP_TIMEOUT_SECONDS)
+            self.future.cancel()
         except Exception:
             log.warning("the usage fold loop did not stop cleanly", exc_info=True)

@@ -261,8 +261,8 @@ def _rows(found: list[Any]) -> list[tuple[Any, str, Spend]]:
 
 async def _tail_by_task(conn: BaseDBAsyncClient, watermark: int, since: datetime) -> list[Any]:
     """The rows (task ``k``, model, token sums) of the events above the watermark since
-    ``since``: up to a minute of a busy server's usage, thousands of rows, which stay rows
-    (only the contenders' are added up exactly)."""
+    ``since``: the seconds since the worker's last fold (every 5 s), hundreds of rows, which
+    stay rows (only the contenders' are added up exactly)."""
     # "task_number + 0": grouped by the bare column, SQLite walks the whole task_number index
     # instead of the few ids above the watermark.
     return await _tail(conn, watermark, "task_number + 0", "occurred_at >= ?", [since])
