@@ -99,6 +99,16 @@ def spawn(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
     return asyncio.run_coroutine_threadsafe(coro, _started_runtime(coro).loop)
 
 
+def set_event(event: asyncio.Event) -> None:
+    """Set, from another thread, an event that a coroutine on the shared runtime waits on."""
+    with _runtime_lock:
+        runtime = _runtime
+    if runtime is None:
+        event.set()  # nothing waits on it: no loop runs
+    else:
+        runtime.loop.call_soon_threadsafe(event.set)
+
+
 def close_runtime() -> None:
     """Close the shared runtime's connections and stop its loop (at consumer exit)."""
     global _runtime

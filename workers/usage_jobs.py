@@ -16,9 +16,11 @@ import concurrent.futures
 import contextlib
 import logging
 
+from orc.db import describe_error
+from orc.db.unavailable import is_database_unavailable
 from orc.usage.pricing import PriceList
 from orc.usage.rollups import fold_usage
-from workers.job_runtime import spawn
+from workers.job_runtime import set_event, spawn
 
 log = logging.getLogger("orc.jobs.usage")
 FOLD_EVERY_SECONDS = 5.0
@@ -29,35 +31,27 @@ STOP_TIMEOUT_SECONDS = 30.0
 
 
 class FoldLoop:
-    """Folds usage every ``interval`` seconds on the worker's event loop until ``stop()``."""
+    """Folds usage every FOLD_EVERY_SECONDS on the worker's event loop until ``stop()``."""
 
-    def __init__(self, prices: PriceList, interval: float = FOLD_EVERY_SECONDS) -> None:
+    def __init__(self, prices: PriceList) -> None:
         self.prices = prices
-        self.interval = interval
         self._stopping = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.future: concurrent.futures.Future[None] = spawn(self._fold_until_stopped())
 
     async def _fold_until_stopped(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        failing = False
         while not self._stopping.is_set():
             try:
                 result = await asyncio.wait_for(
                     fold_usage(self.prices, stopping=self._stopping), FOLD_TIMEOUT_SECONDS
                 )
-            except Exception as error:
-                # A database that is down fails every fold until it is back: one traceback,
-                # then a line a fold, then a line when it works again.
-                if failing:
-                    log.warning("folding usage failed again: %r", error)
+            except Exception as exc:
+                # As the run loop does: a database that is away (down, a full disk) one line a
+                # try until it is back; anything else with its traceback.
+                if is_database_unavailable(exc):
+                    log.warning("could not fold usage: %s", describe_error(exc))
                 else:
-                    log.warning("folding usage failed", exc_info=True)
-                failing = True
+                    log.warning("could not fold usage", exc_info=True)
             else:
-                if failing:
-                    log.info("folding usage works again")
-                failing = False
                 if result.events:
                     # Twelve a minute on a busy server: detail, not news.
                     log.debug(
@@ -65,15 +59,12 @@ class FoldLoop:
                         extra={"events": result.events, "watermark": result.watermark},
                     )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.interval)
+                await asyncio.wait_for(self._stopping.wait(), FOLD_EVERY_SECONDS)
 
     def stop(self) -> None:
         """Let a fold in progress end its chunk (one transaction), then return; cancel it
         (the chunk rolls back) if it does not end within STOP_TIMEOUT_SECONDS."""
-        if self._loop is None:
-            self._stopping.set()
-        else:
-            self._loop.call_soon_threadsafe(self._stopping.set)
+        set_event(self._stopping)
         try:
             self.future.result(STOP_TIMEOUT_SECONDS)
         except concurrent.futures.TimeoutError:
