@@ -330,8 +330,11 @@ async def test_a_dropped_stream_is_retried_and_its_start_is_still_counted(
     """A stream cut mid-way, or one that stalls and then drops, is retried at once.
 
     The notice has error_status None and error "unknown". A dropped attempt's `message_start`
-    usage is added to the run's usage, but not per attempt: one drop then success gives input
-    10 + 10, and a cut plus a stall then success gives 20 as well, not 30 (measured).
+    usage is added to the run's usage (10 each here), so the result counts more than the
+    successful attempt's 10. Whether the CLI counts one dropped start or both depends on when
+    it reads the cut stream: a cut plus a stall then success has given 20 and, on a loaded
+    machine, 30 (measured), so either is accepted; what orc bills from the result is never less
+    than the successful attempt.
     """
     fake.script([Cut(text("cut me off please"), events=3), Stall(1.5), text("Recovered.")])
 
@@ -339,7 +342,7 @@ async def test_a_dropped_stream_is_retried_and_its_start_is_still_counted(
 
     assert run.error is None and run.result.result == "Recovered."
     assert [(r["error_status"], r["error"]) for r in run.retries()] == [(None, "unknown")] * 2
-    assert run.result.usage is not None and run.result.usage["input_tokens"] == 20
+    assert run.result.usage is not None and run.result.usage["input_tokens"] in (20, 30)
     assert [r.answer for r in fake.message_requests] == [
         "cut after 3 events",
         "stall 1.5s",
