@@ -20,9 +20,11 @@ Printed: RSS of every process ``orc serve`` starts, every ``--sample`` seconds; 
 requests/s per endpoint per ``--window`` seconds, with each process's CPU per request (and the
 PostgreSQL server's, on PostgreSQL) (300 = the issue's 5 minutes; make it short
 for a short run); errors (any unexpected status or exception, per endpoint); WebSocket events
-delivered. At the end, against the issue's targets: each process's RSS at the end within 10 %
-of its value at the end of the first window; each endpoint's p99 in the last window at most
-1.2x that of the first; 0 errors.
+delivered; a yardstick (a fixed CPU workload in a process of its own, every 5 s) per window,
+and the API's CPU per request in yardstick rounds relative to the first window, since the
+machine's own speed drifts during a long run. At the end, against the issue's targets: each
+process's RSS at the end within 10 % of its value at the end of the first window; each
+endpoint's p99 in the last window at most 1.2x that of the first; 0 errors.
 
 ``--tracemalloc FRAMES`` (a diagnostic) starts tracemalloc in the API process, or with
 ``--trace worker`` in the job worker (through a ``sitecustomize`` on PYTHONPATH that acts only
@@ -48,6 +50,7 @@ import os
 import random
 import secrets
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -336,6 +339,56 @@ def sample_cpu(root_pid: int, seen: dict[tuple[str, int], float]) -> dict[str, f
     return dict(cpu)
 
 
+# A fixed CPU workload (JSON, integer arithmetic, an in-memory SQLite scan), timed in its own
+# process every YARDSTICK_EVERY seconds: these VMs' CPUs slow down and speed up by a third with
+# their neighbours (measured here: 37 to 64 ms for the same work within one soak), which no
+# figure of orc's own can tell from orc getting slower. Its CPU time per round is printed.
+YARDSTICK_EVERY = 5.0
+YARDSTICK = """
+import json, sqlite3, sys, time
+db = sqlite3.connect(":memory:")
+db.execute("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT)")
+db.executemany("INSERT INTO t (b) VALUES (?)", [(str(i) * 5,) for i in range(50000)])
+doc = {"k%d" % i: [i, str(i), {"x": i * 1.5}] for i in range(2000)}
+while True:
+    started = time.process_time()
+    for _ in range(3):
+        json.loads(json.dumps(doc))
+        sum(i * i for i in range(100000))
+        db.execute("SELECT count(*) FROM t WHERE b LIKE '%7%'").fetchone()
+    print(time.process_time() - started, flush=True)
+    time.sleep(float(sys.argv[1]))
+"""
+
+
+class Yardstick:
+    """The machine's speed during the run: the yardstick's CPU seconds per round, with when."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.rounds: list[tuple[float, float]] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", YARDSTICK, str(YARDSTICK_EVERY)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.rounds.append((time.perf_counter() - self.started, float(line)))
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+    def median_ms(self, start: float, end: float) -> float | None:
+        """The median round (ms) between two moments of the run, None without any."""
+        inside = sorted(took for at, took in self.rounds if start <= at < end)
+        return inside[len(inside) // 2] * 1000 if inside else None
+
+
 @dataclass
 class CpuSample:
     at: float
@@ -406,9 +459,12 @@ def report_windows(record: Record) -> list[str]:
     return lines
 
 
-def report_cpu(cpu_samples: list[CpuSample], window: float) -> None:
-    """Per window, each process's CPU per request (ms) and its share of a core."""
+def report_cpu(cpu_samples: list[CpuSample], window: float, yardstick: Yardstick) -> None:
+    """Per window, each process's CPU per request (ms) and its share of a core; the yardstick's
+    round (ms) and the API's CPU per request in yardstick rounds, relative to the first window:
+    a figure that grows there is orc's work growing, not the machine slowing down."""
     print("\n  CPU per request (ms, user + system) and cores busy, per window:")
+    first: float | None = None
     edges = cpu_samples
     index = 1
     while True:
@@ -423,6 +479,11 @@ def report_cpu(cpu_samples: list[CpuSample], window: float) -> None:
             f" ({(end.cpu[role] - start.cpu.get(role, 0.0)) / seconds:.2f})"
             for role in sorted(end.cpu)
         )
+        took = yardstick.median_ms(start.at, end.at)
+        if took is not None and "API" in end.cpu:
+            api = (end.cpu["API"] - start.cpu.get("API", 0.0)) / requests * 1000 / took
+            first = first or api
+            cells += f"  | yardstick {took:.1f} ms, API in yardsticks {api / first:.2f}x"
         print(f"    window {index}: {cells}")
         index += 1
 
@@ -490,10 +551,12 @@ def run_store(store: orcbench.Store, args: argparse.Namespace) -> list[str]:
             }
         )
     server.start()
+    yardstick: Yardstick | None = None
     try:
         # Start-up under tracemalloc (every import traced) takes minutes on a busy machine.
         server.wait_healthy(timeout=600 if args.tracemalloc else 60)
         record = Record(args.window)
+        yardstick = Yardstick(record.started)
         load = Load(
             port, record, time.perf_counter() + args.duration, args.max_requests, args.batch
         )
@@ -525,6 +588,8 @@ def run_store(store: orcbench.Store, args: argparse.Namespace) -> list[str]:
             thread.join()
         elapsed = time.perf_counter() - record.started
     finally:
+        if yardstick is not None:
+            yardstick.stop()
         server.stop()
     print(
         f"\n{store.label}: {record.requests} requests in {elapsed:.0f}s "
@@ -532,7 +597,7 @@ def run_store(store: orcbench.Store, args: argparse.Namespace) -> list[str]:
     )
     print(f"  {benchlib.load_note()}")
     lines = report_windows(record)
-    report_cpu(cpu_samples, args.window)
+    report_cpu(cpu_samples, args.window, yardstick)
     lines += report_rss(samples, args.window)
     errors = sum(record.errors.values())
     lines.append(f"errors: {errors} ({dict(record.errors)})" + ("" if errors else ": PASS"))
