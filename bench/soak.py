@@ -482,7 +482,8 @@ def report_cpu(cpu_samples: list[CpuSample], window: float, yardstick: Yardstick
         took = yardstick.median_ms(start.at, end.at)
         if took is not None and "API" in end.cpu:
             api = (end.cpu["API"] - start.cpu.get("API", 0.0)) / requests * 1000 / took
-            first = first or api
+            if first is None:
+                first = api
             cells += f"  | yardstick {took:.1f} ms, API in yardsticks {api / first:.2f}x"
         print(f"    window {index}: {cells}")
         index += 1
