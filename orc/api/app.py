@@ -20,6 +20,7 @@ from orc.api import (
     backup_routes,
     dashboard_routes,
     event_routes,
+    header_check,
     health_routes,
     metrics_routes,
     run_routes,
@@ -158,6 +159,7 @@ async def _close_database(app: Sanic) -> None:
 
 def create_app(settings: Settings) -> Sanic:
     """Wire settings, database, error shape, metrics and blueprints into one Sanic app."""
+    header_check.install()
     app = Sanic("orc", configure_logging=False, request_class=OrcRequest)
     app.config.REQUEST_MAX_SIZE = MAX_REQUEST_BYTES
     app.config.GRACEFUL_SHUTDOWN_TIMEOUT = settings.shutdown_timeout

@@ -73,6 +73,10 @@ def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS}
 
 
+# ".000+00:00" to ".999+00:00": a time's end is looked up, not formatted, on every line.
+_MILLISECOND_ENDS = tuple(f".{ms:03d}+00:00" for ms in range(1000))
+
+
 class _UtcClock:
     """ISO 8601 times in UTC with milliseconds; the seconds part is formatted once a second."""
 
@@ -85,7 +89,7 @@ class _UtcClock:
         if second != self._second:
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._second = second
-        return f"{self._prefix}.{int((created - second) * 1000):03d}+00:00"
+        return self._prefix + _MILLISECOND_ENDS[int((created - second) * 1000)]
 
 
 class JsonFormatter(logging.Formatter):

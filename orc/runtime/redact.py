@@ -89,7 +89,12 @@ class RedactSecrets(logging.Filter):
         text that would come out the same: then the caller redacts the slow way)."""
         if _maybe_secret(text):
             return False
-        return all(literal not in text for literal in self._literals)
+        # A plain loop: all() over a generator (or any() over map) costs 2.5x as much, and
+        # this runs for every access line.
+        for literal in self._literals:  # noqa: SIM110
+            if literal in text:
+                return False
+        return True
 
     def redact_parts(self, message: str, fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """A line's message and extra fields with every string redacted; one check of them all
