@@ -15,7 +15,7 @@ Needs wrk (Debian: apt-get install -y wrk).
 --pin runs the servers on the last CPU and wrk on the others, so that the server does not
 share its CPU with wrk (steadier figures; not the default, which is plain wrk -t2 -c64).
 
-Run: .venv/bin/python bench/health_rps.py [--rounds 3] [--duration 10] [--info-log] [--pin]
+Run: .venv/bin/python bench/health_rps.py [--rounds 20] [--duration 2] [--info-log] [--pin]
 """
 
 from __future__ import annotations
@@ -86,8 +86,11 @@ def run_wrk(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3, help="measurements of each (default 3)")
-    parser.add_argument("--duration", type=float, default=10, help="seconds per measurement")
+    # Many short rounds: a VM's CPU speed here changed by a third within seconds. Three runs
+    # each of the same code: 20 rounds of 2 s gave orc/bare 0.93-1.04 (info 0.81-0.93), 5
+    # rounds of 10 s 0.80-1.12 (info 0.67-0.93).
+    parser.add_argument("--rounds", type=int, default=20, help="measurements of each (default 20)")
+    parser.add_argument("--duration", type=float, default=2, help="seconds per measurement")
     parser.add_argument("--warmup", type=float, default=5, help="warm-up seconds per server")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections")
