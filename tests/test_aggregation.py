@@ -6,16 +6,19 @@ In process on SQLite and PostgreSQL; the crash test kills a real `orc fold-usage
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
+import sqlite3
 import subprocess
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 
 from orc.db import default_connection
@@ -25,7 +28,7 @@ from orc.tasks.lifecycle import create_task
 from orc.usage.cost import cost_summary, cost_timeseries, usage_by_task, usage_totals
 from orc.usage.pricing import DEFAULT_PRICES, TOKEN_TYPES, Price, PriceList
 from orc.usage.recording import UsageRecord, record_usage
-from orc.usage.rollups import CHUNK_EVENTS, fold_usage, read_watermark
+from orc.usage.rollups import CHUNK_EVENTS, FOLD_LOCK_KEY, fold_usage, read_watermark
 from tests.support import ORC, base_env, run_orc
 
 PRICES = PriceList(dict(DEFAULT_PRICES))
@@ -789,3 +792,64 @@ async def test_cost_reports_read_the_unfolded_tail_by_its_ids_when_postgres_has_
         plan = json.loads(rows[0]["QUERY PLAN"])[0]["Plan"]
         assert "Seq Scan" not in scanned(plan), sql
         assert scanned(plan), sql
+
+
+@contextlib.asynccontextmanager
+async def _fold_lock_held_elsewhere(database_url: str) -> AsyncIterator[Callable[[], Any]]:
+    """Hold what a fold locks (SQLite's write lock, or the fold's advisory lock on PostgreSQL)
+    from another connection; yields a check, from a third connection, that it is held."""
+    if database_url.startswith("sqlite://"):
+        path = database_url.removeprefix("sqlite://")
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+
+        async def held() -> bool:
+            probe = sqlite3.connect(path, timeout=0, isolation_level=None)
+            try:
+                probe.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:
+                return True
+            finally:
+                probe.close()
+            return False
+
+        try:
+            yield held
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        return
+
+    pg_holder = await asyncpg.connect(database_url)
+    await pg_holder.execute("SELECT pg_advisory_lock($1)", FOLD_LOCK_KEY)
+
+    async def held_pg() -> bool:
+        other = await asyncpg.connect(database_url)
+        try:
+            return not await other.fetchval("SELECT pg_try_advisory_lock($1)", FOLD_LOCK_KEY)
+        finally:
+            await other.close()
+
+    try:
+        yield held_pg
+    finally:
+        await pg_holder.close()
+
+
+async def test_an_idle_fold_takes_no_lock_so_writers_never_wait_for_it(store):
+    """The worker folds every 5 s; with nothing new to fold it must not take the fold's lock
+    (on SQLite the database's one write lock, for which every writer would wait)."""
+    await create_task("one")
+    uses = [Use(1, SONNET, at("2026-04-02T09:00:00"), input=10)]
+    await record(uses)
+    folded = await fold_usage(PRICES)
+    assert folded.events == 1
+    async with _fold_lock_held_elsewhere(store) as held:
+        assert await held()
+        idle = await asyncio.wait_for(fold_usage(PRICES), 5)
+        assert (idle.events, idle.watermark) == (0, folded.watermark)
+    # New usage still folds (under the lock) as before.
+    more = [Use(1, SONNET, at("2026-04-02T09:05:00"), input=5)]
+    await record(more)
+    assert (await fold_usage(PRICES)).events == 1
+    await assert_folded(uses + more)

@@ -14,9 +14,15 @@ from dataclasses import dataclass
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+from orc.db import default_connection
 from orc.db.sql import fetch, locked_transaction, read_state, time_bucket, write_state
 from orc.usage.pricing import PriceList
-from orc.usage.task_months import ensure_priced, fold_task_months
+from orc.usage.task_months import (
+    PRICES_KEY,
+    ensure_priced,
+    fold_task_months,
+    prices_fingerprint,
+)
 
 WATERMARK_KEY = "usage_rollup_watermark"
 DAYS_KEY = "usage_day_filled"
@@ -173,6 +179,30 @@ async def _fold_once(limit: int, prices: PriceList) -> tuple[int, int, bool]:
     return count, int(high), count < limit
 
 
+async def _idle_state(prices: PriceList) -> int | None:
+    """The watermark when a fold would change nothing (no event above it, the later tables
+    filled, the task months kept at ``prices``), else None.
+
+    Read without the fold lock, which on SQLite is the database's one write lock: the worker
+    folds every 5 s, and an idle server's fold then takes no lock at all. A stale answer is
+    harmless: events commit in id order, so one that is not visible yet is folded next time,
+    and whatever else would change is re-read under the lock by the fold that follows.
+    """
+    conn = default_connection()
+    keys = [WATERMARK_KEY, DAYS_KEY, TASK_MODELS_KEY, PRICES_KEY]
+    rows = await fetch(conn, "SELECT key, value FROM server_state WHERE key IN (?, ?, ?, ?)", keys)
+    found = {row["key"]: row["value"] for row in rows}
+    if DAYS_KEY not in found or TASK_MODELS_KEY not in found:
+        return None
+    if found.get(PRICES_KEY) != prices_fingerprint(prices):
+        return None
+    watermark = int(found.get(WATERMARK_KEY) or 0)
+    # MAX(id): the last entry of the primary key, on both databases.
+    newest = await fetch(conn, "SELECT MAX(id) AS high FROM usage_event")
+    high = newest[0]["high"]
+    return watermark if high is None or int(high) <= watermark else None
+
+
 async def fold_usage(
     prices: PriceList, chunk: int = CHUNK_EVENTS, stopping: asyncio.Event | None = None
 ) -> FoldResult:
@@ -182,6 +212,9 @@ async def fold_usage(
     ``stopping``: once set, return after the chunk in progress (a worker that stops does not
     wait for a backlog of millions of events; the next fold continues from the watermark).
     """
+    idle = await _idle_state(prices)
+    if idle is not None:
+        return FoldResult(0, idle)
     total = 0
     while True:
         count, watermark, caught_up = await _fold_once(chunk, prices)
