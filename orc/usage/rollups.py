@@ -80,15 +80,20 @@ class FoldState:
     watermark: int
     days_ready: bool
     task_models_ready: bool
+    # The fingerprint of the prices the task months are kept at (orc.usage.task_months).
+    prices: str | None
 
 
 async def read_fold_state(conn: BaseDBAsyncClient) -> FoldState:
     """The fold's state in one query: every cost report and page of the task list asks."""
-    keys = [WATERMARK_KEY, DAYS_KEY, TASK_MODELS_KEY]
-    rows = await fetch(conn, "SELECT key, value FROM server_state WHERE key IN (?, ?, ?)", keys)
+    keys = [WATERMARK_KEY, DAYS_KEY, TASK_MODELS_KEY, PRICES_KEY]
+    rows = await fetch(conn, "SELECT key, value FROM server_state WHERE key IN (?, ?, ?, ?)", keys)
     found = {row["key"]: row["value"] for row in rows}
     return FoldState(
-        int(found.get(WATERMARK_KEY) or 0), DAYS_KEY in found, TASK_MODELS_KEY in found
+        int(found.get(WATERMARK_KEY) or 0),
+        DAYS_KEY in found,
+        TASK_MODELS_KEY in found,
+        found.get(PRICES_KEY),
     )
 
 
@@ -189,18 +194,15 @@ async def _idle_state(prices: PriceList) -> int | None:
     and whatever else would change is re-read under the lock by the fold that follows.
     """
     conn = default_connection()
-    keys = [WATERMARK_KEY, DAYS_KEY, TASK_MODELS_KEY, PRICES_KEY]
-    rows = await fetch(conn, "SELECT key, value FROM server_state WHERE key IN (?, ?, ?, ?)", keys)
-    found = {row["key"]: row["value"] for row in rows}
-    if DAYS_KEY not in found or TASK_MODELS_KEY not in found:
+    state = await read_fold_state(conn)
+    if not (state.days_ready and state.task_models_ready):
         return None
-    if found.get(PRICES_KEY) != prices_fingerprint(prices):
+    if state.prices != prices_fingerprint(prices):
         return None
-    watermark = int(found.get(WATERMARK_KEY) or 0)
     # MAX(id): the last entry of the primary key, on both databases.
     newest = await fetch(conn, "SELECT MAX(id) AS high FROM usage_event")
     high = newest[0]["high"]
-    return watermark if high is None or int(high) <= watermark else None
+    return state.watermark if high is None or int(high) <= state.watermark else None
 
 
 async def fold_usage(
