@@ -100,7 +100,13 @@ def test_backup_during_four_writers_is_a_consistent_prefix_and_writers_see_no_er
     writers = [Writer(database_url, i, stop) for i in range(WRITERS)]
     for writer in writers:
         writer.start()
-    time.sleep(0.5)
+    # Each writer has committed before the backup starts, so the snapshot holds some of each
+    # writer's rows (a writer can wait over a second for SQLite's write lock on a busy machine).
+    deadline = time.monotonic() + 30
+    while not all(w.samples for w in writers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(w.samples for w in writers), "a writer never committed"
+    time.sleep(0.3)
     started = time.perf_counter()
     result = subprocess.run(
         [*ORC, "backup", "now", "-q"], env=orc_env, capture_output=True, text=True, timeout=300

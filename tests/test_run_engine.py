@@ -208,6 +208,10 @@ async def test_a_refused_api_key_fails_the_run_at_once_naming_the_setting(
     await task.refresh_from_db()
     assert task.status == "failed" and "ANTHROPIC_API_KEY" in (task.reason or "")
     assert len(fake.message_requests) <= 2  # not the CLI's ten retries with backoff
+    # The run stopped the turn early and its agent with it: nothing is left retrying, and no
+    # pipe of it is left open to a finalizer (which once raised inside a later test).
+    pid = agent_pid(tmp_path, task)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
 @on_one_database("sqlite")

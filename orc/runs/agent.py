@@ -314,6 +314,9 @@ async def run_turn(
         async with contextlib.aclosing(stream) as messages:
             async for message in messages:
                 if not await reader.handle(message):
+                    # Closing the SDK's stream early left the CLI running, still retrying,
+                    # with its output pipe open: end the agent's whole tree here.
+                    kill_agent(pidfile)
                     break
     except ClaudeSDKError as exc:
         if not reader.result.is_error:
