@@ -100,12 +100,14 @@ def descendants(pid: int) -> list[psutil.Process]:
         children = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-    return [c for c in children if _alive(c)]
+    return [c for c in children if is_alive(c)]
 
 
-def _alive(process: psutil.Process) -> bool:
+def is_alive(process: psutil.Process | int) -> bool:
     """Running and not a zombie; a process that ends while we look is simply not alive."""
     try:
+        if isinstance(process, int):
+            process = psutil.Process(process)
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False

@@ -36,7 +36,7 @@ from tests.fake_anthropic import (
     unauthorized,
     write,
 )
-from tests.support import descendants
+from tests.support import descendants, is_alive
 
 # claude_agent_sdk is imported where it is used, not here: importing it (its MCP types) costs
 # ~1.5 s of CPU, which every xdist worker would pay when it collects this module.
@@ -429,7 +429,7 @@ async def test_interrupt_during_a_tool_kills_the_tool(fake: FakeAnthropic, repo:
         result = turn[-1]
         assert isinstance(result, ResultMessage) and result.subtype == "error_during_execution"
         assert result.terminal_reason == "aborted_tools"
-        await wait_for(lambda: not [p for p in tree if _alive(p)], timeout=3)
+        await wait_for(lambda: not [p for p in tree if is_alive(p)], timeout=3)
     finally:
         await client.disconnect()
 
@@ -463,12 +463,12 @@ async def test_sigkill_of_the_cli_orphans_its_tools_unless_the_tree_is_killed(
         assert raised.value.exit_code == -9
 
         await asyncio.sleep(0.5)
-        orphans = [p for p in tools if _alive(p)]
+        orphans = [p for p in tools if is_alive(p)]
         assert orphans, "the tool's processes outlived the CLI"
         assert all(p.ppid() != cli.pid for p in orphans)
         for process in orphans:
             process.kill()
-        await wait_for(lambda: not [p for p in orphans if _alive(p)], timeout=3)
+        await wait_for(lambda: not [p for p in orphans if is_alive(p)], timeout=3)
     finally:
         await client.disconnect()
 
@@ -492,7 +492,7 @@ async def test_sigterm_of_the_cli_ends_its_tools(fake: FakeAnthropic, repo: Path
         with pytest.raises(ProcessError) as raised:
             await asyncio.wait_for(reading, 10)
         assert raised.value.exit_code == 143
-        await wait_for(lambda: not [p for p in tools if _alive(p)], timeout=3)
+        await wait_for(lambda: not [p for p in tools if is_alive(p)], timeout=3)
     finally:
         await client.disconnect()
 
@@ -511,13 +511,6 @@ def _marked(cli: psutil.Process, mark: str) -> bool:
         except psutil.NoSuchProcess:
             continue
     return False
-
-
-def _alive(process: psutil.Process) -> bool:
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def test_the_fake_answers_other_endpoints_and_never_resolves_cwd_to_root(

@@ -24,6 +24,7 @@ import pytest
 from orc.db import default_connection
 from orc.db.models import Task
 from orc.db.sql import fetch, is_postgres
+from orc.db.url import DatabaseUrl
 from orc.tasks.lifecycle import create_task
 from orc.usage.cost import cost_summary, cost_timeseries, usage_by_task, usage_totals
 from orc.usage.pricing import DEFAULT_PRICES, TOKEN_TYPES, Price, PriceList
@@ -798,8 +799,9 @@ async def test_cost_reports_read_the_unfolded_tail_by_its_ids_when_postgres_has_
 async def _fold_lock_held_elsewhere(database_url: str) -> AsyncIterator[Callable[[], Any]]:
     """Hold what a fold locks (SQLite's write lock, or the fold's advisory lock on PostgreSQL)
     from another connection; yields a check, from a third connection, that it is held."""
-    if database_url.startswith("sqlite://"):
-        path = database_url.removeprefix("sqlite://")
+    url = DatabaseUrl(database_url)
+    if url.is_sqlite:
+        path = url.sqlite_path
         holder = sqlite3.connect(path, isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")
 
@@ -820,11 +822,11 @@ async def _fold_lock_held_elsewhere(database_url: str) -> AsyncIterator[Callable
             holder.close()
         return
 
-    pg_holder = await asyncpg.connect(database_url)
+    pg_holder = await asyncpg.connect(**url.asyncpg_connect_args())
     await pg_holder.execute("SELECT pg_advisory_lock($1)", FOLD_LOCK_KEY)
 
     async def held_pg() -> bool:
-        other = await asyncpg.connect(database_url)
+        other = await asyncpg.connect(**url.asyncpg_connect_args())
         try:
             return not await other.fetchval("SELECT pg_try_advisory_lock($1)", FOLD_LOCK_KEY)
         finally:

@@ -36,7 +36,7 @@ from tests.fake_anthropic import (
     unauthorized,
     write,
 )
-from tests.support import on_one_database
+from tests.support import is_alive, on_one_database
 
 TOOLS = ("Write", "Edit", "Bash", "Read")
 DONE = '{"status": "complete", "summary": "%s"}'
@@ -211,7 +211,7 @@ async def test_a_refused_api_key_fails_the_run_at_once_naming_the_setting(
     # The run stopped the turn early and its agent with it: nothing is left retrying, and no
     # pipe of it is left open to a finalizer (which once raised inside a later test).
     pid = agent_pid(tmp_path, task)
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not is_alive(pid)
 
 
 @on_one_database("sqlite")
@@ -263,7 +263,7 @@ async def test_cancel_ends_the_agent_and_its_tools_within_seconds(store, fake, p
     assert await asyncio.wait_for(running, 10) == "cancelled"
     assert time.monotonic() - started < 5
     await asyncio.sleep(0.5)
-    assert not [p for p in group if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+    assert not [p for p in group if is_alive(p)]
     await task.refresh_from_db()
     assert (task.status, task.reason) == ("failed", "cancelled")
 
@@ -450,4 +450,4 @@ async def test_a_stopping_worker_hands_its_runs_back_to_the_queue(store, fake, p
     assert (task.status, run.status, run.lease_owner) == ("queued", "queued", None)
     assert run.session_id and run.phase == "implement"  # the next worker resumes the phase
     await asyncio.sleep(0.5)
-    assert not [p for p in tree if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+    assert not [p for p in tree if is_alive(p)]
