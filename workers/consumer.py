@@ -21,6 +21,7 @@ import workers.run_jobs
 import workers.table_jobs
 from orc.config import Settings
 from orc.usage.pricing import load_prices
+from workers.heap_trim import HeapTrimLoop
 from workers.job_runtime import close_runtime, start_runtime
 from workers.queue import configure_queue
 from workers.usage_jobs import FoldLoop
@@ -54,17 +55,21 @@ def run_consumer(settings: Settings) -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     runs: workers.run_jobs.RunLoop | None = None
     folds: FoldLoop | None = None
+    trims: HeapTrimLoop | None = None
     try:
         # A broken pricing.yaml stops the worker before it claims any run.
         prices = load_prices(settings.home)
         start_runtime(settings)
         runs = workers.run_jobs.RunLoop(settings)
         folds = FoldLoop(prices)
+        trims = HeapTrimLoop()
         log.info("job worker started", extra={"threads": settings.worker_threads})
         # What start-up imported stays out of the full collections (see orc.runs.agent._load_sdk).
         gc.freeze()
         consumer.run()
     finally:
+        if trims is not None:
+            trims.stop()
         if folds is not None:
             folds.stop()
         if runs is not None:
