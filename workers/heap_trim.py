@@ -5,7 +5,7 @@ connection resets at every release, the usage fold's statements). glibc keeps wh
 there for reuse instead of returning it, so on a busy server the worker's RSS crept up by a few
 hundred KiB a minute with no live object behind it (bench/README.md, issue 16: tracemalloc flat,
 ``malloc_trim(0)`` gave back 4.9 MiB). ``malloc_trim`` walks every arena and returns its free
-pages; on a worker of about 40 MiB it takes well under a millisecond of the loop.
+pages; on a worker of about 40 MiB it takes 0.2 to 2 ms of the loop.
 
 Only glibc has ``malloc_trim``; elsewhere (musl, macOS) trimming is off and nothing else changes.
 """
