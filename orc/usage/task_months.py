@@ -143,11 +143,20 @@ async def stored_costs(
     """The stored cost of each of these tasks in ``month`` (absent: none folded)."""
     if not numbers:
         return {}
-    marks = ", ".join("?" for _ in numbers)
-    rows = await fetch(
-        conn,
-        "SELECT task_number, cost_usd FROM usage_task_month "  # noqa: S608
-        f"WHERE month = ? AND task_number IN ({marks})",
-        [month, *numbers],
-    )
+    rows = await fetch(conn, stored_costs_sql(len(numbers)), [month, *numbers])
     return {int(r["task_number"]): float(r["cost_usd"]) for r in rows}
+
+
+def stored_costs_sql(count: int) -> str:
+    """``stored_costs``'s query for ``count`` tasks: each looked up by its (month, task_number) key.
+
+    ``tokens`` is read only to keep SQLite off the (month, cost_usd, task_number) index: that
+    index covers the other two columns, and SQLite (without statistics) then preferred walking
+    every task of the month along it to looking up a few by key. On a 30-minute soak that was
+    910 page reads per cost summary at 71,000 tasks, and the API's CPU per request grew with it.
+    """
+    marks = ", ".join("?" for _ in range(count))
+    return (
+        "SELECT task_number, cost_usd, tokens FROM usage_task_month "  # noqa: S608
+        f"WHERE month = ? AND task_number IN ({marks})"
+    )
