@@ -209,8 +209,13 @@ async def test_a_refused_api_key_fails_the_run_at_once_naming_the_setting(
     assert task.status == "failed" and "ANTHROPIC_API_KEY" in (task.reason or "")
     assert len(fake.message_requests) <= 2  # not the CLI's ten retries with backoff
     # The run stopped the turn early and its agent with it: nothing is left retrying, and no
-    # pipe of it is left open to a finalizer (which once raised inside a later test).
+    # pipe of it is left open to a finalizer (which once raised inside a later test). The agent
+    # ends on its launcher's SIGKILL, which can take a moment after the run has ended; without
+    # that stop it ran on, retrying, for minutes.
     pid = agent_pid(tmp_path, task)
+    deadline = time.monotonic() + 10
+    while is_alive(pid) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
     assert not is_alive(pid)
 
 
