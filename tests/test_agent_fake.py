@@ -36,7 +36,7 @@ from tests.fake_anthropic import (
     unauthorized,
     write,
 )
-from tests.support import descendants, is_alive
+from tests.support import descendants, is_alive, wait_for
 
 # claude_agent_sdk is imported where it is used, not here: importing it (its MCP types) costs
 # ~1.5 s of CPU, which every xdist worker would pay when it collects this module.
@@ -131,13 +131,6 @@ def no_cli_left_behind() -> Iterator[None]:
     for process in claude_processes():
         with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()
-
-
-async def wait_for(condition: Any, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        await asyncio.sleep(0.05)
 
 
 async def test_it_writes_edits_and_runs_in_the_working_directory_and_reports_usage(

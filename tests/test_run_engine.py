@@ -36,7 +36,7 @@ from tests.fake_anthropic import (
     unauthorized,
     write,
 )
-from tests.support import is_alive, on_one_database
+from tests.support import is_alive, on_one_database, wait_for
 
 TOOLS = ("Write", "Edit", "Bash", "Read")
 DONE = '{"status": "complete", "summary": "%s"}'
@@ -213,10 +213,7 @@ async def test_a_refused_api_key_fails_the_run_at_once_naming_the_setting(
     # ends on its launcher's SIGKILL, which can take a moment after the run has ended; without
     # that stop it ran on, retrying, for minutes.
     pid = agent_pid(tmp_path, task)
-    deadline = time.monotonic() + 10
-    while is_alive(pid) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    assert not is_alive(pid)
+    await wait_for(lambda: not is_alive(pid), timeout=10)
 
 
 @on_one_database("sqlite")
