@@ -16,7 +16,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import ctypes
-import ctypes.util
 import logging
 from collections.abc import Callable
 
@@ -27,12 +26,11 @@ TRIM_EVERY_SECONDS = 60.0
 
 
 def _load_malloc_trim() -> Callable[[int], int] | None:
-    library = ctypes.util.find_library("c")
-    if library is None:
-        return None
+    # The process's own symbols, libc's among them (as orc.runtime.launcher finds prctl):
+    # ctypes.util.find_library would run ldconfig at every worker start.
     try:
-        trim = ctypes.CDLL(library).malloc_trim
-    except (OSError, AttributeError):
+        trim = ctypes.CDLL(None).malloc_trim
+    except AttributeError:
         return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
