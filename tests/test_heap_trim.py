@@ -19,7 +19,7 @@ SCRIPT = textwrap.dedent(
     """
     import sys, threading, time
     from orc.config import load_settings
-    from workers.heap_trim import HeapTrimLoop
+    from workers.heap_trim import start_heap_trims
     from workers.job_runtime import close_runtime, start_runtime
 
     def rss_anon():
@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent(
                     return int(line.split()[1])
 
     start_runtime(load_settings({"ORC_HOME": sys.argv[1]}))
-    trims = HeapTrimLoop(every=0.2)
+    trims = start_heap_trims(every=0.2)
     kept = []
 
     def allocate_and_free():

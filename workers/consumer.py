@@ -21,10 +21,10 @@ import workers.run_jobs
 import workers.table_jobs
 from orc.config import Settings
 from orc.usage.pricing import load_prices
-from workers.heap_trim import HeapTrimLoop
-from workers.job_runtime import close_runtime, start_runtime
+from workers.heap_trim import start_heap_trims
+from workers.job_runtime import PeriodicLoop, close_runtime, start_runtime
 from workers.queue import configure_queue
-from workers.usage_jobs import FoldLoop
+from workers.usage_jobs import start_folding
 
 log = logging.getLogger("orc.worker")
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
@@ -54,15 +54,15 @@ def run_consumer(settings: Settings) -> None:
     # Before any thread starts: threads (and the agents they spawn) inherit the signal mask.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     runs: workers.run_jobs.RunLoop | None = None
-    folds: FoldLoop | None = None
-    trims: HeapTrimLoop | None = None
+    folds: PeriodicLoop | None = None
+    trims: PeriodicLoop | None = None
     try:
         # A broken pricing.yaml stops the worker before it claims any run.
         prices = load_prices(settings.home)
         start_runtime(settings)
         runs = workers.run_jobs.RunLoop(settings)
-        folds = FoldLoop(prices)
-        trims = HeapTrimLoop()
+        folds = start_folding(prices)
+        trims = start_heap_trims()
         log.info("job worker started", extra={"threads": settings.worker_threads})
         # What start-up imported stays out of the full collections (see orc.runs.agent._load_sdk).
         gc.freeze()

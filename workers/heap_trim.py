@@ -13,15 +13,11 @@ Only glibc has ``malloc_trim``; elsewhere (musl, macOS) trimming is off and noth
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import ctypes
-import logging
 from collections.abc import Callable
 
-from workers.job_runtime import set_event, spawn
+from workers.job_runtime import PeriodicLoop
 
-log = logging.getLogger("orc.worker")
 TRIM_EVERY_SECONDS = 60.0
 
 
@@ -48,28 +44,13 @@ def release_free_heap() -> bool:
     return True
 
 
-class HeapTrimLoop:
-    """Calls ``release_free_heap`` every ``every`` seconds on the worker's loop until ``stop()``."""
+def start_heap_trims(every: float = TRIM_EVERY_SECONDS) -> PeriodicLoop | None:
+    """Call ``release_free_heap`` every ``every`` seconds on the worker's loop until
+    ``stop()``; None where libc cannot trim."""
+    if _malloc_trim is None:
+        return None
 
-    def __init__(self, every: float = TRIM_EVERY_SECONDS) -> None:
-        self.every = every
-        self._stopping = asyncio.Event()
-        self.future: concurrent.futures.Future[None] | None = None
-        if _malloc_trim is not None:
-            self.future = spawn(self._trim_until_stopped())
+    async def trim_once(stopping: asyncio.Event) -> None:
+        release_free_heap()
 
-    async def _trim_until_stopped(self) -> None:
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.every)
-            if not self._stopping.is_set():
-                release_free_heap()
-
-    def stop(self) -> None:
-        if self.future is None:
-            return
-        set_event(self._stopping)
-        try:
-            self.future.result(5)
-        except Exception:
-            log.warning("the heap trim loop did not stop cleanly", exc_info=True)
+    return PeriodicLoop("heap trim", trim_once, every)

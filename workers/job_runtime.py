@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import logging
 import threading
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from orc.config import Settings
@@ -18,6 +20,7 @@ from orc.db import close_database, open_database
 from orc.runs.child_watcher import restore_child_watcher, watch_children_by_pidfd
 
 T = TypeVar("T")
+log = logging.getLogger("orc.worker")
 
 
 class AsyncRuntime:
@@ -116,3 +119,49 @@ def close_runtime() -> None:
         if _runtime is not None:
             _runtime.close()
             _runtime = None
+
+
+class PeriodicLoop:
+    """Runs ``tick(stopping)`` on the shared runtime at once and then every ``every`` seconds,
+    until ``stop()``.
+
+    For the chores every worker process must do itself (fold usage, trim its heap): a Huey
+    periodic task runs in whichever consumer takes it, so with several consumers on one queue
+    some would never run it. ``tick`` is handed the stopping event so a long one can end early.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        tick: Callable[[asyncio.Event], Awaitable[None]],
+        every: float,
+        stop_timeout: float = 5.0,
+    ) -> None:
+        self.name = name
+        self.every = every
+        self.stop_timeout = stop_timeout
+        self._tick = tick
+        self._stopping = asyncio.Event()
+        self.future: concurrent.futures.Future[None] = spawn(self._tick_until_stopped())
+
+    async def _tick_until_stopped(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self._tick(self._stopping)
+            except Exception:
+                # One failed tick must not end the chore for the life of the worker.
+                log.warning("the %s failed", self.name, exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.every)
+
+    def stop(self) -> None:
+        """Let a tick in progress end, then return; cancel it if it does not end within
+        ``stop_timeout`` seconds."""
+        set_event(self._stopping)
+        try:
+            self.future.result(self.stop_timeout)
+        except concurrent.futures.TimeoutError:
+            log.warning("the %s did not end in %g s: cancelled", self.name, self.stop_timeout)
+            self.future.cancel()
+        except Exception:
+            log.warning("the %s did not stop cleanly", self.name, exc_info=True)
