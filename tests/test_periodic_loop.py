@@ -60,8 +60,9 @@ def test_a_chore_goes_on_after_a_failed_round_and_a_stuck_one_does_not_hold_up_s
     assert result["after_failure"] >= 3, result
     assert "WARNING the flaky chore failed" in done.stderr
     assert "RuntimeError: the first round fails" in done.stderr
-    # A chore between rounds stops at once; a stuck one is cancelled after its stop_timeout.
-    assert result["flaky_stop"] < 0.5, result
+    # A chore between rounds stops without waiting out its stop_timeout (5 s); a stuck one is
+    # cancelled after its own (0.5 s).
+    assert result["flaky_stop"] < 2.5, result
     assert 0.5 <= result["stuck_stop"] < 5, result
     assert result["stuck_cancelled"], result
     assert "WARNING the stuck chore did not end in 0.5 s: cancelled" in done.stderr
