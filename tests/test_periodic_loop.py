@@ -11,7 +11,8 @@ from pathlib import Path
 
 # A worker process with two chores on its job runtime, every 0.05 s:
 # - "flaky" fails its first round, then counts its rounds;
-# - "stuck" never ends its round, whatever the stopping event says.
+# - "stuck" never ends its round, whatever the stopping event says;
+# - "away" finds the database away (a closed port), once.
 # Printed: the rounds "flaky" did after its failure, and how long each stop() took.
 SCRIPT = textwrap.dedent(
     """
@@ -31,10 +32,18 @@ SCRIPT = textwrap.dedent(
     async def stuck(stopping):
         await asyncio.sleep(3600)
 
+    away_rounds = []
+
+    async def away(stopping):
+        away_rounds.append(1)
+        if len(away_rounds) == 1:
+            raise ConnectionError("the port is closed")
+
     flaky_loop = PeriodicLoop("flaky chore", flaky, every=0.05)
     stuck_loop = PeriodicLoop("stuck chore", stuck, every=0.05, stop_timeout=0.5)
+    away_loop = PeriodicLoop("away chore", away, every=0.05)
     deadline = time.monotonic() + 10
-    while len(rounds) < 4 and time.monotonic() < deadline:
+    while (len(rounds) < 4 or len(away_rounds) < 2) and time.monotonic() < deadline:
         time.sleep(0.05)
     started = time.monotonic()
     flaky_loop.stop()
@@ -42,6 +51,7 @@ SCRIPT = textwrap.dedent(
     started = time.monotonic()
     stuck_loop.stop()
     stuck_stop = time.monotonic() - started
+    away_loop.stop()
     close_runtime()
     print(json.dumps({"after_failure": len(rounds) - 1, "flaky_stop": flaky_stop,
                       "stuck_stop": stuck_stop, "stuck_cancelled": stuck_loop.future.cancelled()}))
@@ -60,6 +70,9 @@ def test_a_chore_goes_on_after_a_failed_round_and_a_stuck_one_does_not_hold_up_s
     assert result["after_failure"] >= 3, result
     assert "WARNING the flaky chore failed" in done.stderr
     assert "RuntimeError: the first round fails" in done.stderr
+    # A database that is away is one line, not a traceback, as everywhere in the worker.
+    assert "WARNING the away chore failed: ConnectionError: the port is closed" in done.stderr
+    assert done.stderr.count("Traceback") == 1, done.stderr
     # A chore between rounds stops without waiting out its stop_timeout (5 s); a stuck one is
     # cancelled after its own (0.5 s).
     assert result["flaky_stop"] < 2.5, result

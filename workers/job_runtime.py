@@ -16,7 +16,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from orc.config import Settings
-from orc.db import close_database, open_database
+from orc.db import close_database, describe_error, open_database
+from orc.db.unavailable import is_database_unavailable
 from orc.runs.child_watcher import restore_child_watcher, watch_children_by_pidfd
 
 T = TypeVar("T")
@@ -148,9 +149,14 @@ class PeriodicLoop:
         while not self._stopping.is_set():
             try:
                 await self._tick(self._stopping)
-            except Exception:
-                # One failed tick must not end the chore for the life of the worker.
-                log.warning("the %s failed", self.name, exc_info=True)
+            except Exception as exc:
+                # One failed round must not end the chore for the life of the worker. As the run
+                # loop does: a database that is away (down, a full disk) one line a round until it
+                # is back; anything else with its traceback.
+                if is_database_unavailable(exc):
+                    log.warning("the %s failed: %s", self.name, describe_error(exc))
+                else:
+                    log.warning("the %s failed", self.name, exc_info=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.every)
 

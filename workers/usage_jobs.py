@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from orc.db import describe_error
-from orc.db.unavailable import is_database_unavailable
 from orc.usage.pricing import PriceList
 from orc.usage.rollups import fold_usage
 from workers.job_runtime import PeriodicLoop
@@ -34,18 +32,8 @@ def start_folding(prices: PriceList) -> PeriodicLoop:
     back) if it has not ended within STOP_TIMEOUT_SECONDS."""
 
     async def fold_once(stopping: asyncio.Event) -> None:
-        try:
-            result = await asyncio.wait_for(
-                fold_usage(prices, stopping=stopping), FOLD_TIMEOUT_SECONDS
-            )
-        except Exception as exc:
-            # As the run loop does: a database that is away (down, a full disk) one line a
-            # try until it is back; anything else with its traceback.
-            if is_database_unavailable(exc):
-                log.warning("could not fold usage: %s", describe_error(exc))
-            else:
-                log.warning("could not fold usage", exc_info=True)
-            return
+        # A failure is logged by the loop, which tries again in FOLD_EVERY_SECONDS.
+        result = await asyncio.wait_for(fold_usage(prices, stopping=stopping), FOLD_TIMEOUT_SECONDS)
         if result.events:
             # Twelve a minute on a busy server: detail, not news.
             log.debug(
